@@ -1,0 +1,9 @@
+"""paddle-psp: PSPNet and DeepLabV3 on dilated ResNet50/101 for PaddleSeg on Paddle 3.
+
+``import paddle_psp`` registers into ``paddleseg.cvlibs.manager``:
+MODELS ZooPSPNet, ZooDeepLabV3; BACKBONES ZooResNet50_vd, ZooResNet101_vd; LOSSES ZooCrossEntropyLoss.
+"""
+__version__ = '0.1.0'
+
+from paddle_psp import models  # noqa: E402,F401  (registers models and backbones)
+from paddle_psp.engine import losses  # noqa: E402,F401  (registers the loss)

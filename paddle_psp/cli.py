@@ -1,0 +1,56 @@
+"""The ``paddleseg`` console command: one verb per module, imported only when used."""
+import argparse
+import importlib
+import sys
+
+from paddle_psp import __version__
+from paddle_psp.errors import UserError
+
+# verb -> (module with a ``main(argv)``, one-line help)
+VERBS = {
+    'train': ('paddle_psp.engine.train', 'train a model from a YAML config'),
+    'val': ('paddle_psp.engine.evaluate', 'evaluate a checkpoint (mIoU, Acc, Kappa, Dice), with TTA / sliding window'),
+    'predict': ('paddle_psp.engine.predict', 'write colour predictions for images'),
+    'export': ('paddle_psp.engine.export', 'export a Paddle Inference model and deploy.yaml'),
+    'benchmark': ('paddle_psp.benchmark', 'fill the mIoU / flip / ms+flip table for zoo entries or a checkpoint'),
+    'download': ('paddle_psp.hub', 'download and cache a zoo checkpoint or a URL'),
+    'prepare': ('paddle_psp.data.prepare', 'convert Cityscapes / VOC+SBD from their official formats'),
+    'quickstart': ('paddle_psp.quickstart', 'the built-in demo: small synthetic dataset, train, benchmark'),
+    'models': ('paddle_psp.models.summary', 'build the four zoo models and run one forward pass'),
+}
+ALIASES = {'evaluate': 'val'}
+
+
+def _top_parser():
+    parser = argparse.ArgumentParser(
+        prog='paddleseg',
+        description='PSPNet and DeepLabV3 (dilated ResNet, OS8) for PaddleSeg on Paddle 3.',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='verbs:\n' + '\n'.join(f'  {v:<11} {h}' for v, (_, h) in VERBS.items())
+        + '\n\nRun "paddleseg VERB --help" for the options of a verb.')
+    parser.add_argument('--version', action='version', version=f'paddle-psp {__version__}')
+    parser.add_argument('verb', choices=sorted(VERBS) + sorted(ALIASES), metavar='VERB')
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _top_parser()
+    if not argv or argv[0] in ('-h', '--help', '--version'):
+        parser.parse_args(argv or ['--help'])
+    verb = ALIASES.get(argv[0], argv[0])
+    if verb not in VERBS:
+        parser.error(f'unknown verb {argv[0]!r}; choose from {", ".join(sorted(VERBS))}')
+    module = importlib.import_module(VERBS[verb][0])
+    try:
+        return module.main(argv[1:]) or 0
+    except UserError as err:
+        print(f'paddleseg {verb}: error: {err}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f'paddleseg {verb}: interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets: preparation of the official formats and the built-in synthetic one."""

@@ -1,0 +1,463 @@
+"""``paddleseg prepare``: turn Cityscapes and PASCAL VOC 2012 + SBD into what PaddleSeg's datasets read.
+
+``paddleseg prepare cityscapes --root ROOT``
+    ROOT holds ``leftImg8bit/`` and ``gtFine/`` as unpacked from the official ``leftImg8bit_trainvaltest.zip``
+    and ``gtFine_trainvaltest.zip``. For every split folder in ``gtFine/`` (train, val, test) it writes:
+
+    - ``ROOT/gtFine/SPLIT/CITY/X_gtFine_labelTrainIds.png`` beside each ``X_gtFine_labelIds.png``: uint8
+      train ids 0..18 and 255 (ignore), mapped with the official table ``cityscapesscripts.helpers.labels``
+      (label id -> trainId; trainId 255 or -1 -> 255);
+    - ``ROOT/SPLIT.txt``: one line per image,
+      ``leftImg8bit/SPLIT/CITY/X_leftImg8bit.png gtFine/SPLIT/CITY/X_gtFine_labelTrainIds.png``,
+      paths relative to ROOT, in the order ``paddleseg.datasets.Cityscapes`` pairs them.
+
+    Then ``Cityscapes(dataset_root=ROOT, mode=SPLIT)`` reads it.
+
+``paddleseg prepare voc12aug --voc VOCDEVKIT --sbd SBD``
+    VOCDEVKIT is the ``VOCdevkit`` folder of ``VOCtrainval_11-May-2012.tar`` (holding ``VOC2012/``; the
+    ``VOC2012`` folder itself is accepted too). SBD is SBD's ``benchmark_RELEASE`` folder from ``benchmark.tgz``
+    or its ``dataset/`` subfolder (holding ``cls/*.mat``, ``train.txt``, ``val.txt``). Inside
+    ``VOCDEVKIT/VOC2012`` it writes:
+
+    - ``SegmentationClassAug/NAME.png``: plain uint8 class ids 0..20 and 255 (ignore), no palette. For every
+      name in VOC's ``ImageSets/Segmentation/{train,val}.txt`` it is VOC's palette-indexed
+      ``SegmentationClass/NAME.png`` (its indices, 255 borders kept); for every other name in SBD's
+      ``train.txt``/``val.txt`` it is ``GTcls.Segmentation`` of SBD's ``cls/NAME.mat``. VOC's annotation
+      wins for images both have.
+    - ``ImageSets/Segmentation/aug.txt``: SBD train+val minus VOC train+val, sorted. This is the list that
+      ``PascalVOC(mode='trainaug')`` appends to VOC's ``train.txt`` (labels read from SegmentationClassAug).
+    - ``ImageSets/Segmentation/trainaug.txt``: the whole train-aug set, VOC train + aug.txt, sorted (10582
+      names for the official data); all its labels are in SegmentationClassAug.
+
+    Then ``PascalVOC(dataset_root=VOCDEVKIT, mode='trainaug')`` reads it.
+
+Every PNG and list is written atomically, so a killed run leaves no half-written file. A label PNG that
+exists and is not older than its source is skipped, so a second run converts nothing and an interrupted
+run resumes where it stopped; ``--force`` converts everything again.
+"""
+import argparse
+import functools
+import glob
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Callable, NamedTuple
+
+import cv2
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from paddle_psp import atomic
+from paddle_psp.errors import UserError
+
+CITYSCAPES_DOWNLOAD = 'https://www.cityscapes-dataset.com/downloads/'
+VOC_DOWNLOAD = 'http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar'
+SBD_DOWNLOAD = 'http://home.bharathh.info/pubs/codes/SBD/download.html'
+IGNORE = 255
+LABEL_IDS_SUFFIX = '_gtFine_labelIds.png'
+TRAIN_IDS_SUFFIX = '_gtFine_labelTrainIds.png'
+IMAGE_SUFFIX = '_leftImg8bit.png'
+VOC_ALLOWED = np.append(np.arange(21), IGNORE)
+CITYSCAPES_LAYOUT = (
+    'expected ROOT/leftImg8bit/SPLIT/CITY/*_leftImg8bit.png and ROOT/gtFine/SPLIT/CITY/*_gtFine_labelIds.png '
+    f'as unpacked from leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip ({CITYSCAPES_DOWNLOAD})')
+VOC_LAYOUT = ('expected the VOCdevkit folder of VOCtrainval_11-May-2012.tar, holding VOC2012/JPEGImages, '
+              f'VOC2012/SegmentationClass and VOC2012/ImageSets/Segmentation ({VOC_DOWNLOAD})')
+SBD_LAYOUT = ("expected SBD's benchmark_RELEASE folder from benchmark.tgz or its dataset/ subfolder, holding "
+              f'cls/*.mat, train.txt and val.txt ({SBD_DOWNLOAD})')
+
+
+class Job(NamedTuple):
+    """One label image to convert: ``decode(src)`` is the uint8 array saved as a PNG at ``dst``."""
+    src: str
+    dst: str
+    decode: Callable
+
+
+class ListFile(NamedTuple):
+    """A list file that was written (``changed``) or found already up to date."""
+    path: str
+    lines: int
+    changed: bool
+
+
+class Result(NamedTuple):
+    """What one ``prepare`` run did."""
+    converted: int
+    total: int
+    lists: list
+
+
+# ---------------------------------------------------------------- reading and writing label images
+
+def _reason(err):
+    """``err`` as one line of text."""
+    return ' '.join(str(err).split()) or type(err).__name__
+
+
+def _listing(values, most=8):
+    """``'1, 2, 3, ...'`` for the first ``most`` values."""
+    shown = ', '.join(str(v) for v in values[:most])
+    return shown + (', ...' if len(values) > most else '')
+
+
+def read_index_png(path):
+    """Read an 8-bit label PNG as its stored values (a palette PNG gives its indices, not colours).
+
+    Raises:
+        UserError: The file cannot be decoded or is not single-channel 8-bit / palette-indexed.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            values = np.asarray(image)
+    except (OSError, SyntaxError, ValueError) as err:
+        raise UserError(f'{path}: cannot decode PNG ({_reason(err)}); expected an intact label PNG') from err
+    if mode not in ('L', 'P'):
+        raise UserError(f'{path}: PNG mode {mode}; expected an 8-bit single-channel or palette-indexed PNG')
+    return values
+
+
+def write_label_png(path, labels):
+    """Atomically write a 2-D uint8 array as a plain 8-bit grayscale PNG."""
+    ok, encoded = cv2.imencode('.png', labels)
+    if not ok:
+        raise RuntimeError(f'{path}: OpenCV could not encode a {labels.dtype} array of shape {labels.shape}')
+    atomic.write_bytes(path, encoded.tobytes())
+
+
+@functools.lru_cache(maxsize=None)
+def cityscapes_lut():
+    """256-entry table label id -> train id (255 = ignore) from cityscapesscripts; -1 marks unknown ids."""
+    from cityscapesscripts.helpers.labels import labels
+    lut = np.full(256, -1, dtype=np.int16)
+    for label in labels:
+        if label.id >= 0:
+            lut[label.id] = IGNORE if label.trainId in (-1, 255) else label.trainId
+    return lut
+
+
+def cityscapes_train_ids(path, lut):
+    """Decode a ``*_gtFine_labelIds.png`` and map it to train ids with ``lut``.
+
+    Raises:
+        UserError: Undecodable PNG or label ids missing from the official table.
+    """
+    label_ids = read_index_png(path)
+    train_ids = lut[label_ids]
+    unknown = train_ids < 0
+    if unknown.any():
+        known = np.flatnonzero(lut >= 0)
+        raise UserError(f'{path}: label ids {_listing(np.unique(label_ids[unknown]))} not in the Cityscapes '
+                        f'label table; expected ids {known.min()}..{known.max()} (cityscapesscripts)')
+    return train_ids.astype(np.uint8)
+
+
+def _voc_class_ids(path, labels):
+    """Check that ``labels`` holds VOC class ids 0..20 or 255 only and return them as uint8."""
+    bad = np.setdiff1d(np.unique(labels), VOC_ALLOWED)
+    if bad.size:
+        raise UserError(f'{path}: label values {_listing(bad)} out of range; '
+                        'expected class ids 0..20 or 255 (ignore)')
+    return labels.astype(np.uint8)
+
+
+def voc_png_labels(path):
+    """Class ids of VOC's palette-indexed ``SegmentationClass/NAME.png``."""
+    return _voc_class_ids(path, read_index_png(path))
+
+
+def sbd_mat_labels(path):
+    """Class ids of SBD's ``cls/NAME.mat`` (the ``Segmentation`` field of its ``GTcls`` struct).
+
+    Raises:
+        UserError: Unreadable file, missing struct/field, wrong shape or out-of-range values.
+    """
+    from scipy.io import loadmat
+    try:
+        mat = loadmat(path)
+    except Exception as err:  # a damaged file makes scipy raise OSError, ValueError, zlib.error, ...
+        raise UserError(f'{path}: cannot read MAT file ({_reason(err)}); expected an SBD cls/*.mat') from err
+    struct = mat.get('GTcls')
+    fields = struct.dtype.names if isinstance(struct, np.ndarray) else None
+    if not fields or 'Segmentation' not in fields or struct.size != 1:
+        raise UserError(f"{path}: no 'GTcls' struct with a 'Segmentation' field; expected an SBD cls/*.mat")
+    labels = np.asarray(struct['Segmentation'].item())
+    if labels.ndim != 2 or labels.dtype.kind not in 'uif':
+        raise UserError(f'{path}: GTcls.Segmentation is a {labels.dtype} array of shape {labels.shape}; '
+                        'expected a 2-D array of class ids')
+    return _voc_class_ids(path, labels)
+
+
+# ---------------------------------------------------------------- running the conversions
+
+def convert(job):
+    """Decode ``job.src`` and write its labels to ``job.dst``."""
+    write_label_png(job.dst, job.decode(job.src))
+
+
+def _up_to_date(job):
+    """True when ``job.dst`` exists, is not empty and is not older than ``job.src``."""
+    try:
+        written = os.stat(job.dst)
+    except FileNotFoundError:
+        return False
+    return written.st_size > 0 and written.st_mtime_ns >= os.stat(job.src).st_mtime_ns
+
+
+def _pool_context():
+    # Fork where it is the safe default (Linux): the workers inherit the imported modules instead of
+    # importing paddle_psp (and Paddle) again, and they use only NumPy, Pillow, OpenCV and SciPy.
+    return multiprocessing.get_context('fork' if sys.platform.startswith('linux') else None)
+
+
+def _convert_in_pool(jobs, workers, advance):
+    """Convert ``jobs`` with ``workers`` processes; on the first error wait for running jobs, drop the rest."""
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+    try:
+        for future in as_completed([executor.submit(convert, job) for job in jobs]):
+            future.result()
+            advance()
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def run_jobs(jobs, workers=2, force=False, desc='converting'):
+    """Convert the jobs whose output is missing or stale (all of them with ``force``).
+
+    A progress bar goes to stderr when it is a terminal.
+
+    Returns:
+        int: The number of label images converted.
+    """
+    pending = list(jobs) if force else [job for job in jobs if not _up_to_date(job)]
+    with tqdm(total=len(pending), desc=desc, unit='img', file=sys.stderr,
+              disable=not sys.stderr.isatty()) as bar:
+        if workers > 1 and len(pending) > 1:
+            _convert_in_pool(pending, workers, bar.update)
+        else:
+            for job in pending:
+                convert(job)
+                bar.update()
+    return len(pending)
+
+
+def write_list(path, lines):
+    """Atomically write ``lines`` (one per line) to ``path`` unless it already holds exactly them."""
+    text = ''.join(line + '\n' for line in lines)
+    if os.path.isfile(path):
+        with open(path, encoding='utf-8') as f:
+            if f.read() == text:
+                return ListFile(path, len(lines), changed=False)
+    atomic.write_text(path, text)
+    return ListFile(path, len(lines), changed=True)
+
+
+# ---------------------------------------------------------------- Cityscapes
+
+def _require_dir(path, layout):
+    """Raise a UserError that names ``path`` and the expected ``layout`` unless it is a directory."""
+    if not os.path.isdir(path):
+        raise UserError(f'{path}: no such directory; {layout}')
+
+
+def _check_images_match(root, split, stems):
+    """Every label of ``split`` has its image and every image its label (PaddleSeg pairs them by order)."""
+    images = glob.glob(os.path.join(root, 'leftImg8bit', split, '*', '*' + IMAGE_SUFFIX))
+    image_stems = {os.path.relpath(path, root)[:-len(IMAGE_SUFFIX)].split(os.sep, 2)[2] for path in images}
+    no_image, no_label = sorted(stems - image_stems), sorted(image_stems - stems)
+    if no_image:
+        raise UserError(f'{os.path.join(root, "leftImg8bit", split, no_image[0] + IMAGE_SUFFIX)}: missing for '
+                        f'its gtFine label; {CITYSCAPES_LAYOUT}')
+    if no_label:
+        raise UserError(f'{os.path.join(root, "gtFine", split, no_label[0] + LABEL_IDS_SUFFIX)}: missing for '
+                        f'its leftImg8bit image; {CITYSCAPES_LAYOUT}')
+
+
+def plan_cityscapes(root):
+    """Check ROOT's layout and list the conversions and the per-split list lines.
+
+    Returns:
+        tuple: (list of Job, dict split -> list of ``'image label'`` lines).
+    """
+    for path in (root, os.path.join(root, 'gtFine'), os.path.join(root, 'leftImg8bit')):
+        _require_dir(path, CITYSCAPES_LAYOUT)
+    label_files = sorted(glob.glob(os.path.join(root, 'gtFine', '*', '*', '*' + LABEL_IDS_SUFFIX)))
+    if not label_files:
+        raise UserError(f'{os.path.join(root, "gtFine")}: no SPLIT/CITY/*{LABEL_IDS_SUFFIX}; {CITYSCAPES_LAYOUT}')
+    decode = functools.partial(cityscapes_train_ids, lut=cityscapes_lut())
+    jobs, lines, stems = [], {}, {}
+    for label_ids in label_files:
+        split, stem = os.path.relpath(label_ids, os.path.join(root, 'gtFine'))[:-len(LABEL_IDS_SUFFIX)].split(
+            os.sep, 1)
+        jobs.append(Job(label_ids, label_ids[:-len(LABEL_IDS_SUFFIX)] + TRAIN_IDS_SUFFIX, decode))
+        unix_stem = stem.replace(os.sep, '/')
+        lines.setdefault(split, []).append(
+            f'leftImg8bit/{split}/{unix_stem}{IMAGE_SUFFIX} gtFine/{split}/{unix_stem}{TRAIN_IDS_SUFFIX}')
+        stems.setdefault(split, set()).add(stem)
+    for split, split_stems in stems.items():
+        _check_images_match(root, split, split_stems)
+    return jobs, lines
+
+
+def prepare_cityscapes(root, workers=2, force=False):
+    """Write the labelTrainIds PNGs and the SPLIT.txt lists under ``root`` (see the module docstring).
+
+    Args:
+        root (str): Cityscapes root holding ``leftImg8bit/`` and ``gtFine/``.
+        workers (int, optional): Conversion processes. Default: 2.
+        force (bool, optional): Convert even up-to-date outputs. Default: False.
+
+    Returns:
+        Result: Counts and the list files.
+    """
+    jobs, lines = plan_cityscapes(root)
+    converted = run_jobs(jobs, workers, force, desc='cityscapes')
+    lists = [write_list(os.path.join(root, f'{split}.txt'), split_lines) for split, split_lines in lines.items()]
+    return Result(converted, len(jobs), lists)
+
+
+# ---------------------------------------------------------------- VOC 2012 + SBD
+
+def _voc_devkit(voc):
+    """The VOCdevkit folder for ``--voc`` (which may also name its VOC2012 subfolder), layout checked."""
+    _require_dir(voc, VOC_LAYOUT)
+    if os.path.basename(os.path.abspath(voc)) == 'VOC2012' and not os.path.isdir(os.path.join(voc, 'VOC2012')):
+        voc = os.path.dirname(os.path.abspath(voc))
+    for sub in ('VOC2012', 'VOC2012/JPEGImages', 'VOC2012/SegmentationClass', 'VOC2012/ImageSets/Segmentation'):
+        _require_dir(os.path.join(voc, *sub.split('/')), VOC_LAYOUT)
+    return voc
+
+
+def _sbd_dataset(sbd):
+    """SBD's ``dataset`` folder for ``--sbd`` (benchmark_RELEASE or benchmark_RELEASE/dataset)."""
+    _require_dir(sbd, SBD_LAYOUT)
+    for candidate in (sbd, os.path.join(sbd, 'dataset')):
+        if os.path.isdir(os.path.join(candidate, 'cls')):
+            return candidate
+    raise UserError(f'{sbd}: no cls/ folder; {SBD_LAYOUT}')
+
+
+def _read_names(path, layout):
+    """Image names listed in ``path``, one per line."""
+    if not os.path.isfile(path):
+        raise UserError(f'{path}: missing; {layout}')
+    with open(path, encoding='utf-8') as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def _require_files(paths, why):
+    """Raise for the first of ``paths`` that does not exist."""
+    for path in paths:
+        if not os.path.isfile(path):
+            raise UserError(f'{path}: missing; expected {why}')
+
+
+def plan_voc12aug(voc, sbd):
+    """Check both layouts and list the conversions and the name lists.
+
+    Returns:
+        tuple: (VOC2012 folder, list of Job, dict list file name -> sorted names).
+    """
+    voc2012 = os.path.join(_voc_devkit(voc), 'VOC2012')
+    sbd = _sbd_dataset(sbd)
+    sets = os.path.join(voc2012, 'ImageSets', 'Segmentation')
+    voc_train = set(_read_names(os.path.join(sets, 'train.txt'), VOC_LAYOUT))
+    voc_names = sorted(voc_train | set(_read_names(os.path.join(sets, 'val.txt'), VOC_LAYOUT)))
+    sbd_names = {name for split in ('train', 'val') for name in _read_names(os.path.join(sbd, f'{split}.txt'),
+                                                                            SBD_LAYOUT)}
+    aug = sorted(sbd_names - set(voc_names))
+    out_dir = os.path.join(voc2012, 'SegmentationClassAug')
+    jobs = [Job(os.path.join(voc2012, 'SegmentationClass', f'{name}.png'), os.path.join(out_dir, f'{name}.png'),
+                voc_png_labels) for name in voc_names]
+    jobs += [Job(os.path.join(sbd, 'cls', f'{name}.mat'), os.path.join(out_dir, f'{name}.png'), sbd_mat_labels)
+             for name in aug]
+    _require_files([job.src for job in jobs], 'a label file for every name in the VOC and SBD train/val lists')
+    _require_files([os.path.join(voc2012, 'JPEGImages', f'{name}.jpg') for name in voc_names + aug],
+                   f'a VOC2012/JPEGImages image for every name in the VOC and SBD train/val lists; {VOC_LAYOUT}')
+    return voc2012, jobs, {'aug.txt': aug, 'trainaug.txt': sorted(voc_train | set(aug))}
+
+
+def prepare_voc12aug(voc, sbd, workers=2, force=False):
+    """Write SegmentationClassAug and the aug/trainaug lists inside ``voc`` (see the module docstring).
+
+    Args:
+        voc (str): The VOCdevkit folder (or its VOC2012 subfolder).
+        sbd (str): SBD's benchmark_RELEASE folder or its dataset/ subfolder.
+        workers (int, optional): Conversion processes. Default: 2.
+        force (bool, optional): Convert even up-to-date outputs. Default: False.
+
+    Returns:
+        Result: Counts and the list files.
+    """
+    voc2012, jobs, names = plan_voc12aug(voc, sbd)
+    converted = run_jobs(jobs, workers, force, desc='voc12aug')
+    sets = os.path.join(voc2012, 'ImageSets', 'Segmentation')
+    lists = [write_list(os.path.join(sets, file_name), file_names) for file_name, file_names in names.items()]
+    return Result(converted, len(jobs), lists)
+
+
+# ---------------------------------------------------------------- command line
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{text}: expected an integer >= 1')
+    return value
+
+
+def build_parser():
+    """The ``paddleseg prepare`` argument parser with one sub-command per dataset."""
+    parser = argparse.ArgumentParser(
+        prog='paddleseg prepare',
+        description='Convert a dataset from its official format into what PaddleSeg\'s datasets read. '
+                    'Safe to re-run: up-to-date outputs are skipped, every file is written atomically.')
+    datasets = parser.add_subparsers(dest='dataset', required=True, metavar='DATASET')
+    city = datasets.add_parser(
+        'cityscapes', help='gtFine *_labelIds.png -> *_labelTrainIds.png, plus ROOT/{train,val,test}.txt',
+        description='Write gtFine/SPLIT/CITY/*_gtFine_labelTrainIds.png beside each *_gtFine_labelIds.png '
+                    '(official cityscapesscripts label table) and ROOT/SPLIT.txt lists.')
+    city.add_argument('--root', required=True,
+                      help='Cityscapes root holding leftImg8bit/ and gtFine/ (from leftImg8bit_trainvaltest.zip '
+                           'and gtFine_trainvaltest.zip)')
+    voc = datasets.add_parser(
+        'voc12aug', help='VOC 2012 + SBD -> VOC2012/SegmentationClassAug and ImageSets/Segmentation/aug.txt',
+        description='Write VOC2012/SegmentationClassAug/*.png (VOC SegmentationClass without palette, SBD '
+                    'cls/*.mat for the other images) and ImageSets/Segmentation/{aug,trainaug}.txt, as '
+                    'PaddleSeg\'s PascalVOC(mode="trainaug") expects.')
+    voc.add_argument('--voc', required=True, help='the VOCdevkit folder (holding VOC2012/)')
+    voc.add_argument('--sbd', required=True, help="SBD's benchmark_RELEASE folder or its dataset/ subfolder")
+    for sub in (city, voc):
+        sub.add_argument('--workers', type=_positive_int, default=2, help='conversion processes (default: 2)')
+        sub.add_argument('--force', action='store_true', help='convert even outputs that are up to date')
+    return parser
+
+
+def _report(dataset, result):
+    """Print what a run did, one line per fact."""
+    if result.converted:
+        print(f'{dataset}: converted {result.converted} label images '
+              f'({result.total - result.converted} already up to date)')
+    else:
+        print(f'{dataset}: nothing to convert; all {result.total} label images are up to date')
+    for list_file in result.lists:
+        state = 'wrote' if list_file.changed else 'up to date:'
+        print(f'{dataset}: {state} {list_file.path} ({list_file.lines} lines)')
+
+
+def main(argv=None):
+    """``paddleseg prepare {cityscapes,voc12aug} ...``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.dataset == 'cityscapes':
+        result = prepare_cityscapes(args.root, args.workers, args.force)
+    else:
+        result = prepare_voc12aug(args.voc, args.sbd, args.workers, args.force)
+    _report(args.dataset, result)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

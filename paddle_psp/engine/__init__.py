@@ -1,0 +1,1 @@
+"""Training, evaluation, test-time augmentation, prediction and export."""

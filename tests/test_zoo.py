@@ -1,0 +1,259 @@
+"""The zoo manifest agrees with the published tables and the configs; the README table tooling works."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from paddleseg.cvlibs.config import parse_from_yaml
+from paddleseg.datasets import Cityscapes, PascalVOC
+
+from paddle_psp import zoo
+from paddle_psp.errors import UserError
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(REPO_ROOT), 'shared')
+SEEDS_DIR = os.path.join(SHARED, 'seeds')
+SEED_TABLE_FILES = ('000_9754fb7aaa3729cd.txt', '004_36fb086aa04736cd.txt')  # PSPNet, DeepLabV3 READMEs
+REFERENCE_MD = os.path.join(SHARED, 'REFERENCE.md')
+CHECKPOINT_URL = re.compile(
+    r'^https://bj\.bcebos\.com/paddleseg/dygraph/(cityscapes|pascal_voc12)/(\w+)/model\.pdparams$')
+CHECKPOINT_DIR = {'cityscapes': 'cityscapes', 'voc12aug': 'pascal_voc12'}
+DATASET_CLASS = {'cityscapes': Cityscapes, 'voc12aug': PascalVOC}
+UPSTREAM_TYPE = {'ZooPSPNet': 'PSPNet', 'ZooDeepLabV3': 'DeepLabV3',
+                 'ZooResNet50_vd': 'ResNet50', 'ZooResNet101_vd': 'ResNet101'}
+
+
+def split_cells(row):
+    """Cells of a markdown table row; `\\|` inside a cell is not a separator."""
+    return [cell.strip() for cell in re.split(r'(?<!\\)\|', row.strip().strip('|'))]
+
+
+def parse_seed_tables(text):
+    """{section title: [row line, ...]} for the data rows of every '### title' table in a README."""
+    sections = {}
+    title = None
+    for line in text.splitlines():
+        if line.startswith('### '):
+            title = line[4:].strip()
+            sections[title] = []
+        elif title and line.startswith('|') and not line.startswith(('| Model', '|:-')):
+            sections[title].append(line.strip())
+    return sections
+
+
+def seed_rows_by_dataset():
+    """Seed data rows of both seed READMEs, grouped by section title, PSPNet file first."""
+    grouped = {}
+    for file_name in SEED_TABLE_FILES:
+        with open(os.path.join(SEEDS_DIR, file_name), encoding='utf-8') as f:
+            for title, rows in parse_seed_tables(f.read()).items():
+                grouped.setdefault(title, []).extend(rows)
+    return grouped
+
+
+def parse_row(row):
+    """A seed row as a dict with the manifest's keys (numbers as floats, links by label)."""
+    model, backbone, resolution, iters, miou, flip, ms_flip, links = split_cells(row)
+    urls = dict(re.findall(r'\[(\w+)\]\(([^)\s]+)\)', links))
+    return {'name': CHECKPOINT_URL.match(urls['model']).group(2), 'model': model, 'backbone': backbone,
+            'resolution': resolution, 'iters': int(iters), 'miou': float(miou.rstrip('%')),
+            'miou_flip': float(flip.rstrip('%')), 'miou_ms_flip': float(ms_flip.rstrip('%')),
+            'checkpoint_url': urls['model'], 'log_url': urls['log'], 'vdl_url': urls['vdl']}
+
+
+def remeasured_from_reference():
+    """{(model, backbone, dataset): ms+flip} from REFERENCE.md's 'Re-measured' sentence.
+
+    Its order is the seed table's, read down each dataset column: R50 and R101 on Cityscapes, then on
+    VOC (this matches PaddleSeg's current configs/pspnet and configs/deeplabv3 READMEs).
+    """
+    with open(REFERENCE_MD, encoding='utf-8') as f:
+        text = ' '.join(f.read().split())
+    match = re.search(
+        r'Re-measured ms\+flip after the TTA fix: PSPNet ([\d., ]+); DeepLabV3 ([\d., ]+)', text)
+    order = [(backbone, dataset) for dataset in ('cityscapes', 'voc12aug')
+             for backbone in ('ResNet50_OS8', 'ResNet101_OS8')]
+    found = {}
+    for model, numbers in zip(('PSPNet', 'DeepLabV3'), match.groups()):
+        values = [float(v) for v in numbers.strip(' ,').split(', ')]
+        assert len(values) == 4
+        found.update({(model, backbone, dataset): v for (backbone, dataset), v in zip(order, values)})
+    return found
+
+
+@pytest.fixture(scope='module')
+def seeds():
+    """Seed table rows grouped by dataset title."""
+    return seed_rows_by_dataset()
+
+
+def test_manifest_matches_published_tables(seeds):
+    titles = {zoo.dataset_info(key)['title']: key for key in ('cityscapes', 'voc12aug')}
+    assert set(seeds) == set(titles)
+    expected = {}
+    for title, rows in seeds.items():
+        for row in rows:
+            entry = parse_row(row)
+            entry['dataset'] = titles[title]
+            expected[entry['name']] = entry
+    assert sorted(zoo.names()) == sorted(expected)
+    for name, published in expected.items():
+        entry = zoo.get(name)
+        wrong = {key: (entry.get(key), value) for key, value in published.items() if entry.get(key) != value}
+        assert not wrong, f'{name}: manifest != seed table (ours, seed): {wrong}'
+
+
+def test_remeasured_ms_flip_matches_reference():
+    remeasured = remeasured_from_reference()
+    assert remeasured[('PSPNet', 'ResNet50_OS8', 'cityscapes')] == 79.66  # stated explicitly in REFERENCE.md
+    for entry in zoo.entries():
+        key = (entry['model'], entry['backbone'], entry['dataset'])
+        assert entry['miou_ms_flip_remeasured'] == remeasured[key], entry['name']
+
+
+def test_manifest_fixed_fields():
+    for entry in zoo.entries():
+        name = entry['name']
+        assert entry['checkpoint_url'] == (f'https://bj.bcebos.com/paddleseg/dygraph/'
+                                           f'{CHECKPOINT_DIR[entry["dataset"]]}/{name}/model.pdparams')
+        assert entry['config'] == f'configs/{entry["dataset"]}/{name}.yml'
+        assert entry['devices'] == 4
+        assert entry['total_batch_size'] == {'cityscapes': 8, 'voc12aug': 16}[entry['dataset']]
+        assert 'sha256' in entry and entry['sha256'] is None
+        dataset_class = DATASET_CLASS[entry['dataset']]
+        assert zoo.dataset_info(entry['dataset'])['num_classes'] == dataset_class.NUM_CLASSES
+
+
+@pytest.mark.parametrize('name', zoo.names())
+def test_manifest_agrees_with_config(name):
+    entry = zoo.get(name)
+    path = zoo.config_path(name)
+    assert path == os.path.join(REPO_ROOT, entry['config'])
+    config = parse_from_yaml(path)
+    assert config['iters'] == entry['iters']
+    assert config['batch_size'] * entry['devices'] == entry['total_batch_size']
+    transforms = config['train_dataset']['transforms']
+    crops = [t['crop_size'] for t in transforms if t['type'] == 'RandomPaddingCrop']
+    assert crops == [[int(side) for side in entry['resolution'].split('x')]]
+    assert UPSTREAM_TYPE[config['model']['type']] == entry['model']
+    assert UPSTREAM_TYPE[config['model']['backbone']['type']] + '_OS8' == entry['backbone']
+    assert config['model']['backbone']['output_stride'] == 8
+    assert config['train_dataset']['type'] == DATASET_CLASS[entry['dataset']].__name__
+
+
+def test_markdown_table_reproduces_seed_tables(seeds):
+    """Per dataset: heading, header, alignment, then the PSPNet seed rows and DeepLabV3 seed rows verbatim."""
+    table = zoo.markdown_table()
+    for title, rows in seeds.items():
+        block = '\n'.join([f'### {title}', '', zoo.TABLE_HEADER, zoo.TABLE_ALIGN] + rows)
+        assert block + '\n\n' in table, f'{title}: generated table differs from the seed rows'
+    with open(os.path.join(SEEDS_DIR, SEED_TABLE_FILES[0]), encoding='utf-8') as f:
+        seed_text = f.read()
+    assert zoo.TABLE_HEADER in seed_text and zoo.TABLE_ALIGN in seed_text
+    assert table.index('### Cityscapes') < table.index('### Pascal VOC 2012 + Aug')
+
+
+def test_markdown_table_notes_remeasured_numbers():
+    table = zoo.markdown_table()
+    note = table[table.index('Re-measured'):]
+    for entry in zoo.entries():
+        assert f'{entry["model"]} {entry["backbone"]} {entry["miou_ms_flip_remeasured"]:.2f}%' in note
+
+
+def test_get_unknown_name_lists_valid_names():
+    with pytest.raises(UserError) as error:
+        zoo.get('pspnet_resnet18')
+    message = str(error.value)
+    assert 'pspnet_resnet18' in message and '\n' not in message
+    assert all(name in message for name in zoo.names())
+
+
+def test_get_returns_a_copy():
+    name = zoo.names()[0]
+    zoo.get(name)['iters'] = 1
+    zoo.entries()[0]['iters'] = 1
+    assert zoo.get(name)['iters'] == 80000
+
+
+def test_entries_filters():
+    assert len(zoo.entries()) == 8
+    assert [e['name'] for e in zoo.entries(model='pspnet', dataset='voc12aug')] == [
+        'pspnet_resnet50_os8_voc12aug_512x512_40k', 'pspnet_resnet101_os8_voc12aug_512x512_40k']
+    assert [e['name'] for e in zoo.entries(backbone='ResNet101_OS8', model='DeepLabV3')] == [
+        'deeplabv3_resnet101_os8_cityscapes_1024x512_80k', 'deeplabv3_resnet101_os8_voc12aug_512x512_40k']
+    assert {e['dataset'] for e in zoo.entries(dataset='Cityscapes')} == {'cityscapes'}
+    with pytest.raises(UserError, match=r"dataset 'ade20k': .*cityscapes, voc12aug"):
+        zoo.entries(dataset='ade20k')
+
+
+def test_config_path_outside_a_checkout(tmp_path):
+    with pytest.raises(UserError, match='configs/cityscapes/pspnet_resnet50_os8_cityscapes_1024x512_80k.yml'):
+        zoo.config_path('pspnet_resnet50_os8_cityscapes_1024x512_80k', root=str(tmp_path))
+
+
+README_TEMPLATE = ('# paddle-psp\n\nIntro text.\n\n## Model zoo\n\n{start}\n{body}\n{end}\n\n'
+                   '## License\n\nApache-2.0\n')
+
+
+def write_readme(tmp_path, body='stale table', start=zoo.README_START, end=zoo.README_END):
+    """A temp README around a zoo block holding `body`, with the given marker lines."""
+    path = tmp_path / 'README.md'
+    path.write_text(README_TEMPLATE.format(start=start, body=body, end=end), encoding='utf-8')
+    return path
+
+
+def test_write_readme_replaces_only_the_block(tmp_path):
+    path = write_readme(tmp_path)
+    assert zoo.check_readme(str(path)) is False
+    assert zoo.write_readme(str(path)) is True
+    text = path.read_text(encoding='utf-8')
+    expected = README_TEMPLATE.format(start=zoo.README_START, body=zoo.markdown_table(), end=zoo.README_END)
+    assert text == expected
+    assert zoo.check_readme(str(path)) is True
+    assert zoo.write_readme(str(path)) is False
+    assert [p.name for p in tmp_path.iterdir()] == ['README.md']
+
+
+def test_main_check_and_write(tmp_path, capsys):
+    path = write_readme(tmp_path)
+    assert zoo.main(['--check-readme', str(path)]) == 1
+    assert 'out of date' in capsys.readouterr().err
+    assert zoo.main(['--write-readme', str(path)]) == 0
+    assert zoo.main(['--check-readme', str(path)]) == 0
+    edited = path.read_text(encoding='utf-8').replace('78.83%', '78.84%')
+    path.write_text(edited, encoding='utf-8')
+    assert zoo.main(['--check-readme', str(path)]) == 1
+
+
+@pytest.mark.parametrize('start,end', [
+    ('', zoo.README_END),
+    (zoo.README_START, ''),
+    (zoo.README_END, zoo.README_START),
+    (zoo.README_START + '\n' + zoo.README_START, zoo.README_END),
+])
+def test_bad_markers_are_user_errors(tmp_path, capsys, start, end):
+    path = write_readme(tmp_path, start=start, end=end)
+    before = path.read_bytes()
+    assert zoo.main(['--write-readme', str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and err.count('\n') == 1
+    assert path.read_bytes() == before
+    with pytest.raises(UserError):
+        zoo.check_readme(str(path))
+
+
+def test_missing_readme(tmp_path, capsys):
+    assert zoo.main(['--check-readme', str(tmp_path / 'README.md')]) == 2
+    assert 'no such file' in capsys.readouterr().err
+
+
+def test_module_entry_point(tmp_path):
+    path = write_readme(tmp_path, body=zoo.markdown_table())
+    result = subprocess.run([sys.executable, '-m', 'paddle_psp.zoo', '--check-readme', str(path)],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_repository_readme_table_is_generated_from_the_manifest():
+    assert zoo.check_readme(os.path.join(REPO_ROOT, 'README.md'))
