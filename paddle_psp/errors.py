@@ -8,3 +8,8 @@ class UserError(Exception):
     Subclasses ``Exception`` (not ``ValueError``) so that programming errors are
     never mistaken for user errors.
     """
+
+
+def one_line(err):
+    """``err``'s message squeezed onto one line (at most 200 characters), or its type's name."""
+    return ' '.join(str(err).split())[:200] or type(err).__name__

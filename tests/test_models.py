@@ -85,7 +85,7 @@ def test_resnet18_basic_blocks_match_paddleseg_and_output_strides():
     image = paddle.zeros([1, 3, 64, 64])
     for stride in (8, 16, 32):
         features = ResNetVd(18, output_stride=stride)(image)
-        assert [f.shape[-1] for f in features] == [16, 8, 64 // max(stride, 16), 64 // stride]
+        assert [f.shape[-1] for f in features] == [16, 8, 64 // min(stride, 16), 64 // stride]
 
 
 def test_training_mode_adds_the_auxiliary_logits():

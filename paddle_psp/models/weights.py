@@ -1,36 +1,23 @@
 """Load a ``.pdparams`` state dict into a layer, reporting exactly what was and was not loaded."""
-import os
-
 import numpy as np
 import paddle
 
-from paddle_psp.errors import UserError
+from paddle_psp.errors import UserError, one_line
 from paddle_psp.log import logger
 
 
-def read_state_dict(path):
-    """Read a Paddle state dict from ``path``; a UserError naming the file if it is not one."""
-    if not os.path.isfile(path):
-        raise UserError(f'{path}: no such checkpoint file; expected a .pdparams file')
+def read_state_dict(path, label=None):
+    """Read a Paddle state dict from ``path``; a UserError naming ``label`` (default: the file) if it is not one."""
+    label = label or path
     try:
-        state = paddle.load(path)
+        state = paddle.load(path, return_numpy=True)
     except Exception as err:  # paddle raises many types for a foreign file
-        raise UserError(f'{path}: not a Paddle state dict (.pdparams): {_one_line(err)}') from None
+        raise UserError(f'{label}: not a Paddle checkpoint (.pdparams state dict): {one_line(err)}') from None
     if not isinstance(state, dict) or not state or not all(
             isinstance(v, (paddle.Tensor, np.ndarray)) for v in state.values()):
-        raise UserError(f'{path}: not a Paddle state dict (.pdparams): expected a dict of tensors')
+        raise UserError(f'{label}: not a Paddle checkpoint (.pdparams state dict): loads as a {type(state).__name__}, '
+                        'expected a dict of tensors')
     return state
-
-
-def resolve(spec):
-    """A local ``.pdparams`` path for ``spec``: a file, a directory holding model.pdparams, a URL or zoo name."""
-    spec = os.fspath(spec)
-    if os.path.isdir(spec):
-        return os.path.join(spec, 'model.pdparams')
-    if os.path.exists(spec):
-        return spec
-    from paddle_psp import hub  # downloads only when needed
-    return hub.resolve(spec)
 
 
 def load_weights(layer, spec, strict=False):
@@ -41,14 +28,16 @@ def load_weights(layer, spec, strict=False):
 
     Args:
         layer (paddle.nn.Layer): The model or backbone.
-        spec (str): A local path, directory, URL or zoo name (see :func:`resolve`).
+        spec (str): A local file, a directory holding model.pdparams, a URL or a zoo name
+            (see :func:`paddle_psp.hub.resolve`).
         strict (bool, optional): Raise a UserError unless every tensor of ``layer`` was loaded (weights of
             another model). Default: False.
 
     Returns:
         dict: ``loaded``, ``missing``, ``unexpected`` and ``mismatched`` key lists.
     """
-    path = resolve(spec)
+    from paddle_psp import hub  # imported here: hub needs this module to check downloads
+    path = hub.resolve(spec)
     state = read_state_dict(path)
     own = layer.state_dict()
     loadable, mismatched = {}, []
@@ -71,7 +60,3 @@ def load_weights(layer, spec, strict=False):
     logger.info(f'loaded {len(loadable)}/{len(own)} tensors from {path}'
                 + (f' ({len(unexpected)} unexpected keys ignored)' if unexpected else ''))
     return {'loaded': list(loadable), 'missing': missing, 'unexpected': unexpected, 'mismatched': mismatched}
-
-
-def _one_line(err):
-    return ' '.join(str(err).split())[:200] or type(err).__name__

@@ -1,0 +1,565 @@
+"""Fetch, verify and cache checkpoints: :func:`resolve` and the ``paddleseg download`` verb.
+
+A *spec* is one of:
+
+* a local ``.pdparams`` file, or a local directory holding ``model.pdparams``;
+* a ``file://`` URL to either of those;
+* an http(s) URL to a ``.pdparams`` file, or to a ``.tar.gz`` / ``.tgz`` / ``.tar`` / ``.zip`` archive
+  holding ``model.pdparams`` at its top or in a top-level folder (PaddleSeg's ImageNet backbones);
+* a zoo name such as ``pspnet_resnet50_os8_cityscapes_1024x512_80k``, looked up in ``paddle_psp.zoo``.
+
+Cache layout, the one PaddleSeg 2.8 uses, so that an existing PaddleSeg cache is reused::
+
+    $SEG_HOME/pretrained_model/       $SEG_HOME defaults to ~/.paddleseg
+        <parent>/<file>               from .../<parent>/<file>, e.g. <config name>/model.pdparams
+        <stem>/model.pdparams         from an archive .../<stem>.tar.gz (stem: file name up to its first dot)
+        <parent>/<file>.part          an interrupted download, resumed with an HTTP Range request
+        <stem>.tar.gz.part            an interrupted archive download (same for .tgz, .tar, .zip)
+        <parent>.lock, <stem>.lock    fcntl locks: one process downloads, the others wait, then reuse it
+        .unpack-*                     an archive being unpacked, renamed into place once verified
+
+Names are taken from the original URL (percent-decoded), never from a mirror. A download reaches its
+final name only after its checks pass: complete body (Content-Length), not HTML, the pinned sha256 if
+any, and ``paddle.load`` giving a dict of tensors. An entry already in the cache (downloaded before,
+by PaddleSeg, or put there by hand) is reused as it is; a pinned sha256 is checked on it when it is a
+plain file (for an archive the pin covers the archive, which is not kept).
+
+Environment variables:
+
+* ``SEG_HOME``: the cache root, as in PaddleSeg (default ``~/.paddleseg``).
+* ``PADDLE_PSP_MIRROR``: a base URL that replaces ``https://bj.bcebos.com`` at the start of any URL,
+  e.g. ``https://mirror.example.com/bcebos`` or ``file:///shared/bcebos`` (a copy of the bucket's
+  tree). Cache paths do not change.
+
+Transient failures (connection errors, timeouts, HTTP 408/429/5xx, short bodies) are retried with
+exponential backoff (:class:`RetryPolicy`); what is still missing afterwards is a one-line
+:class:`~paddle_psp.errors.UserError` naming the URL and the cache path where a file fetched by hand
+can be put.
+"""
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import gzip
+import hashlib
+import http.client
+import importlib
+import os
+import posixpath
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+import zlib
+
+from paddle_psp.errors import UserError, one_line
+from paddle_psp.models.weights import read_state_dict
+
+CHECKPOINT_NAME = 'model.pdparams'
+ARCHIVE_SUFFIXES = ('.tar.gz', '.tgz', '.tar', '.zip')
+MIRROR_ENV = 'PADDLE_PSP_MIRROR'
+MIRRORED_BASE = re.compile(r'^https?://bj\.bcebos\.com(?=/)')
+RETRY_STATUS = (408, 425, 429)
+CHUNK_BYTES = 1 << 20
+USER_AGENT = 'paddle-psp (urllib)'
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a download is tried.
+
+    Attributes:
+        attempts (int): Tries in all, the first included.
+        base_delay (float): Seconds before the second try; doubled before each later one.
+        max_delay (float): Upper bound of one wait, in seconds.
+        timeout (float): Socket timeout of one request, in seconds.
+    """
+    attempts: int = 4
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    timeout: float = 60.0
+
+    def __post_init__(self):
+        if self.attempts < 1:
+            raise ValueError(f'RetryPolicy.attempts must be at least 1, got {self.attempts}')
+
+    def delay(self, failures):
+        """Seconds to wait after ``failures`` failed tries."""
+        return min(self.max_delay, self.base_delay * 2 ** (failures - 1))
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    """Where a URL's checkpoint lives in the cache."""
+    url: str  # the URL fetched (mirror applied)
+    path: str  # the final .pdparams
+    part: str  # the partial download
+    lock: str
+    archive: bool
+
+    @property
+    def folder(self):
+        """The folder holding ``path`` (for an archive: its unpacked contents)."""
+        return os.path.dirname(self.path)
+
+
+class _Transient(Exception):
+    """A failure worth another try (network, server overload, short body)."""
+
+
+def resolve(spec, sha256=None, *, force=False, retry=None):
+    """A local path to a loadable ``.pdparams`` file for ``spec``, downloading it if needed.
+
+    Args:
+        spec (str|os.PathLike): A local file or directory, a file:// or http(s) URL, or a zoo name.
+        sha256 (str, optional): Pinned SHA-256 (hex) of the file, or of the archive for archive URLs.
+            For a zoo name, the manifest's ``sha256`` is used when this is not given.
+        force (bool, optional): Download again even if the cache has the entry. Default: False.
+        retry (RetryPolicy, optional): Retries and timeouts. Default: ``DEFAULT_RETRY``.
+
+    Returns:
+        str: The path of the checkpoint file.
+
+    Raises:
+        UserError: One line naming the spec or URL and what went wrong.
+    """
+    spec = os.fspath(spec)
+    sha256 = _normalise_sha256(sha256, 'sha256')
+    retry = retry or DEFAULT_RETRY
+    scheme = urllib.parse.urlparse(spec).scheme.lower()
+    if scheme == 'file':
+        return _resolve_local(_file_url_path(spec), sha256)
+    if scheme in ('http', 'https'):
+        return _resolve_url(spec, sha256, force, retry)
+    if '://' in spec:
+        raise UserError(f'{spec}: unsupported URL scheme; expected http://, https:// or file://')
+    path = os.path.expanduser(spec)
+    if os.path.exists(path) or _looks_like_path(spec):
+        return _resolve_local(path, sha256)
+    return _resolve_zoo_name(spec, sha256, force, retry)
+
+
+def cache_dir():
+    """The folder of cached checkpoints: ``$SEG_HOME/pretrained_model`` (``~/.paddleseg`` by default)."""
+    home = os.environ.get('SEG_HOME') or os.path.join(os.path.expanduser('~'), '.paddleseg')
+    if os.path.isfile(home):
+        raise UserError(f'SEG_HOME: {home} is a file; expected a directory for the download cache')
+    return os.path.join(home, 'pretrained_model')
+
+
+# ----------------------------------------------------------------------------- specs
+
+def _looks_like_path(spec):
+    return os.sep in spec or '/' in spec or spec.startswith(('.', '~')) or spec.endswith('.pdparams')
+
+
+def _file_url_path(url):
+    parsed = urllib.parse.urlparse(url)
+    if parsed.netloc not in ('', 'localhost'):
+        raise UserError(f'{url}: file URL names host {parsed.netloc!r}; expected file:///absolute/path')
+    return urllib.request.url2pathname(parsed.path)
+
+
+def _resolve_local(path, sha256):
+    if os.path.isdir(path):
+        path = os.path.join(path, CHECKPOINT_NAME)
+        if not os.path.isfile(path):
+            raise UserError(f'{path}: no such file; expected the directory to hold {CHECKPOINT_NAME}')
+    elif not os.path.isfile(path):
+        raise UserError(f'{path}: no such file; expected a .pdparams file, a directory holding '
+                        f'{CHECKPOINT_NAME}, an http(s) or file URL, or a zoo name')
+    if sha256:
+        _check_sha256(path, sha256, label=path)
+    return os.path.abspath(path)
+
+
+def _resolve_zoo_name(name, sha256, force, retry):
+    zoo = importlib.import_module('paddle_psp.zoo')
+    known = zoo.names()
+    if name not in known:
+        raise UserError(f'{name}: no such file, URL or zoo name; expected a path, a URL or one of: '
+                        + ', '.join(known))
+    entry = zoo.get(name)
+    url = entry.get('checkpoint_url')
+    if not url:
+        raise UserError(f'{name}: the zoo entry has no checkpoint_url; expected a published checkpoint')
+    pinned = sha256 or _normalise_sha256(entry.get('sha256'), f'{name}: sha256')
+    return _resolve_url(url, pinned, force, retry)
+
+
+def _normalise_sha256(value, key):
+    if not value:
+        return None
+    digest = str(value).strip().lower()
+    if not re.fullmatch(r'[0-9a-f]{64}', digest):
+        raise UserError(f'{key}: {value!r} is not a SHA-256 digest; expected 64 hex digits')
+    return digest
+
+
+# ----------------------------------------------------------------------------- cache entries
+
+def _resolve_url(url, sha256, force, retry):
+    entry = _entry_for(url)
+    if not force and os.path.isfile(entry.path):
+        return _reuse_cached(entry, sha256)
+    os.makedirs(os.path.dirname(entry.lock), exist_ok=True)
+    with _file_lock(entry.lock):
+        if force:
+            _discard(entry.part)
+        elif os.path.isfile(entry.path):  # another process fetched it while this one waited
+            return _reuse_cached(entry, sha256)
+        _fetch(entry, sha256, retry)
+    return entry.path
+
+
+def _entry_for(url):
+    """The cache entry of ``url``, named as PaddleSeg names it."""
+    parts = urllib.parse.unquote(urllib.parse.urlparse(url).path).split('/')
+    file_name = _safe_component(parts[-1], url)
+    home = cache_dir()
+    fetched = _mirrored(url)
+    if file_name.lower().endswith(ARCHIVE_SUFFIXES):
+        stem = _safe_component(file_name.split('.')[0], url)
+        return _Entry(fetched, os.path.join(home, stem, CHECKPOINT_NAME),
+                      os.path.join(home, file_name + '.part'), os.path.join(home, stem + '.lock'), True)
+    parent = parts[-2] if len(parts) > 2 and parts[-2] else file_name.split('.')[0]
+    parent = _safe_component(parent, url)
+    path = os.path.join(home, parent, file_name)
+    return _Entry(fetched, path, path + '.part', os.path.join(home, parent + '.lock'), False)
+
+
+def _safe_component(name, url):
+    if name in ('', '.', '..') or '\0' in name:
+        raise UserError(f'{url}: cannot name a cache entry after this URL; expected .../<folder>/<file>')
+    return name
+
+
+def _mirrored(url):
+    mirror = os.environ.get(MIRROR_ENV, '').strip().rstrip('/')
+    if not mirror or not MIRRORED_BASE.match(url):
+        return url
+    if urllib.parse.urlparse(mirror).scheme not in ('http', 'https', 'file'):
+        raise UserError(f'{MIRROR_ENV}: {mirror!r} is not a base URL; '
+                        'expected e.g. https://mirror.example.com')
+    return MIRRORED_BASE.sub(lambda _: mirror, url, count=1)
+
+
+def _reuse_cached(entry, sha256):
+    if sha256 and not entry.archive:
+        _check_sha256(entry.path, sha256, label=entry.path,
+                      hint=f'; delete it or run "paddleseg download {entry.url} --force"')
+    return entry.path
+
+
+@contextlib.contextmanager
+def _file_lock(path):
+    """Hold an exclusive ``flock`` on ``path``; tell the user when another process holds it."""
+    with open(path, 'a') as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _say(f'waiting for another process to finish {os.path.splitext(path)[0]} ...')
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _discard(path):
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def _say(message):
+    print(f'paddle-psp: {message}', file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- fetch and install
+
+def _fetch(entry, sha256, retry):
+    """Download ``entry`` into its ``.part`` file, check it and move it (or its contents) into place."""
+    _say(f'downloading {entry.url}')
+    _download(entry, retry)
+    try:
+        _check_body(entry.part, entry.url, sha256)
+        if entry.archive:
+            _install_archive(entry)
+        else:
+            _check_checkpoint(entry.part, entry.url)
+            os.replace(entry.part, entry.path)
+    finally:
+        _discard(entry.part)  # complete but rejected, or already unpacked: nothing to resume
+
+
+def _install_archive(entry):
+    home = os.path.dirname(entry.folder)
+    scratch = tempfile.mkdtemp(prefix='.unpack-', dir=home)
+    try:
+        _unpack(entry.part, scratch, entry.url)
+        found = _folder_with_checkpoint(scratch, entry.url)
+        _check_checkpoint(os.path.join(found, CHECKPOINT_NAME), entry.url)
+        _replace_dir(found, entry.folder)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _folder_with_checkpoint(root, url):
+    """``root`` or its first top-level folder that holds model.pdparams."""
+    folders = [root] + sorted(e.path for e in os.scandir(root) if e.is_dir(follow_symlinks=False))
+    for folder in folders:
+        if os.path.isfile(os.path.join(folder, CHECKPOINT_NAME)):
+            return folder
+    raise UserError(f'{url}: the archive holds no {CHECKPOINT_NAME}; expected it at the top or in a '
+                    'top-level folder')
+
+
+def _replace_dir(source, target):
+    """Rename ``source`` onto ``target``, first moving aside whatever ``target`` holds."""
+    trash = tempfile.mkdtemp(prefix='.old-', dir=os.path.dirname(target))
+    try:
+        if os.path.lexists(target):
+            os.rename(target, os.path.join(trash, 'entry'))
+        os.rename(source, target)
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- checks
+
+def _check_body(path, url, sha256):
+    with open(path, 'rb') as f:
+        head = f.read(512)
+    if _looks_like_html(head):
+        raise _html_error(url)
+    if sha256:
+        _check_sha256(path, sha256, label=url)
+
+
+def _html_error(url):
+    return UserError(f'{url}: URL answered HTML instead of a checkpoint; expected a .pdparams file or an '
+                     'archive (a login page, an error page or a wrong link?)')
+
+
+def _looks_like_html(head):
+    text = head.lstrip().lower()
+    return text.startswith((b'<!doctype html', b'<html', b'<head', b'<body')) or b'<html' in text
+
+
+def _check_sha256(path, expected, label, hint=''):
+    actual = _sha256_of(path)
+    if actual != expected:
+        raise UserError(f'{label}: SHA-256 is {actual}; expected the pinned {expected}{hint}')
+
+
+def _sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(CHUNK_BYTES), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_checkpoint(path, url):
+    """Raise a UserError naming ``url`` unless ``path`` loads as a non-empty dict of tensors."""
+    read_state_dict(path, label=url)
+
+
+# ----------------------------------------------------------------------------- unpacking
+
+def _unpack(archive, dest, url):
+    """Unpack a zip or (compressed) tar ``archive`` into ``dest``, refusing members that escape it."""
+    try:
+        if zipfile.is_zipfile(archive):
+            _unpack_zip(archive, dest, url)
+        else:
+            _unpack_tar(archive, dest, url)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise UserError(f'{url}: not a valid archive ({one_line(err)}); expected a .tar.gz, .tgz, '
+                        f'.tar or .zip holding {CHECKPOINT_NAME}') from None
+
+
+def _unpack_zip(archive, dest, url):
+    with zipfile.ZipFile(archive) as zf:
+        for name in zf.namelist():
+            _check_member_path(name, name, url)
+        zf.extractall(dest)
+
+
+def _unpack_tar(archive, dest, url):
+    with tarfile.open(archive, 'r:*') as tf:
+        members = tf.getmembers()
+        for member in members:
+            _check_tar_member(member, url)
+        safety = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
+        tf.extractall(dest, members=members, **safety)
+
+
+def _check_tar_member(member, url):
+    _check_member_path(member.name, member.name, url)
+    if member.issym():
+        target = posixpath.join(posixpath.dirname(member.name), member.linkname)
+        _check_member_path(member.name, posixpath.normpath(target), url, link=member.linkname)
+    elif member.islnk():
+        _check_member_path(member.name, posixpath.normpath(member.linkname), url, link=member.linkname)
+    elif not (member.isfile() or member.isdir()):
+        raise UserError(f'{url}: archive member {member.name!r} is a device or fifo; expected files only')
+
+
+def _check_member_path(name, path, url, link=None):
+    """Refuse an absolute ``path`` or one with a ``..`` part (for links: one leaving the folder)."""
+    parts = path.replace('\\', '/').split('/')
+    if path.startswith(('/', '\\')) or re.match(r'^[A-Za-z]:', path) or '..' in parts:
+        what = f'links to {link!r}' if link is not None else 'has an absolute or ".." path'
+        raise UserError(f'{url}: archive member {name!r} {what}, outside the archive; '
+                        'expected paths inside the archive only')
+
+
+# ----------------------------------------------------------------------------- HTTP
+
+def _download(entry, retry):
+    """Complete ``entry.part`` from ``entry.url``, retrying transient failures with backoff."""
+    os.makedirs(os.path.dirname(entry.part), exist_ok=True)
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            return _download_once(entry, retry.timeout)
+        except _Transient as err:
+            reason = str(err)
+            if attempt < retry.attempts:
+                time.sleep(retry.delay(attempt))
+    raise UserError(_unreachable_message(entry, reason, retry.attempts))
+
+
+def _unreachable_message(entry, reason, attempts):
+    by_hand = ('unpack the archive so that its model.pdparams is at' if entry.archive
+               else 'put the file at')
+    return (f'{entry.url}: cannot download ({reason}) after {attempts} attempts; expected a reachable '
+            f'URL: check the network or set {MIRROR_ENV}, or fetch it by hand and {by_hand} {entry.path}')
+
+
+def _download_once(entry, timeout):
+    offset = os.path.getsize(entry.part) if os.path.isfile(entry.part) else 0
+    headers = {'User-Agent': USER_AGENT}
+    if offset:
+        headers['Range'] = f'bytes={offset}-'
+    request = urllib.request.Request(entry.url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            _receive(response, entry, offset)
+    except urllib.error.HTTPError as err:
+        _raise_for_status(err, entry)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        raise _Transient(one_line(getattr(err, 'reason', err))) from None
+
+
+def _raise_for_status(err, entry):
+    status = f'HTTP {err.code} {err.reason}'
+    if err.code == 416:  # the partial file is no prefix of what the server has now: start over
+        _discard(entry.part)
+        raise _Transient(status)
+    if err.code in RETRY_STATUS or err.code >= 500:
+        raise _Transient(status)
+    raise UserError(f'{entry.url}: {status}; expected 200 OK (is the URL right?)')
+
+
+def _receive(response, entry, offset):
+    """Write the body of ``response`` to ``entry.part``, appending when it resumes at ``offset``."""
+    if 'text/html' in response.headers.get('Content-Type', '').lower():
+        _discard(entry.part)
+        raise _html_error(entry.url)
+    if (response.status or 200) != 206:
+        offset = 0  # a full answer (the server may ignore Range): start the file over
+    elif _content_range_start(response) != offset:
+        _discard(entry.part)
+        raise _Transient('the server resumed at another offset than asked')
+    length = _content_length(response)
+    with open(entry.part, 'ab' if offset else 'wb') as out, _Progress(offset, length) as progress:
+        received = _copy(response, out, progress)
+        out.flush()
+        os.fsync(out.fileno())
+    if length is not None and received != length:
+        raise _Transient(f'the body ended after {offset + received} of {offset + length} bytes')
+
+
+def _content_range_start(response):
+    match = re.match(r'\s*bytes\s+(\d+)-', response.headers.get('Content-Range', ''))
+    return int(match.group(1)) if match else None
+
+
+def _content_length(response):
+    value = response.headers.get('Content-Length', '')
+    return int(value) if value.strip().isdigit() else None
+
+
+def _copy(response, out, progress):
+    received = 0
+    for chunk in iter(lambda: response.read(CHUNK_BYTES), b''):
+        out.write(chunk)
+        received += len(chunk)
+        progress.advance(len(chunk))
+    return received
+
+
+class _Progress:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, done, remaining):
+        self.done = done
+        self.total = None if remaining is None else done + remaining
+        self.enabled = sys.stderr is not None and sys.stderr.isatty()
+        self._drawn_at = 0.0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self._draw()
+            sys.stderr.write('\n')
+
+    def advance(self, size):
+        """Count ``size`` more bytes; redraw at most ten times a second."""
+        self.done += size
+        if self.enabled and time.monotonic() - self._drawn_at >= 0.1:
+            self._draw()
+            self._drawn_at = time.monotonic()
+
+    def _draw(self):
+        line = f'{self.done / 2 ** 20:.1f} MiB'
+        if self.total:
+            share = min(1.0, self.done / self.total)
+            line = f'[{"=" * int(30 * share):<30}] {100 * share:5.1f}% {line} of {self.total / 2 ** 20:.1f}'
+        sys.stderr.write('\r' + line)
+        sys.stderr.flush()
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog='paddleseg download',
+        description='Download, verify and cache a checkpoint (zoo name or URL); print its local path.',
+        epilog=f'Cache: $SEG_HOME/pretrained_model (SEG_HOME defaults to ~/.paddleseg). '
+               f'{MIRROR_ENV}=BASE fetches https://bj.bcebos.com/... from BASE/... instead.')
+    parser.add_argument('spec', metavar='NAME|URL',
+                        help='zoo config name, http(s) or file:// URL, or a local path')
+    parser.add_argument('--sha256', metavar='HEX', help='pinned SHA-256 of the file (or archive)')
+    parser.add_argument('--force', action='store_true', help='download again even if cached')
+    return parser
+
+
+def main(argv=None):
+    """``paddleseg download NAME|URL [--sha256 HEX] [--force]``: print the cached path."""
+    args = _parser().parse_args(argv)
+    sha256 = _normalise_sha256(args.sha256, '--sha256')
+    print(resolve(args.spec, sha256, force=args.force))
+    return 0
