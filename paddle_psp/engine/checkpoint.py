@@ -1,0 +1,195 @@
+"""Training checkpoints that are complete or absent: ``save_dir/iter_N/{model.pdparams, model.pdopt,
+checkpoint.json}``.
+
+A checkpoint is written into a hidden temporary directory beside it, ``checkpoint.json`` last, every file
+flushed to disk, then renamed to ``iter_N`` in one step. A kill at any moment leaves either no ``iter_N``
+or a complete one (plus a ``.tmp_*`` directory that the next run removes). Pruning
+moves a checkpoint into a ``.tmp_*`` directory before deleting it, so no half-deleted ``iter_N`` remains.
+"""
+import json
+import os
+import re
+import shutil
+import tempfile
+
+import paddle
+
+from paddle_psp.errors import UserError
+
+MODEL_FILE = 'model.pdparams'
+OPTIMIZER_FILE = 'model.pdopt'
+INFO_FILE = 'checkpoint.json'
+BEST_DIR = 'best_model'
+TEMP_PREFIX = '.tmp_'
+ITER_DIR = re.compile(r'^iter_(\d+)$')
+
+
+def save_checkpoint(save_dir, name, model_state, optimizer_state, info):
+    """Atomically write checkpoint ``save_dir/name``, replacing an older one of that name.
+
+    Args:
+        save_dir (str): Output directory (created if needed).
+        name (str): ``iter_N`` or ``best_model``.
+        model_state (dict): The model's state dict.
+        optimizer_state (dict or None): Optimizer (and LR scheduler, loss scaler) state; None for none.
+        info (dict): JSON-serialisable facts (``iter``, ``metrics``, ...) written to ``checkpoint.json``.
+
+    Returns:
+        str: The checkpoint directory.
+    """
+    os.makedirs(save_dir, exist_ok=True)
+    final = os.path.join(save_dir, name)
+    temp = tempfile.mkdtemp(prefix=f'{TEMP_PREFIX}{name}_', dir=save_dir)
+    try:
+        os.chmod(temp, 0o777 & ~_umask())  # mkdtemp makes it private; a checkpoint is an ordinary folder
+        paddle.save(model_state, os.path.join(temp, MODEL_FILE))
+        if optimizer_state is not None:
+            paddle.save(optimizer_state, os.path.join(temp, OPTIMIZER_FILE))
+        for entry in os.listdir(temp):
+            _fsync(os.path.join(temp, entry))
+        with open(os.path.join(temp, INFO_FILE + '.part'), 'w') as file:
+            json.dump(info, file, indent=1)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(os.path.join(temp, INFO_FILE + '.part'), os.path.join(temp, INFO_FILE))
+        _fsync(temp)
+        _replace_dir(temp, final)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    _fsync(save_dir)
+    return final
+
+
+def load_checkpoint(path, need_optimizer=True):
+    """Read a checkpoint directory written by :func:`save_checkpoint`.
+
+    Args:
+        path (str): ``save_dir/iter_N`` (or ``best_model``).
+        need_optimizer (bool, optional): Require ``model.pdopt`` (resuming). Default: True.
+
+    Returns:
+        tuple: (model state dict, optimizer state dict or None, info dict).
+
+    Raises:
+        UserError: The directory is missing, incomplete or inconsistent with its name.
+    """
+    info = read_info(path)
+    needed = [MODEL_FILE] + ([OPTIMIZER_FILE] if need_optimizer else [])
+    for file_name in needed:
+        if not os.path.isfile(os.path.join(path, file_name)):
+            raise UserError(f'{path}: incomplete checkpoint (no {file_name}); expected a directory written by '
+                            'paddleseg train')
+    try:
+        model_state = paddle.load(os.path.join(path, MODEL_FILE))
+        optimizer_state = paddle.load(os.path.join(path, OPTIMIZER_FILE)) if need_optimizer else None
+    except Exception as err:  # paddle raises many types for a damaged file
+        raise UserError(f'{path}: damaged checkpoint: {" ".join(str(err).split())[:200]}') from None
+    return model_state, optimizer_state, info
+
+
+def read_info(path):
+    """The ``checkpoint.json`` of checkpoint directory ``path``; UserError if absent, unreadable or wrong."""
+    if not os.path.isdir(path):
+        raise UserError(f'{path}: no such checkpoint directory; expected save_dir/iter_N')
+    info_path = os.path.join(path, INFO_FILE)
+    if not os.path.isfile(info_path):
+        raise UserError(f'{path}: incomplete checkpoint (no {INFO_FILE}: its save was interrupted or it was '
+                        'not written by paddleseg train); expected a complete save_dir/iter_N')
+    try:
+        with open(info_path) as file:
+            info = json.load(file)
+        iteration = int(info['iter'])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f'{info_path}: unreadable checkpoint info: {err}') from None
+    match = ITER_DIR.match(os.path.basename(os.path.normpath(path)))
+    if match and int(match.group(1)) != iteration:
+        raise UserError(f'{info_path}: says iter {iteration} but the directory is {os.path.basename(path)}')
+    return info
+
+
+def list_checkpoints(save_dir):
+    """``[(iter, path)]`` of the complete ``iter_N`` checkpoints in ``save_dir``, oldest first."""
+    if not os.path.isdir(save_dir):
+        return []
+    found = []
+    for entry in os.listdir(save_dir):
+        match = ITER_DIR.match(entry)
+        path = os.path.join(save_dir, entry)
+        if match and os.path.isfile(os.path.join(path, INFO_FILE)):
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def prune_checkpoints(save_dir, keep):
+    """Delete the oldest complete ``iter_N`` checkpoints beyond the newest ``keep`` (keep <= 0: keep all)."""
+    if keep <= 0:
+        return
+    for _, path in list_checkpoints(save_dir)[:-keep]:
+        doomed = tempfile.mkdtemp(prefix=f'{TEMP_PREFIX}pruned_', dir=save_dir)
+        os.rename(path, os.path.join(doomed, os.path.basename(path)))  # gone from view in one step
+        shutil.rmtree(doomed)
+
+
+def remove_temporaries(save_dir):
+    """Delete what interrupted saves left behind (hidden ``.tmp_*`` directories)."""
+    if not os.path.isdir(save_dir):
+        return
+    for entry in os.listdir(save_dir):
+        if entry.startswith(TEMP_PREFIX):
+            shutil.rmtree(os.path.join(save_dir, entry), ignore_errors=True)
+
+
+def parameter_names(layer):
+    """``{structured name: internal name}`` of ``layer``'s parameters; optimizer state is keyed by the
+    internal names (``conv2d_3.w_0``), which depend on how many layers the process created before."""
+    return {name: param.name for name, param in layer.named_parameters()}
+
+
+def remap_optimizer_state(state, saved_names, current_names):
+    """Rename the accumulators in optimizer ``state`` from the saving process' internal parameter names to
+    this process' ones (matched through the structured names). Returns a new dict.
+
+    Args:
+        state (dict): Optimizer state dict, e.g. ``{'conv2d_0.w_0_velocity_0': tensor, 'LR_Scheduler': {...}}``.
+        saved_names (dict): :func:`parameter_names` when the state was saved.
+        current_names (dict): :func:`parameter_names` now.
+    """
+    renames = {old: current_names[key] for key, old in saved_names.items() if key in current_names}
+    if all(old == new for old, new in renames.items()):
+        return dict(state)
+
+    def rename(key):
+        for cut in [i for i, char in enumerate(key) if char == '_'][::-1]:
+            if key[:cut] in renames:
+                return renames[key[:cut]] + key[cut:]
+        return renames.get(key, key)
+
+    return {rename(k): ({rename(n): t for n, t in v.items()} if k == 'master_weights' else v)
+            for k, v in state.items()}
+
+
+def _replace_dir(source, target):
+    """Rename directory ``source`` to ``target``; an existing ``target`` is moved aside first, then deleted."""
+    if not os.path.exists(target):
+        os.rename(source, target)
+        return
+    old = tempfile.mkdtemp(prefix=f'{TEMP_PREFIX}old_', dir=os.path.dirname(target))
+    os.rename(target, os.path.join(old, 'previous'))
+    os.rename(source, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync(path):
+    """Flush a file or directory to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,150 @@
+"""``paddleseg val``: evaluate a checkpoint on a config's validation set (mIoU, Acc, Kappa, Dice, per class).
+
+The library function :func:`evaluate` is also what training calls for ``--do_eval``. PaddleSeg 2.8's own
+``core.evaluate`` fails on Paddle 3, so this is a re-implementation of its semantics: each image goes
+through the val transforms, is inferred (optionally with TTA / sliding window, see
+:mod:`paddle_psp.engine.infer`), the logits are mapped back to the original size (VOC's padding cropped
+off), and the argmax is scored against the label with pixels labelled 255 ignored.
+"""
+import argparse
+import time
+
+import numpy as np
+import paddle
+
+from paddle_psp.engine import infer, metrics
+from paddle_psp.engine.config import load_config
+from paddle_psp.log import logger
+from paddle_psp.models.weights import load_weights
+
+LOG_EVERY_SECONDS = 30
+
+
+def evaluate(model, dataset, aug_eval=False, scales=(1.0,), flip_horizontal=False, flip_vertical=False,
+             is_slide=False, crop_size=None, stride=None, legacy=False, num_workers=0, print_detail=True):
+    """Score ``model`` on ``dataset`` (PaddleSeg ``val`` mode: samples with 'img', 'label', 'trans_info').
+
+    Args:
+        model (paddle.nn.Layer|callable): A segmentation model (run in eval mode; its training mode is
+            restored afterwards) or a ``forward(batch) -> logits`` callable (see :mod:`infer`).
+        dataset (paddle.io.Dataset): The validation dataset; needs ``num_classes``, ``ignore_index``.
+        aug_eval (bool, optional): Test-time augmentation with ``scales`` and flips. Default: False.
+        scales (float|tuple, optional): TTA scales. Default: (1.0,).
+        flip_horizontal (bool, optional): TTA with horizontal flips. Default: False.
+        flip_vertical (bool, optional): TTA with vertical flips. Default: False.
+        is_slide (bool, optional): Sliding-window inference with ``crop_size`` and ``stride``. Default: False.
+        crop_size (tuple, optional): Window (w, h). Default: None.
+        stride (tuple, optional): Window stride (w, h). Default: None.
+        legacy (bool, optional): PaddleSeg's pre-2023 TTA semantics (see :mod:`infer`). Default: False.
+        num_workers (int, optional): Processes reading and transforming images. Default: 0.
+        print_detail (bool, optional): Log progress and the metric report. Default: True.
+
+    Returns:
+        dict: ``mIoU``, ``Acc``, ``Kappa``, ``Dice`` (floats); ``class_IoU``, ``class_precision``,
+        ``class_recall``, ``class_Dice`` (arrays); ``confusion`` ((C, C) int64, rows labels);
+        ``class_names``; ``num_images``; ``seconds``.
+
+    Raises:
+        UserError: Bad TTA / sliding-window options.
+    """
+    options = infer.InferOptions.create(aug_eval, scales, flip_horizontal, flip_vertical, is_slide, crop_size,
+                                        stride, legacy)
+    return evaluate_with_options(model, dataset, options, num_workers, print_detail)
+
+
+def evaluate_with_options(model, dataset, options, num_workers=0, print_detail=True):
+    """:func:`evaluate` with the inference settings given as an :class:`infer.InferOptions`."""
+    names = metrics.class_names(metrics.dataset_type_name(dataset), dataset.num_classes)
+    was_training = isinstance(model, paddle.nn.Layer) and model.training
+    forward = infer.layer_forward(model) if isinstance(model, paddle.nn.Layer) else model
+    try:
+        matrix, count, seconds = _score(forward, dataset, options, num_workers, print_detail)
+    finally:
+        if was_training:
+            model.train()
+    scores = metrics.scores_from_confusion(matrix)
+    scores.update(class_names=names, num_images=count, seconds=seconds)
+    if print_detail:
+        metrics.log_report(scores, names, count)
+    return scores
+
+
+def _score(forward, dataset, options, num_workers, print_detail):
+    """The confusion matrix of ``dataset``: with several processes (data-parallel training), each scores
+    every world-size-th image and the matrices are summed across processes."""
+    world, rank = paddle.distributed.get_world_size(), paddle.distributed.get_rank()
+    if world > 1 and not paddle.distributed.is_initialized():
+        paddle.distributed.init_parallel_env()
+    indices = list(range(rank, len(dataset), world))
+    confusion = metrics.ConfusionMatrix(dataset.num_classes, getattr(dataset, 'ignore_index', 255))
+    if print_detail:
+        logger.info(f'[EVAL] {len(dataset)} images, {options.summary()}')
+    start = last_log = time.time()
+    for done, sample in enumerate(_samples(dataset, indices, num_workers), 1):
+        pred = infer.infer_labels(forward, sample['img'], sample['trans_info'], options)
+        label = np.asarray(sample['label'])
+        if label.size != pred.size:
+            raise ValueError(f'image {done}: prediction {list(pred.shape)} and label {list(label.shape)} '
+                             'differ in size; val transforms must record each resize / padding in trans_info')
+        confusion.update(pred, label)
+        if print_detail and (time.time() - last_log > LOG_EVERY_SECONDS or done == len(indices)):
+            last_log = time.time()
+            logger.info(f'[EVAL] {done}/{len(indices)} images, {(last_log - start) / done:.2f} s/image')
+    matrix = confusion.matrix
+    if world > 1:
+        total = paddle.to_tensor(matrix)
+        paddle.distributed.all_reduce(total)
+        matrix = total.numpy()
+    return matrix, len(dataset) if world > 1 else len(indices), time.time() - start
+
+
+def _samples(dataset, indices, num_workers):
+    """The samples at ``indices``, read in ``num_workers`` background processes when > 0."""
+    if num_workers <= 0:
+        return (dataset[i] for i in indices)
+    subset = paddle.io.Subset(dataset, indices)
+    return iter(paddle.io.DataLoader(subset, batch_size=1, shuffle=False, num_workers=num_workers,
+                                     collate_fn=_only_item, use_shared_memory=False))
+
+
+def _only_item(batch):
+    """DataLoader collate for batches of one: the sample itself, trans_info untouched."""
+    return batch[0]
+
+
+def load_model(cfg, model_path):
+    """The config's model with the checkpoint ``model_path`` loaded strictly, in eval mode.
+
+    Raises:
+        UserError: No such checkpoint, or weights of another model (naming the first mismatched keys).
+    """
+    model = cfg.model
+    load_weights(model, model_path, strict=True)
+    model.eval()
+    return model
+
+
+def build_parser():
+    """The ``paddleseg val`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog='paddleseg val', description='Evaluate a checkpoint on the validation set of a config: mIoU, Acc, '
+        'Kappa, Dice and per-class IoU / precision / recall (pixels labelled 255 ignored).')
+    parser.add_argument('--config', required=True, help='YAML config (val_dataset and model)')
+    parser.add_argument('--model_path', required=True,
+                        help='checkpoint: a model.pdparams file, a folder holding one, a URL or a zoo name')
+    parser.add_argument('--num_workers', type=int, default=0, help='processes reading images (default 0)')
+    parser.add_argument('--opts', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='config overrides, e.g. val_dataset.dataset_root=data/cityscapes')
+    infer.add_arguments(parser, ('--aug_eval',))
+    return parser
+
+
+def main(argv):
+    """``paddleseg val``: returns 0 after logging the metric report."""
+    args = build_parser().parse_args(argv)
+    cfg = load_config(args.config, opts=args.opts)
+    options = infer.options_from_args(args, cfg.test_config)
+    dataset = cfg.val_dataset
+    model = load_model(cfg, args.model_path)
+    evaluate_with_options(model, dataset, options, args.num_workers)
+    return 0
