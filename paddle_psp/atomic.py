@@ -1,6 +1,7 @@
 """Write files so that a reader never sees a half-written one."""
 import contextlib
 import os
+import shutil
 import tempfile
 
 
@@ -15,7 +16,7 @@ def atomic_path(path):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=directory)
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
+    os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600; give the file the mode open() would
     os.close(fd)
     try:
         yield tmp
@@ -28,10 +29,35 @@ def atomic_path(path):
         raise
 
 
-def _umask():
+def umask():
+    """The process' file-creation mask (read without changing it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def fsync_path(path):
+    """Flush a file or a directory (its entries) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_dir(source, target, trash_prefix='.old-'):
+    """Rename directory ``source`` onto ``target``; an existing ``target`` is first moved aside, then deleted.
+
+    The move-aside goes into a ``trash_prefix*`` folder beside ``target``, so a crash between the two renames
+    leaves the old entry in a folder a later cleanup recognises, never a half-deleted ``target``.
+    """
+    trash = tempfile.mkdtemp(prefix=trash_prefix, dir=os.path.dirname(os.path.abspath(target)))
+    try:
+        if os.path.lexists(target):
+            os.rename(target, os.path.join(trash, 'previous'))
+        os.rename(source, target)
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def write_bytes(path, data):

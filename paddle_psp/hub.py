@@ -58,6 +58,7 @@ import urllib.request
 import zipfile
 import zlib
 
+from paddle_psp.atomic import replace_dir
 from paddle_psp.errors import UserError, one_line
 from paddle_psp.models.weights import read_state_dict
 
@@ -308,7 +309,7 @@ def _install_archive(entry):
         _unpack(entry.part, scratch, entry.url)
         found = _folder_with_checkpoint(scratch, entry.url)
         _check_checkpoint(os.path.join(found, CHECKPOINT_NAME), entry.url)
-        _replace_dir(found, entry.folder)
+        replace_dir(found, entry.folder)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -321,17 +322,6 @@ def _folder_with_checkpoint(root, url):
             return folder
     raise UserError(f'{url}: the archive holds no {CHECKPOINT_NAME}; expected it at the top or in a '
                     'top-level folder')
-
-
-def _replace_dir(source, target):
-    """Rename ``source`` onto ``target``, first moving aside whatever ``target`` holds."""
-    trash = tempfile.mkdtemp(prefix='.old-', dir=os.path.dirname(target))
-    try:
-        if os.path.lexists(target):
-            os.rename(target, os.path.join(trash, 'entry'))
-        os.rename(source, target)
-    finally:
-        shutil.rmtree(trash, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- checks

@@ -14,6 +14,7 @@ import tempfile
 
 import paddle
 
+from paddle_psp.atomic import fsync_path, replace_dir, umask
 from paddle_psp.errors import UserError
 
 MODEL_FILE = 'model.pdparams'
@@ -41,23 +42,23 @@ def save_checkpoint(save_dir, name, model_state, optimizer_state, info):
     final = os.path.join(save_dir, name)
     temp = tempfile.mkdtemp(prefix=f'{TEMP_PREFIX}{name}_', dir=save_dir)
     try:
-        os.chmod(temp, 0o777 & ~_umask())  # mkdtemp makes it private; a checkpoint is an ordinary folder
+        os.chmod(temp, 0o777 & ~umask())  # mkdtemp makes it private; a checkpoint is an ordinary folder
         paddle.save(model_state, os.path.join(temp, MODEL_FILE))
         if optimizer_state is not None:
             paddle.save(optimizer_state, os.path.join(temp, OPTIMIZER_FILE))
         for entry in os.listdir(temp):
-            _fsync(os.path.join(temp, entry))
+            fsync_path(os.path.join(temp, entry))
         with open(os.path.join(temp, INFO_FILE + '.part'), 'w') as file:
             json.dump(info, file, indent=1)
             file.flush()
             os.fsync(file.fileno())
         os.replace(os.path.join(temp, INFO_FILE + '.part'), os.path.join(temp, INFO_FILE))
-        _fsync(temp)
-        _replace_dir(temp, final)
+        fsync_path(temp)
+        replace_dir(temp, final, trash_prefix=f'{TEMP_PREFIX}old_')
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
-    _fsync(save_dir)
+    fsync_path(save_dir)
     return final
 
 
@@ -167,29 +168,3 @@ def remap_optimizer_state(state, saved_names, current_names):
 
     return {rename(k): ({rename(n): t for n, t in v.items()} if k == 'master_weights' else v)
             for k, v in state.items()}
-
-
-def _replace_dir(source, target):
-    """Rename directory ``source`` to ``target``; an existing ``target`` is moved aside first, then deleted."""
-    if not os.path.exists(target):
-        os.rename(source, target)
-        return
-    old = tempfile.mkdtemp(prefix=f'{TEMP_PREFIX}old_', dir=os.path.dirname(target))
-    os.rename(target, os.path.join(old, 'previous'))
-    os.rename(source, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync(path):
-    """Flush a file or directory to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
