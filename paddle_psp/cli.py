@@ -3,7 +3,7 @@ import argparse
 import importlib
 import sys
 
-from paddle_psp import __version__
+from paddle_psp import __version__, runtime
 from paddle_psp.errors import UserError
 
 # verb -> (module with a ``main(argv)``, one-line help)
@@ -41,9 +41,11 @@ def main(argv=None):
     verb = ALIASES.get(argv[0], argv[0])
     if verb not in VERBS:
         parser.error(f'unknown verb {argv[0]!r}; choose from {", ".join(sorted(VERBS))}')
+    runtime.apply_cpu_tuning()  # before any tensor op: MKL reads its code path at the first one
     module = importlib.import_module(VERBS[verb][0])
     try:
-        return module.main(argv[1:]) or 0
+        status = module.main(argv[1:])
+        return status if isinstance(status, int) else 0  # some verbs return their results
     except UserError as err:
         print(f'paddleseg {verb}: error: {err}', file=sys.stderr)
         return 2

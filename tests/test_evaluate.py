@@ -156,7 +156,7 @@ def test_layer_model_workers_and_training_mode(setup):
 
 
 def test_val_cli_prints_full_report(setup, log_lines):
-    assert evaluate.main(['--config', setup['config'], '--model_path', setup['checkpoint']]) == 0
+    scores = evaluate.main(['--config', setup['config'], '--model_path', setup['checkpoint'], '--dygraph'])
     lines = log_lines()
     summary = [line for line in lines if 'mIoU:' in line]
     assert len(summary) == 1 and '#Images: 4' in summary[0] and 'Kappa:' in summary[0] and 'Dice:' in summary[0]
@@ -174,13 +174,14 @@ def test_val_cli_prints_full_report(setup, log_lines):
             labels.append(np.asarray(Image.open(label_path)))
     expected = reference_scores(preds, labels, NUM_CLASSES)
     assert f'mIoU: {expected["mIoU"]:.4f} Acc: {expected["Acc"]:.4f}' in summary[0]
+    assert scores['mIoU'] == pytest.approx(expected['mIoU'], abs=1e-9)
 
 
 def test_val_cli_with_tta_and_sliding_window(setup, log_lines):
     argv = ['--config', setup['config'], '--model_path', setup['checkpoint'], '--aug_eval', '--scales', '0.75',
             '1.0', '--flip_horizontal', '--flip_vertical', '--is_slide', '--crop_size', '64', '64', '--stride',
             '48', '48', '--legacy_tta']
-    assert evaluate.main(argv) == 0
+    assert 'mIoU' in evaluate.main(argv)
     lines = log_lines()
     assert any('legacy TTA scales 0.75,1 flips h+v (8 augmentations), sliding window 64x64 stride 48x48' in line
                for line in lines)
@@ -208,3 +209,15 @@ def test_weights_of_another_model_name_the_first_mismatched_keys(setup):
     with pytest.raises(UserError, match=r'weights of another model.*head\.psp_module\.') as err:
         evaluate.main(['--config', setup['config'], '--model_path', setup['other_checkpoint']])
     assert '\n' not in str(err.value)
+
+
+def test_val_uses_the_fast_cpu_path_by_default_with_the_same_predictions(setup, log_lines, tmp_path, monkeypatch):
+    monkeypatch.setenv('PADDLE_PSP_CACHE', str(tmp_path / 'cache'))
+    argv = ['--config', setup['config'], '--model_path', setup['checkpoint']]
+    fast = evaluate.main(argv)
+    assert any('fast forward: Paddle Inference with oneDNN' in line for line in log_lines())
+    slow = evaluate.main(argv + ['--dygraph'])
+    fast_matrix, slow_matrix = np.asarray(fast['confusion']), np.asarray(slow['confusion'])
+    assert fast_matrix.sum() == slow_matrix.sum() > 0
+    # same labels, so the diagonals differ by at most the pixels whose prediction changed
+    assert np.abs(np.diag(fast_matrix) - np.diag(slow_matrix)).sum() <= 0.001 * slow_matrix.sum()

@@ -63,7 +63,7 @@ def test_palettes():
 def test_predict_folder_writes_palette_pngs_and_overlays(setup, tmp_path):
     save_dir = str(tmp_path / 'out')
     assert predict.main(['--config', setup['config'], '--model_path', setup['checkpoint'],
-                         '--image_path', setup['image_dir'], '--save_dir', save_dir]) == 0
+                         '--image_path', setup['image_dir'], '--save_dir', save_dir, '--dygraph']) == 0
     palette = predict.palette_for('Cityscapes')
     for path in setup['images']:
         relative = os.path.relpath(path, setup['image_dir'])  # synthcity/<name>.png: sub-folders kept
@@ -88,7 +88,7 @@ def test_predict_list_file_single_file_and_tta(setup, tmp_path):
     path = setup['images'][0]
     assert predict.main(['--config', setup['config'], '--model_path', setup['checkpoint'], '--image_path', path,
                          '--save_dir', save_dir, '--aug_pred', '--scales', '0.75', '1.0',
-                         '--flip_horizontal']) == 0
+                         '--flip_horizontal', '--dygraph']) == 0
     got = np.array(Image.open(os.path.join(save_dir, 'pseudo_color_prediction',
                                            os.path.basename(path))))
     options = infer.InferOptions.create(aug=True, scales=(0.75, 1.0), flip_horizontal=True)

@@ -140,11 +140,11 @@ def build_parser():
 
 
 def main(argv):
-    """``paddleseg val``: returns 0 after logging the metric report."""
+    """``paddleseg val``: logs the metric report and returns the scores (see :func:`evaluate`)."""
     args = build_parser().parse_args(argv)
     cfg = load_config(args.config, opts=args.opts)
     options = infer.options_from_args(args, cfg.test_config)
     dataset = cfg.val_dataset
     model = load_model(cfg, args.model_path)
-    evaluate_with_options(model, dataset, options, args.num_workers)
-    return 0
+    from paddle_psp.engine.predictor import fast_forward  # predictor -> export -> this module
+    return evaluate_with_options(fast_forward(model, fast=not args.dygraph), dataset, options, args.num_workers)

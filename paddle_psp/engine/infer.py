@@ -227,7 +227,8 @@ def restore(logits, trans_info):
     return logits
 
 
-def _softmax(logits):
+def softmax(logits):
+    """Softmax over the class axis of NCHW logits (legacy TTA averages these)."""
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 
@@ -269,7 +270,7 @@ def iter_augmented_logits(forward, image, augs, trans_info=None, crop_size=None,
             one = resize(np.ascontiguousarray(flip(logits[i:i + 1], aug.flip_horizontal, aug.flip_vertical)),
                          size)
             if legacy:
-                one = _softmax(one)
+                one = softmax(one)
             yield aug, restore(one, trans_info)[0]
 
 
@@ -338,6 +339,8 @@ def add_arguments(parser, aug_flags=('--aug_eval',)):
                        help='sliding-window size')
     group.add_argument('--stride', nargs=2, type=int, default=None, metavar=('W', 'H'),
                        help='sliding-window stride')
+    parser.add_argument('--dygraph', action='store_true',
+                        help='run the dygraph model instead of the fast CPU path (Paddle Inference + oneDNN)')
 
 
 def options_from_args(args, test_config=None):

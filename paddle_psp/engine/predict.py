@@ -16,6 +16,7 @@ from paddle_psp.atomic import atomic_path
 from paddle_psp.engine import infer
 from paddle_psp.engine.config import load_config
 from paddle_psp.engine.evaluate import load_model
+from paddle_psp.engine.predictor import fast_forward
 from paddle_psp.errors import UserError
 from paddle_psp.log import logger
 
@@ -183,7 +184,7 @@ def main(argv):
     palette = palette_for(cfg.section('val_dataset').get('type'))
     model = load_model(cfg, args.model_path)
     logger.info(f'[PREDICT] {len(image_paths)} images, {options.summary()}')
-    predict(infer.layer_forward(model), transforms, image_paths, args.save_dir, palette, options, base)
+    predict(fast_forward(model, fast=not args.dygraph), transforms, image_paths, args.save_dir, palette, options, base)
     logger.info(f'[PREDICT] saved in {os.path.join(args.save_dir, "pseudo_color_prediction")} and '
                 f'{os.path.join(args.save_dir, "added_prediction")}')
     return 0

@@ -1,0 +1,147 @@
+"""The fast evaluation path: exact inference copy, exported Paddle Inference model, cache."""
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+from paddle_psp.engine import export, predictor
+from paddle_psp.models import ZooDeepLabV3, ZooPSPNet, ZooResNet50_vd
+from paddle_psp.models.resnet_vd import ResNetVd
+
+NUM_CLASSES = 7
+
+
+def randomize(model, seed=0):
+    """Random conv biases, and BN statistics calibrated on a random image (non-degenerate logits)."""
+    rng = np.random.default_rng(seed)
+
+    def calibrate(layer, inputs):
+        features = inputs[0]
+        layer._mean.set_value(features.mean(axis=[0, 2, 3]))
+        layer._variance.set_value(features.var(axis=[0, 2, 3], unbiased=False) + 1e-3)
+        layer.weight.set_value(rng.uniform(0.5, 1.5, features.shape[1]).astype('float32'))
+        layer.bias.set_value(rng.normal(0, 0.2, features.shape[1]).astype('float32'))
+
+    hooks = []
+    for layer in model.sublayers():
+        if isinstance(layer, paddle.nn.Conv2D) and layer.bias is not None:
+            layer.bias.set_value(rng.normal(0, 0.5, layer.bias.shape).astype('float32'))
+        if isinstance(layer, paddle.nn.BatchNorm2D):
+            hooks.append(layer.register_forward_pre_hook(calibrate))
+    model.eval()
+    with paddle.no_grad():
+        model(paddle.to_tensor(rng.uniform(-1, 1, (1, 3, 96, 96)).astype('float32')))
+    for hook in hooks:
+        hook.remove()
+    return model
+
+
+def make_model(name, seed=0, depth=50, align_corners=False):
+    paddle.seed(seed)
+    if name == 'pspnet':
+        model = ZooPSPNet(NUM_CLASSES, ResNetVd(depth, output_stride=8), align_corners=align_corners)
+    else:
+        model = ZooDeepLabV3(NUM_CLASSES, ZooResNet50_vd(output_stride=8, multi_grid=(1, 2, 4)),
+                             aspp_ratios=(1, 12, 24, 36), align_corners=align_corners)
+    return randomize(model, seed)
+
+
+def dygraph_logits(model, batch):
+    with paddle.no_grad():
+        return model(paddle.to_tensor(batch))[0].numpy()
+
+
+def image_batch(shape, seed=1):
+    return np.random.default_rng(seed).uniform(-1, 1, shape).astype('float32')
+
+
+@pytest.fixture(scope='module')
+def pspnet():
+    return make_model('pspnet')
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+def test_inference_copy_computes_the_same_logits(align_corners):
+    model = make_model('pspnet', seed=3, depth=18, align_corners=align_corners)
+    copy = predictor.inference_copy(model)
+    assert isinstance(copy.head.psp_module, predictor.FactoredPyramidPooling)
+    assert all(block._conv.bias is None for block in copy.sublayers() if hasattr(block, '_conv'))
+    for shape in [(1, 3, 64, 64), (2, 3, 100, 75)]:  # 13 x 10 features: bins do not divide them
+        batch = image_batch(shape)
+        expected, actual = dygraph_logits(model, batch), dygraph_logits(copy, batch)
+        assert actual.shape == expected.shape
+        np.testing.assert_allclose(actual, expected, atol=1e-4 * np.abs(expected).max())
+
+
+def test_inference_copy_leaves_the_model_alone(pspnet):
+    before = {key: value.numpy().copy() for key, value in pspnet.state_dict().items()}
+    predictor.inference_copy(pspnet)
+    after = pspnet.state_dict()
+    assert before.keys() == after.keys()
+    assert all(np.array_equal(before[key], after[key].numpy()) for key in before)
+    assert pspnet.head.psp_module.conv_bn_relu2._conv.bias is not None
+
+
+def test_fast_forward_agrees_with_dygraph_for_any_size(pspnet, tmp_path):
+    forward = predictor.fast_forward(pspnet, cache_dir=str(tmp_path))
+    assert forward.kind == 'paddle-inference'
+    for shape in [(1, 3, 128, 128), (2, 3, 96, 160)]:  # one exported model, several sizes and batches
+        batch = image_batch(shape)
+        expected, actual = dygraph_logits(pspnet, batch), forward(batch)
+        assert isinstance(actual, np.ndarray) and actual.shape == expected.shape
+        assert (actual.argmax(1) == expected.argmax(1)).mean() >= 0.999
+        assert np.abs(actual - expected).max() <= 1e-3 * np.abs(expected).max()
+    assert len(os.listdir(tmp_path)) == 1
+
+
+def test_fast_forward_deeplabv3(tmp_path):
+    model = make_model('deeplabv3')
+    forward = predictor.fast_forward(model, cache_dir=str(tmp_path))
+    assert forward.kind == 'paddle-inference'
+    batch = image_batch((1, 3, 128, 128))
+    expected, actual = dygraph_logits(model, batch), forward(batch)
+    assert (actual.argmax(1) == expected.argmax(1)).mean() >= 0.999
+    assert np.abs(actual - expected).max() <= 1e-3 * np.abs(expected).max()
+
+
+def test_export_is_cached_by_weights(tmp_path, monkeypatch):
+    model = make_model('pspnet', seed=5, depth=18)
+    first = predictor.exported_model_dir(model, cache_dir=str(tmp_path))
+    assert os.path.isfile(os.path.join(first, 'model.pdmodel'))
+    assert os.path.isfile(os.path.join(first, predictor.DONE_MARKER))
+
+    def no_export(*args, **kwargs):
+        raise AssertionError('exported again')
+    monkeypatch.setattr(export, 'save_static_model', no_export)
+    same_weights = make_model('pspnet', seed=5, depth=18)  # another instance, same weights
+    assert predictor.exported_model_dir(same_weights, cache_dir=str(tmp_path)) == first
+    forward = predictor.fast_forward(same_weights, cache_dir=str(tmp_path))
+    assert forward(image_batch((1, 3, 64, 64))).shape == (1, NUM_CLASSES, 64, 64)
+
+    other_weights = make_model('pspnet', seed=6, depth=18)
+    with pytest.raises(AssertionError, match='exported again'):
+        predictor.exported_model_dir(other_weights, cache_dir=str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(first)]  # no half-written entry left
+
+
+@pytest.mark.parametrize('kwargs', [{'fast': False}, {'device': 'gpu:0'}])
+def test_dygraph_fallback_exports_nothing(kwargs, tmp_path):
+    model = make_model('pspnet', seed=5, depth=18)
+    forward = predictor.fast_forward(model, cache_dir=str(tmp_path), **kwargs)
+    assert forward.kind == 'dygraph'
+    batch = image_batch((1, 3, 64, 64))
+    np.testing.assert_array_equal(forward(batch), dygraph_logits(model, batch))
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_export_falls_back_to_dygraph(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError('disk full')
+    monkeypatch.setattr(export, 'save_static_model', broken)
+    model = make_model('pspnet', seed=5, depth=18)
+    forward = predictor.fast_forward(model, cache_dir=str(tmp_path))
+    assert forward.kind == 'dygraph'
+    batch = image_batch((1, 3, 64, 64))
+    np.testing.assert_array_equal(forward(batch), dygraph_logits(model, batch))
+    assert os.listdir(tmp_path) == []  # the temporary export folder is gone
