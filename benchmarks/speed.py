@@ -47,8 +47,9 @@ NUM_CLASSES = 19
 # Variables that change Paddle's CPU speed or memory; stripped for the "default env" paths.
 TUNING_VARIABLES = ('MKL_DEBUG_CPU_TYPE', 'MKL_ENABLE_INSTRUCTIONS', 'MKL_NUM_THREADS', 'MKL_DISABLE_FAST_MM',
                     'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'KMP_AFFINITY', 'KMP_BLOCKTIME',
-                    'FLAGS_use_mkldnn', 'FLAGS_use_onednn', 'FLAGS_paddle_num_threads', 'MALLOC_MMAP_THRESHOLD_',
-                    'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP_PAD_', 'MALLOC_ARENA_MAX', 'GLIBC_TUNABLES')
+                    'FLAGS_use_mkldnn', 'FLAGS_use_onednn', 'FLAGS_paddle_num_threads',
+                    'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP_PAD_', 'MALLOC_ARENA_MAX',
+                    'GLIBC_TUNABLES')
 MODELS = {'pspnet': 'PSPNet ResNet50 OS8', 'deeplabv3': 'DeepLabV3 ResNet50 OS8'}
 AUX_COEF = 0.4
 GIB = 2 ** 30
@@ -126,8 +127,9 @@ def conv_macs(model, shape, skip_padding=False):
         kernel = layer.weight.shape  # out, in / groups, kh, kw
         taps = [kernel[2], kernel[3]]
         if skip_padding:
-            taps = [_valid_taps(*args) for args in zip(inputs[0].shape[2:], output.shape[2:], kernel[2:],
-                                                          layer._stride, _pair(layer._padding), layer._dilation)]
+            axes = zip(inputs[0].shape[2:], output.shape[2:], kernel[2:], layer._stride,
+                       _pair(layer._padding), layer._dilation)
+            taps = [_valid_taps(*axis) for axis in axes]
             total[0] += output.shape[0] * output.shape[1] * kernel[1] * taps[0] * taps[1]
         else:
             total[0] += int(np.prod(output.shape)) * kernel[1] * taps[0] * taps[1]
@@ -224,7 +226,8 @@ def train_task(spec):
     model = loaded_model(spec['model'], spec['paddleseg'], spec['weights'])
     model.train()
     loss_layer = ZooCrossEntropyLoss(ignore_index=255)
-    optimizer = paddle.optimizer.Momentum(0.01, momentum=0.9, parameters=model.parameters(), weight_decay=4e-5)
+    optimizer = paddle.optimizer.Momentum(0.01, momentum=0.9, parameters=model.parameters(),
+                                          weight_decay=4e-5)
     rng = np.random.default_rng(0)
     height, width = spec['size']
     images = paddle.to_tensor(rng.uniform(-1, 1, (2, 3, height, width)).astype('float32'))
@@ -314,8 +317,8 @@ def run_child(spec, env, label):
     """Run ``spec`` in a subprocess with ``env``; its result dict (exits with the child's error)."""
     print(f'  {label} ...', end='', flush=True)
     start = time.perf_counter()
-    process = subprocess.run([sys.executable, os.path.abspath(__file__), '--child', json.dumps(spec)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, os.path.abspath(__file__), '--child', json.dumps(spec)]
+    process = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = [line for line in process.stdout.splitlines() if line.startswith('RESULT ')]
     if process.returncode != 0 or not lines:
         print(process.stdout[-3000:], process.stderr[-3000:], sep='\n', file=sys.stderr)
@@ -338,10 +341,11 @@ def machine_description(rates, threads):
     memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GIB
     isa = runtime.mkl_cpu_type(cpuinfo)[1] or 'no AVX2'
     tuning = ', '.join(f'{k}={v}' for k, v in tuned_env().items() if k in TUNING_VARIABLES) or 'none'
-    return (f'{model}' + (f' (family {family})' if family else '') + f', {threads} physical cores / {logical} '
-            f'logical, {memory:.0f} GiB RAM, {isa}; Python {platform.python_version()}, Paddle '
-            f'{paddle.__version__}, PaddleSeg {paddleseg.__version__}; tuning: {tuning}; fp32 GEMM (4096^3, '
-            f'{threads} threads): ' + ', '.join(f'{name} {rate:.0f}' for name, rate in rates.items()) + ' GFLOP/s')
+    gemms = ', '.join(f'{name} {rate:.0f}' for name, rate in rates.items())
+    return (f'{model}' + (f' (family {family})' if family else '') + f', {threads} physical cores / '
+            f'{logical} logical, {memory:.0f} GiB RAM, {isa}; Python {platform.python_version()}, Paddle '
+            f'{paddle.__version__}, PaddleSeg {paddleseg.__version__}; tuning: {tuning}; fp32 GEMM '
+            f'(4096^3, {threads} threads): {gemms} GFLOP/s')
 
 
 def count_macs(name, size):
@@ -408,14 +412,13 @@ def eval_table(results, macs, gemm_peak):
             lines.append(f'| {MODELS[name]} | {row["label"]} | {row["median_s"]:.2f} | '
                          f'{base["median_s"] / row["median_s"]:.1f}x | {gmac_text} | {rate:.0f} | '
                          f'{100 * rate / gemm_peak[0]:.0f} % | {agree} | {row["peak_rss_gib"]:.2f} |')
-    lines.append('')
-    lines.append('GMAC: conv multiply-accumulates the path executes per image. PaddleSeg\'s PSPNet also runs its '
-                 'auxiliary head in eval mode. The fast path runs an exact rewrite of the model (conv biases folded '
-                 'into batch norm; PSPNet\'s fusion conv over the upsampled pyramid applied at the pooled '
-                 'resolution) and oneDNN skips kernel taps that fall on zero padding (the dilated ASPP convs), so '
-                 'it executes fewer MACs than the model has ("model" in brackets). One-off export of the fast '
-                 'path (cached under a hash of the weights): ' + ', '.join(
-                     f'{MODELS[name]} {rows[-1]["export_s"]:.0f} s' for name, (rows, _) in results.items()) + '.')
+    exports = ', '.join(f'{MODELS[name]} {rows[-1]["export_s"]:.0f} s' for name, (rows, _) in results.items())
+    lines += ['', 'GMAC: conv multiply-accumulates the path executes per image. PaddleSeg\'s PSPNet also '
+              'runs its auxiliary head in eval mode. The fast path runs an exact rewrite of the model (conv '
+              'biases folded into batch norm; PSPNet\'s fusion conv over the upsampled pyramid applied at the '
+              'pooled resolution) and oneDNN skips kernel taps that fall on zero padding (the dilated ASPP '
+              'convs), so it executes fewer MACs than the model has ("model" in brackets). One-off export of '
+              f'the fast path (cached under a hash of the weights): {exports}.']
     return '\n'.join(lines)
 
 
@@ -441,8 +444,8 @@ def target_lines(results):
             theirs, ours = train_rows
             ok = ours['median_s'] <= theirs['median_s'] / 2 and ours['peak_rss_gib'] <= theirs['peak_rss_gib']
             lines.append(f'- {MODELS[name]} train step: {theirs["median_s"] / ours["median_s"]:.1f}x faster '
-                         f'(target 2x), peak RSS {ours["peak_rss_gib"]:.2f} vs {theirs["peak_rss_gib"]:.2f} GiB: '
-                         f'{"met" if ok else "NOT met"}')
+                         f'(target 2x), peak RSS {ours["peak_rss_gib"]:.2f} vs {theirs["peak_rss_gib"]:.2f} '
+                         f'GiB (target: no higher): {"met" if ok else "NOT met"}')
     return '\n'.join(lines)
 
 
@@ -461,8 +464,8 @@ def parse_weights(items):
     for item in items:
         name, _, path = item.partition('=')
         if name not in MODELS or not os.path.isfile(path):
-            raise SystemExit(f'--weights {item}: expected MODEL=FILE with MODEL in {", ".join(MODELS)} and an '
-                             'existing .pdparams file')
+            raise SystemExit(f'--weights {item}: expected MODEL=FILE with MODEL in {", ".join(MODELS)} and '
+                             'an existing .pdparams file')
         weights[name] = path
     return weights
 
@@ -505,8 +508,8 @@ def main(argv=None):
     print(f'Machine: {machine_description(gemm["rates_gflops"], threads)}. Load average at the end: '
           f'{os.getloadavg()[0]:.2f}.')
     print()
-    print(f'Evaluation forward, batch 1, {args.size[0]}x{args.size[1]}, fp32, median of {args.repeat} after a '
-          f'warm-up; GEMM peak = best of the GEMMs above ({gemm_peak[1]}):')
+    print(f'Evaluation forward, batch 1, {args.size[0]}x{args.size[1]}, fp32, median of {args.repeat} after '
+          f'a warm-up; GEMM peak = best of the GEMMs above ({gemm_peak[1]}):')
     print()
     print(eval_table(results, macs, gemm_peak))
     if args.train:

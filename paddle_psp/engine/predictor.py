@@ -12,9 +12,10 @@ the model only in how it computes (fp32 throughout):
 - PSPNet's 3x3 fusion convolution over ``concat[x, up(p6), up(p3), up(p2), up(p1)]`` is split into a
   conv over ``x`` plus, for each pooled branch, the conv applied at the pooled resolution (one 1x1 conv
   per kernel tap) followed by the bilinear upsampling and the tap's shift, done as two small matrix
-  products with interpolation matrices (``F.linear``: ``paddle.matmul`` cannot be traced to the old IR). Convolution, bilinear upsampling and zero-padded shifts are linear,
-  so this is the same sum in another order; it removes the 2048 upsampled channels from the largest
-  convolution of the model (about 30 % of PSPNet's MACs).
+  products with interpolation matrices (``F.linear``: ``paddle.matmul`` cannot be traced to the old
+  IR). Convolution, bilinear upsampling and zero-padded shifts are linear, so this is the same sum in
+  another order; it removes the 2048 upsampled channels from the largest convolution of the model
+  (about 30 % of PSPNet's MACs).
 
 On GPU, or with ``fast=False``, the dygraph model runs as it is under ``paddle.no_grad``.
 
@@ -43,16 +44,17 @@ from paddle_psp.runtime import physical_cores
 
 CACHE_VAR = 'PADDLE_PSP_CACHE'
 # oneDNN keeps primitives and reordered weights per input shape: ~250 MB per shape for PSPNet R50, without
-# limit by default (12 image sizes: 3.9 GB). 4 covers 3-scale TTA; a shape not cached costs ~30 % of a forward.
+# limit by default (12 image sizes: 3.9 GB). 4 covers 3-scale TTA; a shape not cached costs ~30 % of a
+# forward.
 ONEDNN_SHAPE_CACHE = 4
 DONE_MARKER = 'fingerprint.json'
 # Ops that run on oneDNN: every op of the exported models except pool2d. oneDNN's adaptive pool2d keeps the
 # kernel of the first input size for later, larger inputs (5 % of pixels changed class after a 96x192 then a
 # 128x256 input) and fails on maps smaller than the bin; Paddle's own kernel is exact, and no slower
 # overall (PSPNet R50 512x512: 1.84 s either way).
-ONEDNN_OPS = {'conv2d', 'fused_conv2d', 'batch_norm', 'relu', 'elementwise_add', 'concat', 'matmul', 'matmul_v2',
-              'fc', 'bilinear_interp_v2', 'scale', 'softmax', 'transpose2', 'reshape2', 'slice', 'fill_constant',
-              'eye', 'shape', 'cast', 'dropout'}
+ONEDNN_OPS = {'conv2d', 'fused_conv2d', 'batch_norm', 'relu', 'elementwise_add', 'concat', 'matmul',
+              'matmul_v2', 'fc', 'bilinear_interp_v2', 'scale', 'softmax', 'transpose2', 'reshape2', 'slice',
+              'fill_constant', 'eye', 'shape', 'cast', 'dropout'}
 
 
 def fast_forward(model, device=None, fast=True, cache_dir=None):
@@ -129,7 +131,8 @@ def _dygraph_forward(model):
 
 def default_cache_dir():
     """``$PADDLE_PSP_CACHE`` or ``~/.cache/paddle_psp/inference``."""
-    return os.environ.get(CACHE_VAR) or os.path.join(os.path.expanduser('~'), '.cache', 'paddle_psp', 'inference')
+    home_cache = os.path.join(os.path.expanduser('~'), '.cache', 'paddle_psp', 'inference')
+    return os.environ.get(CACHE_VAR) or home_cache
 
 
 def exported_model_dir(model, cache_dir=None):
@@ -182,7 +185,8 @@ def model_fingerprint(model):
         'model': type(model).__name__,
         'paddle': paddle.__version__,
         'sources': _source_digest([model] + model.sublayers()),
-        'attributes': {name or '.': _simple_attributes(layer) for name, layer in model.named_sublayers(include_self=True)},
+        'attributes': {name or '.': _simple_attributes(layer)
+                       for name, layer in model.named_sublayers(include_self=True)},
     }
     digest.update(repr(model).encode())
     digest.update(json.dumps(description, sort_keys=True).encode())
@@ -206,8 +210,10 @@ def _simple_attributes(layer):
     for key, value in vars(layer).items():
         if key.startswith('_') or key == 'training':
             continue
-        if isinstance(value, simple) or (isinstance(value, (list, tuple)) and all(isinstance(v, simple) for v in value)):
-            attributes[key] = list(value) if isinstance(value, (list, tuple)) else value
+        if isinstance(value, simple):
+            attributes[key] = value
+        elif isinstance(value, (list, tuple)) and all(isinstance(item, simple) for item in value):
+            attributes[key] = list(value)
     return attributes
 
 
@@ -259,13 +265,15 @@ class FactoredPyramidPooling(nn.Layer):
         self.stages = module.stages
         branch = module.stages[0][1]._conv.weight.shape[0]
         direct = weight.shape[1] - branch * len(self.bin_sizes)
-        self.direct_conv = nn.Conv2D(direct, self.channels, self.kernel, padding=self.kernel // 2, bias_attr=False)
+        self.direct_conv = nn.Conv2D(direct, self.channels, self.kernel, padding=self.kernel // 2,
+                                     bias_attr=False)
         self.direct_conv.weight.set_value(weight[:, :direct])
         self.direct_norm = norm
         scale = norm.weight.numpy() / np.sqrt(norm._variance.numpy() + norm._epsilon)
         self.taps = nn.LayerList()
         for index in range(len(self.bin_sizes)):
-            start = direct + branch * (len(self.bin_sizes) - 1 - index)  # concat order: x, last bin, ..., first
+            # concat order: x, last bin, ..., first bin
+            start = direct + branch * (len(self.bin_sizes) - 1 - index)
             taps = weight[:, start:start + branch] * scale[:, None, None, None]  # C, branch, ky, kx
             conv = nn.Conv2D(branch, self.kernel ** 2 * self.channels, 1, bias_attr=False)
             conv.weight.set_value(np.ascontiguousarray(
@@ -278,8 +286,9 @@ class FactoredPyramidPooling(nn.Layer):
         1, dilation 1, 'same' zero padding, no groups, ReLU) with square integer bins."""
         conv = module.conv_bn_relu2._conv
         size = conv._kernel_size
-        return (size[0] == size[1] and size[0] % 2 == 1 and conv._stride == [1, 1] and conv._dilation == [1, 1]
-                and conv._groups == 1 and conv._padding in (size[0] // 2, [size[0] // 2] * 2)
+        same_padding = conv._padding in (size[0] // 2, [size[0] // 2] * 2)
+        return (size[0] == size[1] and size[0] % 2 == 1 and conv._stride == [1, 1] and same_padding
+                and conv._dilation == [1, 1] and conv._groups == 1
                 and module.conv_bn_relu2.relu is not None and conv.bias is None
                 and module.conv_bn_relu2.avg_down is None
                 and all(_pool_size(stage[0]) is not None for stage in module.stages))
@@ -290,7 +299,8 @@ class FactoredPyramidPooling(nn.Layer):
         columns, row_weights = [], []
         for stage, taps, size in zip(self.stages, self.taps, self.bin_sizes):
             pooled = taps(stage(x)).reshape([-1, kernel, kernel, channels, size, size])  # N, ky, kx, c, y, x
-            pooled = pooled.transpose([0, 3, 2, 5, 1, 4]).reshape([-1, channels, kernel * size, kernel * size])
+            pooled = pooled.transpose([0, 3, 2, 5, 1, 4])
+            pooled = pooled.reshape([-1, channels, kernel * size, kernel * size])
             # N, c, (kx, x), (ky, y) times [(ky, y), H]: the vertical upsampling and shifts.
             vertical = F.linear(pooled, self._tap_matrix(shape[2], size))
             columns.append(vertical.transpose([0, 1, 3, 2]))  # N, c, H, (kx, x)
@@ -311,7 +321,8 @@ class FactoredPyramidPooling(nn.Layer):
         half = self.kernel // 2
         zeros = paddle.zeros([size, half], 'float32')
         padded = paddle.concat([zeros, weights, zeros], axis=1)
-        return paddle.concat([padded[:, start:(start - 2 * half) or None] for start in range(self.kernel)], axis=0)
+        shifted = [padded[:, start:(start - 2 * half) or None] for start in range(self.kernel)]
+        return paddle.concat(shifted, axis=0)
 
 
 def _pool_size(pool):

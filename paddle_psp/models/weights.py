@@ -56,7 +56,8 @@ def load_weights(layer, spec, strict=False):
         first = (mismatched + missing)[:3]
         raise UserError(f'{path}: weights of another model: {len(missing)} tensors missing and '
                         f'{len(mismatched)} of another shape, first: {", ".join(first)}')
-    layer.set_state_dict(loadable)
+    for key, value in loadable.items():  # tensor by tensor: set_state_dict warns about every absent key
+        own[key].set_value(value)
     logger.info(f'loaded {len(loadable)}/{len(own)} tensors from {path}'
                 + (f' ({len(unexpected)} unexpected keys ignored)' if unexpected else ''))
     return {'loaded': list(loadable), 'missing': missing, 'unexpected': unexpected, 'mismatched': mismatched}
