@@ -1,7 +1,7 @@
 """Speed of paddle-psp against PaddleSeg 2.8 on this machine: evaluation forward and training step.
 
-Usage (from the repository root; takes ~10 minutes at 512x512 on 2 cores, mostly PaddleSeg's default
-training step)::
+Usage (from the repository root; takes ~20 minutes at 512x512 on 2 cores, mostly PaddleSeg's default
+training step; timings are only meaningful on an otherwise idle machine, so the load average is printed)::
 
     python benchmarks/speed.py                      # PSPNet and DeepLabV3 R50 OS8, 512x512
     python benchmarks/speed.py --size 512x1024      # Cityscapes-like aspect
@@ -22,8 +22,10 @@ and random conv biases so logits are not degenerate; or ``--weights`` checkpoint
 input. Times are the median of ``--repeat`` runs after one warm-up run; the export of the fast path is
 cached and its one-off cost is reported separately. GMAC counts conv multiply-accumulates analytically
 (forward hooks on every Conv2D, ``out_elements * in_channels / groups * kh * kw``); GFLOP/s = 2 x GMAC /
-time, and the GEMM peak is the best fp32 matmul (4096^3, numpy and paddle) measured here on the same
-number of threads. Argmax agreement is against PaddleSeg's dygraph output.
+time, and the GEMM peak is the best fp32 GEMM (M = N = K = 4096: numpy, paddle.matmul, and oneDNN through
+Paddle Inference as a 1x1 convolution) measured here on the same number of threads. The fast path's GMAC
+are those it executes (its exact rewrite, without kernel taps on zero padding, which oneDNN skips).
+Argmax agreement is against PaddleSeg's dygraph output.
 
 The training step (batch 2, forward + backward + Momentum SGD step, weight decay 4e-5, loss = cross-
 entropy on the main logits + 0.4 x on the auxiliary ones for PSPNet, ignore index 255) uses the same
@@ -263,7 +265,8 @@ def gemm_task(spec):
     """Best fp32 GEMM rate (M = N = K = 4096) of numpy (OpenBLAS), paddle.matmul (MKL) and oneDNN (a 1x1
     convolution, 4096 -> 4096 channels on 64x64 pixels, through the fast path's Paddle Inference), GFLOP/s."""
     import paddle
-    from paddle_psp.engine.predictor import exported_model_dir, inference_forward
+    from paddle_psp.engine.export import inference_forward
+    from paddle_psp.engine.predictor import exported_model_dir
     size = 4096
     flops = 2 * size ** 3
     rng = np.random.default_rng(0)
@@ -272,7 +275,7 @@ def gemm_task(spec):
     a, b = paddle.to_tensor(left), paddle.to_tensor(right)
     rates['paddle.matmul'] = flops / min(timed(lambda: paddle.matmul(a, b).numpy(), 3)[1]) / 1e9
     gemm = one_by_one_conv(size)
-    forward = inference_forward(exported_model_dir(gemm, cache_dir=spec['cache_dir']), spec['threads'])
+    forward = inference_forward(exported_model_dir(gemm, cache_dir=spec['cache_dir']), cpu_threads=spec['threads'])
     pixels = left.reshape(1, size, 64, 64)
     rates['oneDNN'] = flops / min(timed(lambda: forward(pixels), 3)[1]) / 1e9
     return {'rates_gflops': rates}
@@ -415,10 +418,10 @@ def eval_table(results, macs, gemm_peak):
     exports = ', '.join(f'{MODELS[name]} {rows[-1]["export_s"]:.0f} s' for name, (rows, _) in results.items())
     lines += ['', 'GMAC: conv multiply-accumulates the path executes per image. PaddleSeg\'s PSPNet also '
               'runs its auxiliary head in eval mode. The fast path runs an exact rewrite of the model (conv '
-              'biases folded into batch norm; PSPNet\'s fusion conv over the upsampled pyramid applied at the '
-              'pooled resolution) and oneDNN skips kernel taps that fall on zero padding (the dilated ASPP '
-              'convs), so it executes fewer MACs than the model has ("model" in brackets). One-off export of '
-              f'the fast path (cached under a hash of the weights): {exports}.']
+              'biases folded into batch norm; PSPNet\'s fusion conv over the upsampled pyramid applied at '
+              'the pooled resolution) and oneDNN skips kernel taps that fall on zero padding (the dilated '
+              'ASPP convs), so it executes fewer MACs than the model has ("model" in brackets). One-off '
+              f'export of the fast path (cached under a hash of the weights): {exports}.']
     return '\n'.join(lines)
 
 

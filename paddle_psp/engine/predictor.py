@@ -3,7 +3,7 @@
 On CPU the model is turned into an inference-only copy that computes the same function, traced to an
 old-format ``.pdmodel`` (the format Paddle Inference runs with oneDNN), cached on disk under a hash of
 the weights and the model structure, and run by Paddle Inference with oneDNN on one thread per physical
-core, keeping the oneDNN set-up of up to :data:`ONEDNN_SHAPE_CACHE` input shapes. The copy differs from
+core, keeping the oneDNN set-up of up to :data:`paddle_psp.engine.export.ONEDNN_SHAPE_CACHE` input shapes. The copy differs from
 the model only in how it computes (fp32 throughout):
 
 - a convolution's bias is moved into the batch norm that follows it (``BN(conv(x) + b)`` is
@@ -43,18 +43,7 @@ from paddle_psp.models.pspnet import PyramidPooling
 from paddle_psp.runtime import physical_cores
 
 CACHE_VAR = 'PADDLE_PSP_CACHE'
-# oneDNN keeps primitives and reordered weights per input shape: ~250 MB per shape for PSPNet R50, without
-# limit by default (12 image sizes: 3.9 GB). 4 covers 3-scale TTA; a shape not cached costs ~30 % of a
-# forward.
-ONEDNN_SHAPE_CACHE = 4
 DONE_MARKER = 'fingerprint.json'
-# Ops that run on oneDNN: every op of the exported models except pool2d. oneDNN's adaptive pool2d keeps the
-# kernel of the first input size for later, larger inputs (5 % of pixels changed class after a 96x192 then a
-# 128x256 input) and fails on maps smaller than the bin; Paddle's own kernel is exact, and no slower
-# overall (PSPNet R50 512x512: 1.84 s either way).
-ONEDNN_OPS = {'conv2d', 'fused_conv2d', 'batch_norm', 'relu', 'elementwise_add', 'concat', 'matmul',
-              'matmul_v2', 'fc', 'bilinear_interp_v2', 'scale', 'softmax', 'transpose2', 'reshape2', 'slice',
-              'fill_constant', 'eye', 'shape', 'cast', 'dropout'}
 
 
 def fast_forward(model, device=None, fast=True, cache_dir=None):
@@ -79,44 +68,12 @@ def fast_forward(model, device=None, fast=True, cache_dir=None):
     try:
         model_dir = exported_model_dir(model, cache_dir)
         threads = physical_cores()
-        forward = inference_forward(model_dir, threads)
+        forward = export.inference_forward(model_dir, cpu_threads=threads)
     except Exception as err:  # any export / load failure: evaluation still runs, on the slower path
         logger.warning(f'fast forward unavailable, running the dygraph model: {type(err).__name__}: '
                        f'{" ".join(str(err).split())[:300]}')
         return _dygraph_forward(model)
     logger.info(f'fast forward: Paddle Inference with oneDNN, {threads} threads, model {model_dir}')
-    return forward
-
-
-def inference_forward(model_dir, threads, shape_cache=ONEDNN_SHAPE_CACHE):
-    """``forward(batch) -> logits`` running ``model_dir``'s model.pdmodel with Paddle Inference and oneDNN.
-
-    Args:
-        model_dir (str): Folder with model.pdmodel and model.pdiparams.
-        threads (int): CPU threads.
-        shape_cache (int, optional): Input shapes whose oneDNN primitives stay cached. Default:
-            :data:`ONEDNN_SHAPE_CACHE`.
-    """
-    from paddle import inference
-    config = inference.Config(*(os.path.join(model_dir, name) for name in export.MODEL_FILES))
-    config.disable_gpu()
-    config.disable_glog_info()
-    config.enable_onednn()
-    config.set_onednn_op(ONEDNN_OPS)
-    config.set_onednn_cache_capacity(shape_cache)
-    config.enable_memory_optim()  # reuses intermediate buffers: -0.5 GiB peak RSS for PSPNet, same speed
-    config.set_cpu_math_library_num_threads(threads)
-    runner = inference.create_predictor(config)
-    source = runner.get_input_handle(runner.get_input_names()[0])
-    target = runner.get_output_handle(runner.get_output_names()[0])
-
-    def forward(batch):
-        batch = np.ascontiguousarray(batch, np.float32)
-        source.reshape(batch.shape)
-        source.copy_from_cpu(batch)
-        runner.run()
-        return target.copy_to_cpu()
-    forward.kind = 'paddle-inference'
     return forward
 
 
