@@ -404,7 +404,7 @@ def benchmark_model(name, args, work, envs):
 
 def eval_table(results, macs, gemm_peak):
     lines = ['| model | path | time (s) | speed-up | GMAC | GFLOP/s | % of GEMM peak | argmax agreement '
-             '| peak RSS (GiB) |', '|---|---|---|---|---|---|---|---|---|']
+             '| peak RSS (GiB) | load avg |', '|---|---|---|---|---|---|---|---|---|---|']
     for name, (rows, _) in results.items():
         base = rows[0]
         for row in rows:
@@ -414,7 +414,8 @@ def eval_table(results, macs, gemm_peak):
             agree = 'reference' if row is base else f'{100 * row["agreement"]:.3f} %'
             lines.append(f'| {MODELS[name]} | {row["label"]} | {row["median_s"]:.2f} | '
                          f'{base["median_s"] / row["median_s"]:.1f}x | {gmac_text} | {rate:.0f} | '
-                         f'{100 * rate / gemm_peak[0]:.0f} % | {agree} | {row["peak_rss_gib"]:.2f} |')
+                         f'{100 * rate / gemm_peak[0]:.0f} % | {agree} | {row["peak_rss_gib"]:.2f} | '
+                         f'{load_range(row)} |')
     exports = ', '.join(f'{MODELS[name]} {rows[-1]["export_s"]:.0f} s' for name, (rows, _) in results.items())
     lines += ['', 'GMAC: conv multiply-accumulates the path executes per image. PaddleSeg\'s PSPNet also '
               'runs its auxiliary head in eval mode. The fast path runs an exact rewrite of the model (conv '
@@ -426,12 +427,18 @@ def eval_table(results, macs, gemm_peak):
 
 
 def train_table(results):
-    lines = ['| model | path | step (s) | speed-up | peak RSS (GiB) |', '|---|---|---|---|---|']
+    lines = ['| model | path | step (s) | speed-up | peak RSS (GiB) | load avg |', '|---|---|---|---|---|---|']
     for name, (_, rows) in results.items():
         for row in rows:
             lines.append(f'| {MODELS[name]} | {row["label"]} | {row["median_s"]:.2f} | '
-                         f'{rows[0]["median_s"] / row["median_s"]:.1f}x | {row["peak_rss_gib"]:.2f} |')
+                         f'{rows[0]["median_s"] / row["median_s"]:.1f}x | {row["peak_rss_gib"]:.2f} | '
+                         f'{load_range(row)} |')
     return '\n'.join(lines)
+
+
+def load_range(row):
+    """The 1-minute load average when the path's child started and ended (2 cores: ~1 is the child)."""
+    return f'{row["load_before"]:.1f}-{row["load_after"]:.1f}'
 
 
 def target_lines(results):
