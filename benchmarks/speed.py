@@ -275,7 +275,8 @@ def gemm_task(spec):
     a, b = paddle.to_tensor(left), paddle.to_tensor(right)
     rates['paddle.matmul'] = flops / min(timed(lambda: paddle.matmul(a, b).numpy(), 3)[1]) / 1e9
     gemm = one_by_one_conv(size)
-    forward = inference_forward(exported_model_dir(gemm, cache_dir=spec['cache_dir']), cpu_threads=spec['threads'])
+    model_dir = exported_model_dir(gemm, cache_dir=spec['cache_dir'])
+    forward = inference_forward(model_dir, cpu_threads=spec['threads'])
     pixels = left.reshape(1, size, 64, 64)
     rates['oneDNN'] = flops / min(timed(lambda: forward(pixels), 3)[1]) / 1e9
     return {'rates_gflops': rates}
@@ -427,7 +428,8 @@ def eval_table(results, macs, gemm_peak):
 
 
 def train_table(results):
-    lines = ['| model | path | step (s) | speed-up | peak RSS (GiB) | load avg |', '|---|---|---|---|---|---|']
+    lines = ['| model | path | step (s) | speed-up | peak RSS (GiB) | load avg |',
+             '|---|---|---|---|---|---|']
     for name, (_, rows) in results.items():
         for row in rows:
             lines.append(f'| {MODELS[name]} | {row["label"]} | {row["median_s"]:.2f} | '

@@ -3,8 +3,9 @@
 On CPU the model is turned into an inference-only copy that computes the same function, traced to an
 old-format ``.pdmodel`` (the format Paddle Inference runs with oneDNN), cached on disk under a hash of
 the weights and the model structure, and run by Paddle Inference with oneDNN on one thread per physical
-core, keeping the oneDNN set-up of up to :data:`paddle_psp.engine.export.ONEDNN_SHAPE_CACHE` input shapes. The copy differs from
-the model only in how it computes (fp32 throughout):
+core (:func:`paddle_psp.engine.export.inference_forward`: pool2d stays on Paddle's kernel, oneDNN's adaptive
+pooling being wrong when the input size changes). The copy differs from the model only in how it computes
+(fp32 throughout):
 
 - a convolution's bias is moved into the batch norm that follows it (``BN(conv(x) + b)`` is
   ``BN'(conv(x))`` with running mean ``mean - b``); Paddle's traced bias add is not fused by Paddle
