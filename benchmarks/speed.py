@@ -89,55 +89,53 @@ def loaded_model(name, paddleseg, weights):
 def make_weights(name, path, seed=0):
     """Seeded random weights with random conv biases and BN statistics calibrated on a random image."""
     import paddle
+    from paddle_psp.models.weights import randomize
     paddle.seed(seed)
-    rng = np.random.default_rng(seed)
-    model = build_model(name, paddleseg=False)
-
-    def calibrate(layer, inputs):
-        features = inputs[0]
-        layer._mean.set_value(features.mean(axis=[0, 2, 3]))
-        layer._variance.set_value(features.var(axis=[0, 2, 3], unbiased=False) + 1e-3)
-        channels = features.shape[1]
-        layer.weight.set_value(rng.uniform(0.5, 1.5, channels).astype('float32'))
-        layer.bias.set_value(rng.normal(0, 0.2, channels).astype('float32'))
-
-    hooks = []
-    for layer in model.sublayers():
-        if isinstance(layer, paddle.nn.Conv2D) and layer.bias is not None:
-            layer.bias.set_value(rng.normal(0, 0.5, layer.bias.shape).astype('float32'))
-        if isinstance(layer, paddle.nn.BatchNorm2D):
-            hooks.append(layer.register_forward_pre_hook(calibrate))
-    model.eval()
-    with paddle.no_grad():
-        model(paddle.to_tensor(rng.uniform(-1, 1, (1, 3, 128, 128)).astype('float32')))
-    for hook in hooks:
-        hook.remove()
+    model = randomize(build_model(name, paddleseg=False), seed, size=128)
     paddle.save(model.state_dict(), path)
 
 
 def conv_macs(model, shape, skip_padding=False):
-    """Multiply-accumulates of every Conv2D in one forward of an input of ``shape`` (forward hooks).
+    """Multiply-accumulates of every Conv2D in one forward of an input of ``shape`` (forward hooks), and of
+    paddle-psp's factored pyramid pooling (its convolutions and interpolation products, counted from its
+    shapes: it calls the functional ops on slices of its fusion conv's weight).
 
     With ``skip_padding`` the kernel taps that fall on the zero padding are not counted: oneDNN skips
     them, im2col + GEMM (Paddle's dygraph CPU convolution) multiplies them by zero. It matters for the
     ASPP convolutions with dilation 12-36 on a 64x64 feature map.
     """
     import paddle
+    from paddle_psp.models.pspnet import PyramidPooling
     total = [0]
 
     def count(layer, inputs, output):
         kernel = layer.weight.shape  # out, in / groups, kh, kw
-        taps = [kernel[2], kernel[3]]
         if skip_padding:
             axes = zip(inputs[0].shape[2:], output.shape[2:], kernel[2:], layer._stride,
                        _pair(layer._padding), layer._dilation)
             taps = [_valid_taps(*axis) for axis in axes]
             total[0] += output.shape[0] * output.shape[1] * kernel[1] * taps[0] * taps[1]
         else:
-            total[0] += int(np.prod(output.shape)) * kernel[1] * taps[0] * taps[1]
+            total[0] += int(np.prod(output.shape)) * kernel[1] * kernel[2] * kernel[3]
+
+    def count_pyramid(layer, inputs, output):
+        batch, channels, height, width = inputs[0].shape
+        out, _, kernel, _ = layer.conv_bn_relu2._conv.weight.shape
+        branch = layer.stages[0][1]._conv.weight.shape[0]
+        taps = kernel * kernel
+        if skip_padding:
+            taps = _valid_taps(height, height, kernel, 1, kernel // 2, 1) * \
+                _valid_taps(width, width, kernel, 1, kernel // 2, 1) / (height * width)
+        direct = batch * out * channels * height * width * taps
+        at_pooled = sum(batch * size * size * branch * kernel * kernel * out for size in layer.bin_sizes)
+        vertical = sum(batch * out * kernel * size * kernel * size * height for size in layer.bin_sizes)
+        horizontal = batch * out * height * kernel * sum(layer.bin_sizes) * width
+        total[0] += int(direct) + at_pooled + vertical + horizontal
 
     hooks = [layer.register_forward_post_hook(count) for layer in model.sublayers()
              if isinstance(layer, paddle.nn.Conv2D)]
+    hooks += [layer.register_forward_post_hook(count_pyramid) for layer in model.sublayers()
+              if isinstance(layer, PyramidPooling)]
     with paddle.no_grad():
         model(paddle.zeros(shape, 'float32'))
     for hook in hooks:
@@ -418,11 +416,12 @@ def eval_table(results, macs, gemm_peak):
                          f'{100 * rate / gemm_peak[0]:.0f} % | {agree} | {row["peak_rss_gib"]:.2f} | '
                          f'{load_range(row)} |')
     exports = ', '.join(f'{MODELS[name]} {rows[-1]["export_s"]:.0f} s' for name, (rows, _) in results.items())
-    lines += ['', 'GMAC: conv multiply-accumulates the path executes per image. PaddleSeg\'s PSPNet also '
-              'runs its auxiliary head in eval mode. The fast path runs an exact rewrite of the model (conv '
-              'biases folded into batch norm; PSPNet\'s fusion conv over the upsampled pyramid applied at '
-              'the pooled resolution) and oneDNN skips kernel taps that fall on zero padding (the dilated '
-              'ASPP convs), so it executes fewer MACs than the model has ("model" in brackets). One-off '
+    lines += ['', 'GMAC: multiply-accumulates of the convolutions the path executes per image (and of the '
+              'small interpolation products of paddle-psp\'s factored PSP fusion conv, which computes the '
+              'convolution over the upsampled pyramid at the pooled resolution). PaddleSeg\'s PSPNet also runs '
+              'its auxiliary head in eval mode. The fast path folds conv biases into batch norm and oneDNN '
+              'skips kernel taps that fall on zero padding (the dilated ASPP convs), so it executes fewer '
+              'MACs than the dygraph model ("model" in brackets). One-off '
               f'export of the fast path (cached under a hash of the weights): {exports}.']
     return '\n'.join(lines)
 

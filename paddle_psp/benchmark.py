@@ -43,10 +43,10 @@ import paddle_psp
 from paddle_psp import atomic, hub, zoo
 from paddle_psp.engine import infer, metrics
 from paddle_psp.engine.config import build_val_dataset, load_config
-from paddle_psp.engine.evaluate import load_model
 from paddle_psp.engine.predictor import fast_forward
 from paddle_psp.errors import UserError
 from paddle_psp.log import logger
+from paddle_psp.models.weights import load_for_eval
 
 COLUMNS = ('miou', 'miou_flip', 'miou_ms_flip')
 COLUMN_TITLES = {'miou': 'mIoU', 'miou_flip': 'mIoU (flip)', 'miou_ms_flip': 'mIoU (ms+flip)'}
@@ -607,7 +607,7 @@ def _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, re
     if not missing:
         return session
     start = time.perf_counter()
-    model = load_model(cfg, checkpoint)
+    model = load_for_eval(cfg.model, checkpoint)
     forward = TimedForward(build_forward(model, settings.dygraph))
     session['model_load_seconds'] = time.perf_counter() - start
     logger.info(f'[BENCHMARK] {target.name}: {len(missing)} images, {plan.forwards_per_image()} forward '

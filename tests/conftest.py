@@ -7,10 +7,12 @@
 import copy
 import os
 
+import paddle
 import pytest
 import yaml
 
 from paddle_psp.data.synthetic import make_cityscapes_like
+from paddle_psp.engine.config import load_config
 
 SYNTHETIC_SPEC = {'num_train': 8, 'num_val': 4, 'size': (128, 64), 'seed': 0}
 # Environment for subprocesses: fast convolutions on AMD CPUs, one thread pool per process.
@@ -73,3 +75,15 @@ def write_config(directory, name='tiny.yml', data_root=None, model='ZooPSPNet', 
     with open(path, 'w') as file:
         yaml.safe_dump(dic, file, sort_keys=False)
     return path
+
+
+def write_checkpoints(directory, data_root, seed):
+    """Tiny ZooPSPNet and ZooDeepLabV3 configs with random checkpoints (``paddle.seed(seed)``) in
+    ``directory``: ``{'config': PSPNet config, 'checkpoint': its weights, 'other_checkpoint': DeepLabV3's}``."""
+    paths = {}
+    for model in ('ZooPSPNet', 'ZooDeepLabV3'):
+        paths[model] = write_config(directory, name=model + '.yml', data_root=data_root, model=model)
+        paddle.seed(seed)
+        paddle.save(load_config(paths[model]).model.state_dict(), os.path.join(str(directory), model + '.pdparams'))
+    return {'config': paths['ZooPSPNet'], 'checkpoint': os.path.join(str(directory), 'ZooPSPNet.pdparams'),
+            'other_checkpoint': os.path.join(str(directory), 'ZooDeepLabV3.pdparams')}

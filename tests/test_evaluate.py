@@ -11,7 +11,7 @@ from paddleseg.datasets import Dataset
 from paddleseg.transforms import Normalize, Padding
 from PIL import Image
 
-from conftest import write_config
+from conftest import write_checkpoints
 from paddle_psp import cli
 from paddle_psp.data.synthetic import CLASSES
 from paddle_psp.engine import evaluate, infer
@@ -51,14 +51,8 @@ def normalized(path):
 @pytest.fixture(scope='module')
 def setup(synthetic_root, tmp_path_factory):
     """A tiny PSPNet config, its random checkpoint and a DeepLabV3 checkpoint (another model)."""
-    directory = tmp_path_factory.mktemp('evaluate')
-    paths = {}
-    for model in ('ZooPSPNet', 'ZooDeepLabV3'):
-        paths[model] = write_config(directory, name=model + '.yml', data_root=synthetic_root, model=model)
-        paddle.seed(1)
-        paddle.save(load_config(paths[model]).model.state_dict(), str(directory / (model + '.pdparams')))
-    return {'config': paths['ZooPSPNet'], 'checkpoint': str(directory / 'ZooPSPNet.pdparams'),
-            'other_checkpoint': str(directory / 'ZooDeepLabV3.pdparams'), 'root': synthetic_root}
+    paths = write_checkpoints(tmp_path_factory.mktemp('evaluate'), synthetic_root, seed=1)
+    return dict(paths, root=synthetic_root)
 
 
 @pytest.fixture

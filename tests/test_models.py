@@ -1,9 +1,11 @@
 """Our models against PaddleSeg 2.8's own classes: same keys, same shapes, same outputs."""
+import copy
 import subprocess
 import sys
 
 import numpy as np
 import paddle
+import paddle.nn.functional as F
 import pytest
 import yaml
 
@@ -11,6 +13,7 @@ import paddle_psp
 from paddle_psp.data.synthetic import make_cityscapes_like
 from paddle_psp.errors import UserError
 from paddle_psp.models import ResNetVd, ZooDeepLabV3, ZooPSPNet, ZooResNet50_vd, ZooResNet101_vd, load_weights
+from paddle_psp.models.pspnet import PyramidPooling
 from paddle_psp.models.summary import count_parameters
 from paddleseg.cvlibs import Config, SegBuilder, manager
 from paddleseg.models import DeepLabV3, PSPNet
@@ -29,7 +32,7 @@ def build_pair(model, depth, num_classes=19):
             DeepLabV3(num_classes, ref_backbone(**grid), backbone_indices=[3], aspp_ratios=[1, 12, 24, 36]))
 
 
-def randomize(state, seed=0):
+def random_state(state, seed=0):
     """Random weights and BN statistics, so that equal outputs mean equal computation."""
     rng = np.random.RandomState(seed)
     out = {}
@@ -53,7 +56,7 @@ def test_same_keys_shapes_and_outputs_as_paddleseg(model, depth):
     expected_count = {('PSPNet', 'ResNet50'): 315, ('PSPNet', 'ResNet101'): 570,
                       ('DeepLabV3', 'ResNet50'): 312, ('DeepLabV3', 'ResNet101'): 567}[model, depth]
     assert len(ours_state) == expected_count
-    weights = randomize(ref_state)
+    weights = random_state(ref_state)
     ref.set_state_dict(weights)
     ours.set_state_dict(weights)
     ref.eval()
@@ -64,6 +67,36 @@ def test_same_keys_shapes_and_outputs_as_paddleseg(model, depth):
         got = ours(image)
     assert len(got) == 1 and list(got[0].shape) == [1, 19, 104, 120]
     assert np.abs(got[0].numpy() - expected).max() <= 1e-4
+
+
+def concat_then_conv(module, x):
+    """PyramidPooling as the paper draws it: upsample every pooled branch, concat, 3x3 conv-BN-ReLU."""
+    pooled = [F.interpolate(stage(x), x.shape[2:], mode='bilinear', align_corners=module.align_corners)
+              for stage in module.stages]
+    return module.conv_bn_relu2(paddle.concat([x] + pooled[::-1], axis=1))
+
+
+@pytest.mark.parametrize('align_corners, dim_reduction, pooling, training', [
+    (False, True, 'avg', True), (True, True, 'avg', False), (False, False, 'max', True),
+    (True, False, 'max', False)])
+def test_factored_pyramid_pooling_equals_concat_then_conv(align_corners, dim_reduction, pooling, training):
+    """Same outputs and same gradients (input and every parameter), batch statistics or running ones."""
+    paddle.seed(0)
+    ours = PyramidPooling(16, 8, [1, 2, 3, 6], pooling, dim_reduction, align_corners)
+    ours.train() if training else ours.eval()
+    reference = copy.deepcopy(ours)
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((2, 16, 13, 10)).astype('float32')  # odd, non-square, not bin multiples
+    weights = paddle.to_tensor(rng.standard_normal((2, 8, 13, 10)).astype('float32'))
+    results = []
+    for module, forward in ((ours, ours.forward), (reference, lambda x: concat_then_conv(reference, x))):
+        x = paddle.to_tensor(image, stop_gradient=False)
+        out = forward(x)
+        (out * weights).sum().backward()
+        results.append([out.numpy(), x.grad.numpy()] + [p.grad.numpy() for p in module.parameters() if not p.stop_gradient])
+    for mine, theirs in zip(*results):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-4)
+    assert np.abs(results[0][0]).max() > 0.1
 
 
 def test_pspnet_resnet50_parameter_count_matches_paddleseg():
@@ -140,7 +173,7 @@ def test_bad_arguments_raise_value_error_naming_them(build, message):
 def test_paddleseg_checkpoint_loads_with_nothing_missing(tmp_path, capsys):
     paddle.seed(0)
     ours, ref = build_pair('PSPNet', 'ResNet50')
-    ref.set_state_dict(randomize(ref.state_dict()))
+    ref.set_state_dict(random_state(ref.state_dict()))
     path = str(tmp_path / 'model.pdparams')
     paddle.save(ref.state_dict(), path)
     report = load_weights(ours, path)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import write_config
+from conftest import write_checkpoints
 from paddle_psp.engine import export, infer, predict
 from paddle_psp.engine.config import load_config
 from paddle_psp.errors import UserError
@@ -19,23 +19,15 @@ NUM_CLASSES = 19
 @pytest.fixture(scope='module')
 def setup(synthetic_root, tmp_path_factory):
     """A tiny PSPNet config and random checkpoint, the dygraph model, and a DeepLabV3 checkpoint."""
-    directory = tmp_path_factory.mktemp('predict_export')
-    paths = {}
-    for name in ('ZooPSPNet', 'ZooDeepLabV3'):
-        paths[name] = write_config(directory, name=name + '.yml', data_root=synthetic_root, model=name)
-        paddle.seed(5)
-        model = load_config(paths[name]).model
-        paddle.save(model.state_dict(), str(directory / (name + '.pdparams')))
-    model = load_config(paths['ZooPSPNet']).model
-    model.set_state_dict(paddle.load(str(directory / 'ZooPSPNet.pdparams')))
+    paths = write_checkpoints(tmp_path_factory.mktemp('predict_export'), synthetic_root, seed=5)
+    model = load_config(paths['config']).model
+    model.set_state_dict(paddle.load(paths['checkpoint']))
     model.eval()
     image_dir = os.path.join(synthetic_root, 'leftImg8bit', 'val')
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv('MKL_DEBUG_CPU_TYPE', os.environ.get('MKL_DEBUG_CPU_TYPE', '5'))  # faster export child
-        yield {'config': paths['ZooPSPNet'], 'checkpoint': str(directory / 'ZooPSPNet.pdparams'),
-               'other_checkpoint': str(directory / 'ZooDeepLabV3.pdparams'), 'model': model,
-               'image_dir': image_dir, 'images': sorted(os.path.join(r, f) for r, _, fs in os.walk(image_dir)
-                                                        for f in fs)}
+        yield dict(paths, model=model, image_dir=image_dir, images=sorted(
+            os.path.join(r, f) for r, _, fs in os.walk(image_dir) for f in fs))
 
 
 def normalized(path):

@@ -8,33 +8,9 @@ import pytest
 from paddle_psp.engine import export, predictor
 from paddle_psp.models import ZooDeepLabV3, ZooPSPNet, ZooResNet50_vd
 from paddle_psp.models.resnet_vd import ResNetVd
+from paddle_psp.models.weights import randomize
 
 NUM_CLASSES = 7
-
-
-def randomize(model, seed=0):
-    """Random conv biases, and BN statistics calibrated on a random image (non-degenerate logits)."""
-    rng = np.random.default_rng(seed)
-
-    def calibrate(layer, inputs):
-        features = inputs[0]
-        layer._mean.set_value(features.mean(axis=[0, 2, 3]))
-        layer._variance.set_value(features.var(axis=[0, 2, 3], unbiased=False) + 1e-3)
-        layer.weight.set_value(rng.uniform(0.5, 1.5, features.shape[1]).astype('float32'))
-        layer.bias.set_value(rng.normal(0, 0.2, features.shape[1]).astype('float32'))
-
-    hooks = []
-    for layer in model.sublayers():
-        if isinstance(layer, paddle.nn.Conv2D) and layer.bias is not None:
-            layer.bias.set_value(rng.normal(0, 0.5, layer.bias.shape).astype('float32'))
-        if isinstance(layer, paddle.nn.BatchNorm2D):
-            hooks.append(layer.register_forward_pre_hook(calibrate))
-    model.eval()
-    with paddle.no_grad():
-        model(paddle.to_tensor(rng.uniform(-1, 1, (1, 3, 96, 96)).astype('float32')))
-    for hook in hooks:
-        hook.remove()
-    return model
 
 
 def make_model(name, seed=0, depth=50, align_corners=False):
@@ -65,7 +41,6 @@ def pspnet():
 def test_inference_copy_computes_the_same_logits(align_corners):
     model = make_model('pspnet', seed=3, depth=18, align_corners=align_corners)
     copy = predictor.inference_copy(model)
-    assert isinstance(copy.head.psp_module, predictor.FactoredPyramidPooling)
     assert all(block._conv.bias is None for block in copy.sublayers() if hasattr(block, '_conv'))
     for shape in [(1, 3, 64, 64), (2, 3, 100, 75)]:  # 13 x 10 features: bins do not divide them
         batch = image_batch(shape)

@@ -81,6 +81,13 @@ def load_config(path, opts=None, learning_rate=None, batch_size=None, iters=None
     return SegConfig(dic, path)
 
 
+def add_config_arguments(parser, config_help):
+    """Add ``--config`` (help ``config_help``) and ``--model_path`` to an argparse ``parser``, both required."""
+    parser.add_argument('--config', required=True, help=config_help)
+    parser.add_argument('--model_path', required=True,
+                        help='checkpoint: a model.pdparams file, a folder holding one, a URL or a zoo name')
+
+
 def build_val_dataset(cfg, data_root=None):
     """The validation dataset of ``cfg``, optionally read from another ``dataset_root``.
 

@@ -13,9 +13,10 @@ import numpy as np
 import paddle
 
 from paddle_psp.engine import infer, metrics
-from paddle_psp.engine.config import load_config
+from paddle_psp.engine.config import add_config_arguments, load_config
+from paddle_psp.engine.predictor import fast_forward
 from paddle_psp.log import logger
-from paddle_psp.models.weights import load_weights
+from paddle_psp.models.weights import load_for_eval
 
 LOG_EVERY_SECONDS = 30
 
@@ -112,26 +113,12 @@ def _only_item(batch):
     return batch[0]
 
 
-def load_model(cfg, model_path):
-    """The config's model with the checkpoint ``model_path`` loaded strictly, in eval mode.
-
-    Raises:
-        UserError: No such checkpoint, or weights of another model (naming the first mismatched keys).
-    """
-    model = cfg.model
-    load_weights(model, model_path, strict=True)
-    model.eval()
-    return model
-
-
 def build_parser():
     """The ``paddleseg val`` argument parser."""
     parser = argparse.ArgumentParser(
         prog='paddleseg val', description='Evaluate a checkpoint on the validation set of a config: mIoU, Acc, '
         'Kappa, Dice and per-class IoU / precision / recall (pixels labelled 255 ignored).')
-    parser.add_argument('--config', required=True, help='YAML config (val_dataset and model)')
-    parser.add_argument('--model_path', required=True,
-                        help='checkpoint: a model.pdparams file, a folder holding one, a URL or a zoo name')
+    add_config_arguments(parser, 'YAML config (val_dataset and model)')
     parser.add_argument('--num_workers', type=int, default=0, help='processes reading images (default 0)')
     parser.add_argument('--opts', nargs='+', default=[], metavar='KEY=VALUE',
                         help='config overrides, e.g. val_dataset.dataset_root=data/cityscapes')
@@ -145,6 +132,5 @@ def main(argv):
     cfg = load_config(args.config, opts=args.opts)
     options = infer.options_from_args(args, cfg.test_config)
     dataset = cfg.val_dataset
-    model = load_model(cfg, args.model_path)
-    from paddle_psp.engine.predictor import fast_forward  # predictor -> export -> this module
+    model = load_for_eval(cfg.model, args.model_path)
     return evaluate_with_options(fast_forward(model, fast=not args.dygraph), dataset, options, args.num_workers)

@@ -23,10 +23,10 @@ import paddle.nn.functional as F
 import yaml
 
 from paddle_psp.atomic import write_text
-from paddle_psp.engine.config import load_config
-from paddle_psp.engine.evaluate import load_model
+from paddle_psp.engine.config import add_config_arguments, load_config
 from paddle_psp.errors import UserError
 from paddle_psp.log import logger
+from paddle_psp.models.weights import load_for_eval
 
 OUTPUT_OPS = ('argmax', 'softmax', 'none')
 MODEL_FILES = ('model.pdmodel', 'model.pdiparams')
@@ -97,7 +97,7 @@ def export(config, model_path, save_dir, input_shape=None, output_op='argmax', o
     if pir_enabled():
         _export_in_child(config, model_path, save_dir, shape, output_op, opts)
     else:
-        save_static_model(load_model(cfg, model_path), save_dir, shape, output_op)
+        save_static_model(load_for_eval(cfg.model, model_path), save_dir, shape, output_op)
     deploy = {'Deploy': {'model': MODEL_FILES[0], 'params': MODEL_FILES[1], 'transforms': transforms,
                          'input_shape': shape, 'output_op': output_op,
                          'output_dtype': 'int32' if output_op == 'argmax' else 'float32'}}
@@ -160,8 +160,8 @@ def _child_main(args):
     """The child process: load, trace and save the model; UserErrors go to stderr with a marker."""
     try:
         cfg = load_config(args.config, opts=args.opts)
-        save_static_model(load_model(cfg, args.model_path), args.save_dir, check_input_shape(args.input_shape),
-                          args.output_op)
+        model = load_for_eval(cfg.model, args.model_path)
+        save_static_model(model, args.save_dir, check_input_shape(args.input_shape), args.output_op)
     except UserError as err:
         print(ERROR_PREFIX + str(err), file=sys.stderr)
         return 2
@@ -226,9 +226,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog='paddleseg export', description='Export a Paddle Inference model (model.pdmodel, model.pdiparams) '
         'and deploy.yaml for the model of a config and a checkpoint.')
-    parser.add_argument('--config', required=True, help='YAML config (model and val_dataset transforms)')
-    parser.add_argument('--model_path', required=True,
-                        help='checkpoint: a model.pdparams file, a folder holding one, a URL or a zoo name')
+    add_config_arguments(parser, 'YAML config (model and val_dataset transforms)')
     parser.add_argument('--save_dir', default='./output/inference_model',
                         help='output folder (default ./output/inference_model)')
     parser.add_argument('--input_shape', nargs=4, type=int, default=None, metavar=('N', 'C', 'H', 'W'),

@@ -14,11 +14,11 @@ from PIL import Image
 
 from paddle_psp.atomic import atomic_path
 from paddle_psp.engine import infer
-from paddle_psp.engine.config import load_config
-from paddle_psp.engine.evaluate import load_model
+from paddle_psp.engine.config import add_config_arguments, load_config
 from paddle_psp.engine.predictor import fast_forward
 from paddle_psp.errors import UserError
 from paddle_psp.log import logger
+from paddle_psp.models.weights import load_for_eval
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 IMAGE_WEIGHT = 0.6
@@ -164,9 +164,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog='paddleseg predict', description='Predict images and write pseudo_color_prediction/ (palette '
         'PNGs) and added_prediction/ (overlays) under --save_dir.')
-    parser.add_argument('--config', required=True, help='YAML config (model and val_dataset transforms)')
-    parser.add_argument('--model_path', required=True,
-                        help='checkpoint: a model.pdparams file, a folder holding one, a URL or a zoo name')
+    add_config_arguments(parser, 'YAML config (model and val_dataset transforms)')
     parser.add_argument('--image_path', required=True, help='an image, a folder of images or a list file')
     parser.add_argument('--save_dir', default='./output/result', help='output folder (default ./output/result)')
     parser.add_argument('--opts', nargs='+', default=[], metavar='KEY=VALUE', help='config overrides')
@@ -182,7 +180,7 @@ def main(argv):
     image_paths, base = list_images(args.image_path)
     transforms = cfg.val_transforms
     palette = palette_for(cfg.section('val_dataset').get('type'))
-    model = load_model(cfg, args.model_path)
+    model = load_for_eval(cfg.model, args.model_path)
     logger.info(f'[PREDICT] {len(image_paths)} images, {options.summary()}')
     predict(fast_forward(model, fast=not args.dygraph), transforms, image_paths, args.save_dir, palette, options, base)
     logger.info(f'[PREDICT] saved in {os.path.join(args.save_dir, "pseudo_color_prediction")} and '

@@ -4,19 +4,10 @@ On CPU the model is turned into an inference-only copy that computes the same fu
 old-format ``.pdmodel`` (the format Paddle Inference runs with oneDNN), cached on disk under a hash of
 the weights and the model structure, and run by Paddle Inference with oneDNN on one thread per physical
 core (:func:`paddle_psp.engine.export.inference_forward`: pool2d stays on Paddle's kernel, oneDNN's adaptive
-pooling being wrong when the input size changes). The copy differs from the model only in how it computes
-(fp32 throughout):
-
-- a convolution's bias is moved into the batch norm that follows it (``BN(conv(x) + b)`` is
-  ``BN'(conv(x))`` with running mean ``mean - b``); Paddle's traced bias add is not fused by Paddle
-  Inference, a conv + batch norm (+ ReLU) is, into one oneDNN convolution;
-- PSPNet's 3x3 fusion convolution over ``concat[x, up(p6), up(p3), up(p2), up(p1)]`` is split into a
-  conv over ``x`` plus, for each pooled branch, the conv applied at the pooled resolution (one 1x1 conv
-  per kernel tap) followed by the bilinear upsampling and the tap's shift, done as two small matrix
-  products with interpolation matrices (``F.linear``: ``paddle.matmul`` cannot be traced to the old
-  IR). Convolution, bilinear upsampling and zero-padded shifts are linear, so this is the same sum in
-  another order; it removes the 2048 upsampled channels from the largest convolution of the model
-  (about 30 % of PSPNet's MACs).
+pooling being wrong when the input size changes). The copy differs from the model only in where the
+convolution biases are added (fp32 throughout): each is moved into the batch norm that follows it
+(``BN(conv(x) + b)`` is ``BN'(conv(x))`` with running mean ``mean - b``), because Paddle Inference does not
+fuse Paddle's traced bias add, while it does fuse conv + batch norm (+ ReLU) into one oneDNN convolution.
 
 On GPU, or with ``fast=False``, the dygraph model runs as it is under ``paddle.no_grad``.
 
@@ -33,14 +24,11 @@ import tempfile
 
 import numpy as np
 import paddle
-import paddle.nn as nn
-import paddle.nn.functional as F
 
 from paddle_psp.engine import export
 from paddle_psp.engine.infer import layer_forward, logits_array
 from paddle_psp.log import logger
 from paddle_psp.models.layers import ConvBN
-from paddle_psp.models.pspnet import PyramidPooling
 from paddle_psp.runtime import physical_cores
 
 CACHE_VAR = 'PADDLE_PSP_CACHE'
@@ -180,11 +168,6 @@ def inference_copy(model):
     layer = copy.deepcopy(model)
     layer.eval()
     fold_conv_bias(layer)
-    for parent in [layer] + list(layer.sublayers()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, PyramidPooling) and FactoredPyramidPooling.supports(child):
-                setattr(parent, name, FactoredPyramidPooling(child))
-    layer.eval()
     return layer
 
 
@@ -196,98 +179,3 @@ def fold_conv_bias(layer):
                 norm = block._batch_norm
                 norm._mean.set_value(norm._mean - block._conv.bias)
                 block._conv.bias = None
-
-
-class FactoredPyramidPooling(nn.Layer):
-    """PSPNet's pyramid pooling with the fusion conv over the pooled branches done at pooled resolution.
-
-    ``relu(BN(conv(concat[x, up(s_1), ..., up(s_n)])))`` is computed as
-    ``relu(BN(conv_x(x)) + sum_i sum_taps shift_tap(up(scale * W_i,tap @ s_i)))`` where ``scale`` is the
-    batch norm's ``gamma / sqrt(var + eps)``; ``up`` and the shifts are applied as an interpolation matrix
-    along each axis (built by upsampling an identity with the model's own bilinear resize).
-
-    Args:
-        module (PyramidPooling): The module to replace, with its conv bias already folded (see
-            :func:`fold_conv_bias`).
-    """
-
-    def __init__(self, module):
-        super().__init__()
-        fusion = module.conv_bn_relu2
-        weight = fusion._conv.weight.numpy()
-        norm = fusion._batch_norm
-        self.kernel = weight.shape[-1]
-        self.channels = weight.shape[0]
-        self.bin_sizes = [_pool_size(stage[0]) for stage in module.stages]
-        self.align_corners = module.align_corners
-        self.stages = module.stages
-        branch = module.stages[0][1]._conv.weight.shape[0]
-        direct = weight.shape[1] - branch * len(self.bin_sizes)
-        self.direct_conv = nn.Conv2D(direct, self.channels, self.kernel, padding=self.kernel // 2,
-                                     bias_attr=False)
-        self.direct_conv.weight.set_value(weight[:, :direct])
-        self.direct_norm = norm
-        scale = norm.weight.numpy() / np.sqrt(norm._variance.numpy() + norm._epsilon)
-        self.taps = nn.LayerList()
-        for index in range(len(self.bin_sizes)):
-            # concat order: x, last bin, ..., first bin
-            start = direct + branch * (len(self.bin_sizes) - 1 - index)
-            taps = weight[:, start:start + branch] * scale[:, None, None, None]  # C, branch, ky, kx
-            conv = nn.Conv2D(branch, self.kernel ** 2 * self.channels, 1, bias_attr=False)
-            conv.weight.set_value(np.ascontiguousarray(
-                taps.transpose(2, 3, 0, 1).reshape(-1, branch, 1, 1)))  # out channel = (ky, kx, c)
-            self.taps.append(conv)
-
-    @staticmethod
-    def supports(module):
-        """Whether ``module``'s fusion conv is one this class rewrites exactly (odd square kernel, stride
-        1, dilation 1, 'same' zero padding, no groups, ReLU) with square integer bins."""
-        conv = module.conv_bn_relu2._conv
-        size = conv._kernel_size
-        same_padding = conv._padding in (size[0] // 2, [size[0] // 2] * 2)
-        return (size[0] == size[1] and size[0] % 2 == 1 and conv._stride == [1, 1] and same_padding
-                and conv._dilation == [1, 1] and conv._groups == 1
-                and module.conv_bn_relu2.relu is not None and conv.bias is None
-                and module.conv_bn_relu2.avg_down is None
-                and all(_pool_size(stage[0]) is not None for stage in module.stages))
-
-    def forward(self, x):
-        shape = paddle.shape(x)
-        kernel, channels = self.kernel, self.channels
-        columns, row_weights = [], []
-        for stage, taps, size in zip(self.stages, self.taps, self.bin_sizes):
-            pooled = taps(stage(x)).reshape([-1, kernel, kernel, channels, size, size])  # N, ky, kx, c, y, x
-            pooled = pooled.transpose([0, 3, 2, 5, 1, 4])
-            pooled = pooled.reshape([-1, channels, kernel * size, kernel * size])
-            # N, c, (kx, x), (ky, y) times [(ky, y), H]: the vertical upsampling and shifts.
-            vertical = F.linear(pooled, self._tap_matrix(shape[2], size))
-            columns.append(vertical.transpose([0, 1, 3, 2]))  # N, c, H, (kx, x)
-            row_weights.append(self._tap_matrix(shape[3], size))
-        # (N c H), (bin, kx, x) times [(bin, kx, x), W]: the horizontal ones, summed over bins and taps. As
-        # one 2-D product: oneDNN runs the broadcast 4-D x 2-D form ~50x slower.
-        columns = paddle.concat(columns, axis=3)
-        upsampled = F.linear(columns.reshape([-1, columns.shape[3]]), paddle.concat(row_weights, axis=0))
-        upsampled = upsampled.reshape([shape[0], channels, shape[2], shape[3]])
-        return F.relu(self.direct_norm(self.direct_conv(x)) + upsampled)
-
-    def _tap_matrix(self, length, size):
-        """[kernel * size, length]: for each tap offset d, the bilinear weights of the ``size`` pooled
-        positions at output position i + d, in column i (zeros outside: the conv's zero padding)."""
-        identity = paddle.eye(size, dtype='float32').reshape([1, size, size, 1])
-        weights = F.interpolate(identity, size=[length, 1], mode='bilinear', align_corners=self.align_corners)
-        weights = weights.reshape([size, -1])  # pooled position, output position
-        half = self.kernel // 2
-        zeros = paddle.zeros([size, half], 'float32')
-        padded = paddle.concat([zeros, weights, zeros], axis=1)
-        shifted = [padded[:, start:(start - 2 * half) or None] for start in range(self.kernel)]
-        return paddle.concat(shifted, axis=0)
-
-
-def _pool_size(pool):
-    """The square integer output size of an adaptive pool, or None."""
-    size = getattr(pool, '_output_size', None)
-    if isinstance(size, int):
-        return size
-    if isinstance(size, (list, tuple)) and len(size) == 2 and size[0] == size[1] and isinstance(size[0], int):
-        return size[0]
-    return None

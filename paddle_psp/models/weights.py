@@ -1,4 +1,5 @@
-"""Load a ``.pdparams`` state dict into a layer, reporting exactly what was and was not loaded."""
+"""Load a ``.pdparams`` state dict into a layer, reporting exactly what was and was not loaded; random
+weights that give non-degenerate logits, for benchmarks and tests."""
 import numpy as np
 import paddle
 
@@ -61,3 +62,48 @@ def load_weights(layer, spec, strict=False):
     logger.info(f'loaded {len(loadable)}/{len(own)} tensors from {path}'
                 + (f' ({len(unexpected)} unexpected keys ignored)' if unexpected else ''))
     return {'loaded': list(loadable), 'missing': missing, 'unexpected': unexpected, 'mismatched': mismatched}
+
+
+def load_for_eval(model, spec):
+    """``model`` with checkpoint ``spec`` loaded strictly (see :func:`load_weights`), in eval mode.
+
+    Raises:
+        UserError: No such checkpoint, or weights of another model (naming the first mismatched keys).
+    """
+    load_weights(model, spec, strict=True)
+    model.eval()
+    return model
+
+
+def randomize(model, seed=0, size=96):
+    """Give ``model`` random weights whose logits are not degenerate, and put it in eval mode.
+
+    Conv biases are drawn from N(0, 0.5); every batch norm gets a random affine transform and running
+    statistics measured on its own input for one random ``size`` x ``size`` image, so activations neither
+    vanish nor explode through the depth of the network.
+
+    Returns:
+        paddle.nn.Layer: ``model``.
+    """
+    rng = np.random.default_rng(seed)
+
+    def calibrate(layer, inputs):
+        features = inputs[0]
+        channels = features.shape[1]
+        layer._mean.set_value(features.mean(axis=[0, 2, 3]))
+        layer._variance.set_value(features.var(axis=[0, 2, 3], unbiased=False) + 1e-3)
+        layer.weight.set_value(rng.uniform(0.5, 1.5, channels).astype('float32'))
+        layer.bias.set_value(rng.normal(0, 0.2, channels).astype('float32'))
+
+    hooks = []
+    for layer in model.sublayers():
+        if isinstance(layer, paddle.nn.Conv2D) and layer.bias is not None:
+            layer.bias.set_value(rng.normal(0, 0.5, layer.bias.shape).astype('float32'))
+        if isinstance(layer, paddle.nn.BatchNorm2D):
+            hooks.append(layer.register_forward_pre_hook(calibrate))
+    model.eval()
+    with paddle.no_grad():
+        model(paddle.to_tensor(rng.uniform(-1, 1, (1, 3, size, size)).astype('float32')))
+    for hook in hooks:
+        hook.remove()
+    return model
