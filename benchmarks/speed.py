@@ -14,7 +14,7 @@ thread counts, ``FLAGS_*``, ``MALLOC_*``) apply from the start and peak RSS (``V
 - ``PaddleSeg 2.8 dygraph, default env``: PaddleSeg's own model class (``paddleseg.models.PSPNet`` /
   ``DeepLabV3``) as its users run it: the environment without any of our tuning variables. In eval mode
   PaddleSeg's PSPNet also computes its auxiliary head; its output list starts with the main logits.
-- ``paddle-psp dygraph, tuned``: our model under :func:`paddle_psp.runtime.tuning_env`.
+- ``paddle-psp dygraph, tuned``: our model under :func:`paddle_psp.core.runtime.tuning_env`.
 - ``paddle-psp fast``: :func:`paddle_psp.engine.predictor.fast_forward` (Paddle Inference, oneDNN), tuned.
 
 All paths load the same weights (random, seeded, with batch-norm statistics calibrated on a random image
@@ -89,7 +89,7 @@ def loaded_model(name, paddleseg, weights):
 def make_weights(name, path, seed=0):
     """Seeded random weights with random conv biases and BN statistics calibrated on a random image."""
     import paddle
-    from paddle_psp.models.weights import randomize
+    from paddle_psp.weights.state_dict import randomize
     paddle.seed(seed)
     model = randomize(build_model(name, paddleseg=False), seed, size=128)
     paddle.save(model.state_dict(), path)
@@ -308,7 +308,7 @@ def default_env():
 
 def tuned_env():
     """The default environment plus paddle-psp's CPU tuning (what ``paddleseg`` applies)."""
-    from paddle_psp.runtime import tuning_env
+    from paddle_psp.core.runtime import tuning_env
     env = default_env()
     env.pop('PADDLE_PSP_NO_TUNING')
     env.update(tuning_env(env))
@@ -335,7 +335,7 @@ def run_child(spec, env, label):
 def machine_description(rates, threads):
     import paddle
     import paddleseg
-    from paddle_psp import runtime
+    from paddle_psp.core import runtime
     cpuinfo = runtime.read_cpuinfo()
     model = runtime.cpuinfo_field('model name', cpuinfo) or platform.processor() or 'unknown CPU'
     family = runtime.cpuinfo_field('cpu family', cpuinfo)
@@ -501,7 +501,7 @@ def main(argv=None):
     if args.repeat < 3 or args.train_repeat < 1:
         raise SystemExit('--repeat: expected at least 3 (median of 3 or more); --train_repeat at least 1')
     args.weights = parse_weights(args.weights)
-    from paddle_psp.runtime import apply_cpu_tuning, physical_cores
+    from paddle_psp.core.runtime import apply_cpu_tuning, physical_cores
     apply_cpu_tuning()  # for this process' MAC counting only; every timing runs in a child
     threads = physical_cores()
     envs = {'default': default_env(), 'tuned': tuned_env()}

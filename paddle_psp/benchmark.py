@@ -40,13 +40,14 @@ import numpy as np
 import paddle
 
 import paddle_psp
-from paddle_psp import atomic, hub, zoo
+from paddle_psp.core import atomic
+from paddle_psp.weights import hub, zoo
 from paddle_psp.engine import infer, metrics
 from paddle_psp.engine.config import build_val_dataset, load_config
 from paddle_psp.engine.predictor import fast_forward
-from paddle_psp.errors import UserError
-from paddle_psp.log import logger
-from paddle_psp.models.weights import load_for_eval
+from paddle_psp.core.errors import UserError
+from paddle_psp.core.log import logger
+from paddle_psp.weights.state_dict import load_for_eval
 
 COLUMNS = ('miou', 'miou_flip', 'miou_ms_flip')
 COLUMN_TITLES = {'miou': 'mIoU', 'miou_flip': 'mIoU (flip)', 'miou_ms_flip': 'mIoU (ms+flip)'}
@@ -67,7 +68,7 @@ class Target:
     Attributes:
         name (str): The zoo name, or a label for a checkpoint (names the progress file).
         config (str): YAML config whose ``val_dataset`` and ``model`` are used.
-        checkpoint (str): A path, URL or zoo name for :func:`paddle_psp.hub.resolve`.
+        checkpoint (str): A path, URL or zoo name for :func:`paddle_psp.weights.hub.resolve`.
         entry (dict|None): The zoo manifest entry (published numbers, links); None for other checkpoints.
     """
     name: str
@@ -94,7 +95,7 @@ def zoo_targets(name=None, model=None, dataset=None, backbone=None):
     if not selected:
         raise UserError(f'--zoo {name or "all"}: no entry has model={model}, dataset={dataset}, '
                         f'backbone={backbone}; expected filters that some entry matches (see python -m '
-                        'paddle_psp.zoo)')
+                        'paddle_psp.weights.zoo)')
     return [Target(e['name'], zoo.config_path(e['name']), e['name'], e) for e in selected]
 
 

@@ -47,10 +47,10 @@ from typing import Callable, NamedTuple
 import cv2
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from paddle_psp import atomic
-from paddle_psp.errors import UserError
+from paddle_psp.core import atomic
+from paddle_psp.core.errors import UserError, one_line
+from paddle_psp.core.util import Progress
 
 CITYSCAPES_DOWNLOAD = 'https://www.cityscapes-dataset.com/downloads/'
 VOC_DOWNLOAD = 'http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar'
@@ -92,11 +92,6 @@ class Result(NamedTuple):
 
 # ---------------------------------------------------------------- reading and writing label images
 
-def _reason(err):
-    """``err`` as one line of text."""
-    return ' '.join(str(err).split()) or type(err).__name__
-
-
 def _listing(values, most=8):
     """``'1, 2, 3, ...'`` for the first ``most`` values."""
     shown = ', '.join(str(v) for v in values[:most])
@@ -115,7 +110,7 @@ def read_index_png(path):
             mode = image.mode
             values = np.asarray(image)
     except (OSError, SyntaxError, ValueError) as err:
-        raise UserError(f'{path}: cannot decode PNG ({_reason(err)}); expected an intact label PNG') from err
+        raise UserError(f'{path}: cannot decode PNG ({one_line(err, limit=None)}); expected an intact label PNG') from err
     if mode not in ('L', 'P'):
         raise UserError(f'{path}: PNG mode {mode}; expected an 8-bit single-channel or palette-indexed PNG')
     return values
@@ -180,7 +175,7 @@ def sbd_mat_labels(path):
     try:
         mat = loadmat(path)
     except Exception as err:  # a damaged file makes scipy raise OSError, ValueError, zlib.error, ...
-        raise UserError(f'{path}: cannot read MAT file ({_reason(err)}); expected an SBD cls/*.mat') from err
+        raise UserError(f'{path}: cannot read MAT file ({one_line(err, limit=None)}); expected an SBD cls/*.mat') from err
     struct = mat.get('GTcls')
     fields = struct.dtype.names if isinstance(struct, np.ndarray) else None
     if not fields or 'Segmentation' not in fields or struct.size != 1:
@@ -234,14 +229,13 @@ def run_jobs(jobs, workers=2, force=False, desc='converting'):
         int: The number of label images converted.
     """
     pending = list(jobs) if force else [job for job in jobs if not _up_to_date(job)]
-    with tqdm(total=len(pending), desc=desc, unit='img', file=sys.stderr,
-              disable=not sys.stderr.isatty()) as bar:
+    with Progress(desc, len(pending), unit='img') as bar:
         if workers > 1 and len(pending) > 1:
-            _convert_in_pool(pending, workers, bar.update)
+            _convert_in_pool(pending, workers, bar.advance)
         else:
             for job in pending:
                 convert(job)
-                bar.update()
+                bar.advance()
     return len(pending)
 
 

@@ -11,7 +11,7 @@ import os
 import cv2
 import numpy as np
 
-from paddle_psp.atomic import atomic_path, write_text
+from paddle_psp.core.atomic import atomic_path, write_text
 
 CITY = 'synthcity'
 # train id -> (name, base RGB colour)

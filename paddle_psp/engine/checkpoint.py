@@ -14,8 +14,8 @@ import tempfile
 
 import paddle
 
-from paddle_psp.atomic import fsync_path, replace_dir, umask
-from paddle_psp.errors import UserError
+from paddle_psp.core.atomic import fsync_path, replace_dir, umask
+from paddle_psp.core.errors import UserError
 
 MODEL_FILE = 'model.pdparams'
 OPTIMIZER_FILE = 'model.pdopt'

@@ -1,6 +1,6 @@
 """Read a PaddleSeg YAML config (``_base_`` inheritance, overrides, ``--opts``), validate it, build its parts.
 
-Every problem a user can cause becomes a one-line :class:`paddle_psp.errors.UserError` naming the file and
+Every problem a user can cause becomes a one-line :class:`paddle_psp.core.errors.UserError` naming the file and
 key: a missing or malformed file, an unknown ``type`` (with close matches), an unknown ``--opts`` key, a
 missing dataset root (with the command that prepares it), a batch size larger than the dataset. Components
 come from PaddleSeg's registry (``import paddle_psp`` adds ours), built without PaddleSeg's asserts and
@@ -25,8 +25,8 @@ import yaml
 from paddleseg.cvlibs import manager
 
 import paddle_psp  # noqa: F401  (registers our models, backbones and loss)
-from paddle_psp.errors import UserError
-from paddle_psp.log import logger
+from paddle_psp.core.errors import UserError
+from paddle_psp.core.log import logger
 
 BASE_KEY = '_base_'
 INHERIT_KEY = '_inherited_'

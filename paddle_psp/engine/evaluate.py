@@ -15,8 +15,8 @@ import paddle
 from paddle_psp.engine import infer, metrics
 from paddle_psp.engine.config import add_config_arguments, load_config
 from paddle_psp.engine.predictor import fast_forward
-from paddle_psp.log import logger
-from paddle_psp.models.weights import load_for_eval
+from paddle_psp.core.log import logger
+from paddle_psp.weights.state_dict import load_for_eval
 
 LOG_EVERY_SECONDS = 30
 

@@ -8,7 +8,7 @@ small dataset with few classes the mean is over the classes that occur.
 """
 import numpy as np
 
-from paddle_psp.log import logger
+from paddle_psp.core.log import logger
 
 IGNORE_INDEX = 255
 

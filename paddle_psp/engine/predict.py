@@ -12,13 +12,13 @@ import numpy as np
 from paddleseg.transforms import Compose
 from PIL import Image
 
-from paddle_psp.atomic import atomic_path
+from paddle_psp.core.atomic import atomic_path
 from paddle_psp.engine import infer
 from paddle_psp.engine.config import add_config_arguments, load_config
 from paddle_psp.engine.predictor import fast_forward
-from paddle_psp.errors import UserError
-from paddle_psp.log import logger
-from paddle_psp.models.weights import load_for_eval
+from paddle_psp.core.errors import UserError
+from paddle_psp.core.log import logger
+from paddle_psp.weights.state_dict import load_for_eval
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 IMAGE_WEIGHT = 0.6

@@ -27,9 +27,9 @@ import paddle
 
 from paddle_psp.engine import export
 from paddle_psp.engine.infer import layer_forward, logits_array
-from paddle_psp.log import logger
+from paddle_psp.core.log import logger
 from paddle_psp.models.layers import ConvBN
-from paddle_psp.runtime import physical_cores
+from paddle_psp.core.runtime import physical_cores
 
 CACHE_VAR = 'PADDLE_PSP_CACHE'
 DONE_MARKER = 'fingerprint.json'

@@ -22,8 +22,8 @@ import paddle
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine.config import load_config
 from paddle_psp.engine.vdl import ScalarWriter
-from paddle_psp.errors import UserError
-from paddle_psp.log import logger
+from paddle_psp.core.errors import UserError
+from paddle_psp.core.log import logger
 
 # Test hook: the process SIGKILLs itself right after the checkpoint of this iteration is complete.
 KILL_AFTER_SAVE_ENV = 'PADDLE_PSP_KILL_AFTER_SAVE'
