@@ -51,22 +51,10 @@ from PIL import Image
 from paddle_psp.core import atomic
 from paddle_psp.core.errors import UserError, one_line
 from paddle_psp.core.util import Progress
+from paddle_psp.data.datasets import (CITYSCAPES_LAYOUT, IGNORE_INDEX, IMAGE_SUFFIX, LABEL_IDS_SUFFIX, SBD_LAYOUT,
+                                      TRAIN_IDS_SUFFIX, VOC_CLASSES, VOC_LAYOUT, unpaired_cityscapes_frame)
 
-CITYSCAPES_DOWNLOAD = 'https://www.cityscapes-dataset.com/downloads/'
-VOC_DOWNLOAD = 'http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar'
-SBD_DOWNLOAD = 'http://home.bharathh.info/pubs/codes/SBD/download.html'
-IGNORE = 255
-LABEL_IDS_SUFFIX = '_gtFine_labelIds.png'
-TRAIN_IDS_SUFFIX = '_gtFine_labelTrainIds.png'
-IMAGE_SUFFIX = '_leftImg8bit.png'
-VOC_ALLOWED = np.append(np.arange(21), IGNORE)
-CITYSCAPES_LAYOUT = (
-    'expected ROOT/leftImg8bit/SPLIT/CITY/*_leftImg8bit.png and ROOT/gtFine/SPLIT/CITY/*_gtFine_labelIds.png '
-    f'as unpacked from leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip ({CITYSCAPES_DOWNLOAD})')
-VOC_LAYOUT = ('expected the VOCdevkit folder of VOCtrainval_11-May-2012.tar, holding VOC2012/JPEGImages, '
-              f'VOC2012/SegmentationClass and VOC2012/ImageSets/Segmentation ({VOC_DOWNLOAD})')
-SBD_LAYOUT = ("expected SBD's benchmark_RELEASE folder from benchmark.tgz or its dataset/ subfolder, holding "
-              f'cls/*.mat, train.txt and val.txt ({SBD_DOWNLOAD})')
+VOC_ALLOWED = np.append(np.arange(len(VOC_CLASSES)), IGNORE_INDEX)
 
 
 class Job(NamedTuple):
@@ -131,7 +119,7 @@ def cityscapes_lut():
     lut = np.full(256, -1, dtype=np.int16)
     for label in labels:
         if label.id >= 0:
-            lut[label.id] = IGNORE if label.trainId in (-1, 255) else label.trainId
+            lut[label.id] = IGNORE_INDEX if label.trainId in (-1, IGNORE_INDEX) else label.trainId
     return lut
 
 
@@ -258,17 +246,13 @@ def _require_dir(path, layout):
         raise UserError(f'{path}: no such directory; {layout}')
 
 
-def _check_images_match(root, split, stems):
+def _check_images_match(root, split):
     """Every label of ``split`` has its image and every image its label (PaddleSeg pairs them by order)."""
-    images = glob.glob(os.path.join(root, 'leftImg8bit', split, '*', '*' + IMAGE_SUFFIX))
-    image_stems = {os.path.relpath(path, root)[:-len(IMAGE_SUFFIX)].split(os.sep, 2)[2] for path in images}
-    no_image, no_label = sorted(stems - image_stems), sorted(image_stems - stems)
-    if no_image:
-        raise UserError(f'{os.path.join(root, "leftImg8bit", split, no_image[0] + IMAGE_SUFFIX)}: missing for '
-                        f'its gtFine label; {CITYSCAPES_LAYOUT}')
-    if no_label:
-        raise UserError(f'{os.path.join(root, "gtFine", split, no_label[0] + LABEL_IDS_SUFFIX)}: missing for '
-                        f'its leftImg8bit image; {CITYSCAPES_LAYOUT}')
+    unpaired = unpaired_cityscapes_frame(root, split, LABEL_IDS_SUFFIX)
+    if unpaired is not None:
+        _, lacks, missing = unpaired
+        partner = 'gtFine label' if lacks == 'image' else 'leftImg8bit image'
+        raise UserError(f'{missing}: missing for its {partner}; {CITYSCAPES_LAYOUT}')
 
 
 def plan_cityscapes(root):
@@ -283,7 +267,7 @@ def plan_cityscapes(root):
     if not label_files:
         raise UserError(f'{os.path.join(root, "gtFine")}: no SPLIT/CITY/*{LABEL_IDS_SUFFIX}; {CITYSCAPES_LAYOUT}')
     decode = functools.partial(cityscapes_train_ids, lut=cityscapes_lut())
-    jobs, lines, stems = [], {}, {}
+    jobs, lines = [], {}
     for label_ids in label_files:
         split, stem = os.path.relpath(label_ids, os.path.join(root, 'gtFine'))[:-len(LABEL_IDS_SUFFIX)].split(
             os.sep, 1)
@@ -291,9 +275,8 @@ def plan_cityscapes(root):
         unix_stem = stem.replace(os.sep, '/')
         lines.setdefault(split, []).append(
             f'leftImg8bit/{split}/{unix_stem}{IMAGE_SUFFIX} gtFine/{split}/{unix_stem}{TRAIN_IDS_SUFFIX}')
-        stems.setdefault(split, set()).add(stem)
-    for split, split_stems in stems.items():
-        _check_images_match(root, split, split_stems)
+    for split in lines:
+        _check_images_match(root, split)
     return jobs, lines
 
 
