@@ -98,7 +98,8 @@ def read_index_png(path):
             mode = image.mode
             values = np.asarray(image)
     except (OSError, SyntaxError, ValueError) as err:
-        raise UserError(f'{path}: cannot decode PNG ({one_line(err, limit=None)}); expected an intact label PNG') from err
+        raise UserError(f'{path}: cannot decode PNG ({one_line(err, limit=None)}); '
+                        'expected an intact label PNG') from err
     if mode not in ('L', 'P'):
         raise UserError(f'{path}: PNG mode {mode}; expected an 8-bit single-channel or palette-indexed PNG')
     return values
@@ -163,7 +164,8 @@ def sbd_mat_labels(path):
     try:
         mat = loadmat(path)
     except Exception as err:  # a damaged file makes scipy raise OSError, ValueError, zlib.error, ...
-        raise UserError(f'{path}: cannot read MAT file ({one_line(err, limit=None)}); expected an SBD cls/*.mat') from err
+        raise UserError(f'{path}: cannot read MAT file ({one_line(err, limit=None)}); '
+                        'expected an SBD cls/*.mat') from err
     struct = mat.get('GTcls')
     fields = struct.dtype.names if isinstance(struct, np.ndarray) else None
     if not fields or 'Segmentation' not in fields or struct.size != 1:
