@@ -9,8 +9,8 @@ import pytest
 from paddleseg.cvlibs.config import parse_from_yaml
 from paddleseg.datasets import Cityscapes, PascalVOC
 
-from paddle_psp import zoo
-from paddle_psp.errors import UserError
+from paddle_psp.weights import zoo
+from paddle_psp.core.errors import UserError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The published model-zoo tables and the re-measured ms+flip column; its 'source' key says where they come from.
@@ -221,7 +221,7 @@ def test_missing_readme(tmp_path, capsys):
 
 def test_module_entry_point(tmp_path):
     path = write_readme(tmp_path, body=zoo.markdown_table())
-    result = subprocess.run([sys.executable, '-m', 'paddle_psp.zoo', '--check-readme', str(path)],
+    result = subprocess.run([sys.executable, '-m', 'paddle_psp.weights.zoo', '--check-readme', str(path)],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
 
