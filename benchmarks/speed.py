@@ -221,7 +221,7 @@ def eval_task(spec):
 
 def train_task(spec):
     import paddle
-    from paddle_psp.engine.losses import ZooCrossEntropyLoss
+    from paddle_psp.models.losses import ZooCrossEntropyLoss
     paddle.seed(0)
     model = loaded_model(spec['model'], spec['paddleseg'], spec['weights'])
     model.train()
