@@ -41,9 +41,10 @@ import paddle
 
 import paddle_psp
 from paddle_psp import atomic, hub, zoo
-from paddle_psp.engine import infer, metrics
+from paddle_psp.engine import metrics
 from paddle_psp.engine.config import build_val_dataset, load_config
-from paddle_psp.engine.predictor import fast_forward
+from paddle_psp.inference import tta as infer
+from paddle_psp.inference.predictor import fast_forward
 from paddle_psp.errors import UserError
 from paddle_psp.log import logger
 from paddle_psp.models.weights import load_for_eval
