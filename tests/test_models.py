@@ -88,7 +88,8 @@ def test_factored_pyramid_pooling_equals_concat_then_conv(align_corners, dim_red
         x = paddle.to_tensor(image, stop_gradient=False)
         out = module(x)
         (out * weights).sum().backward()
-        results.append([out.numpy(), x.grad.numpy()] + [p.grad.numpy() for p in module.parameters() if not p.stop_gradient])
+        results.append([out.numpy(), x.grad.numpy()]
+                       + [p.grad.numpy() for p in module.parameters() if not p.stop_gradient])
     for mine, theirs in zip(*results):
         np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-4)
     assert np.abs(results[0][0]).max() > 0.1
