@@ -109,6 +109,11 @@ def test_pspnet_fusion_forms_agree_and_bad_fusion_is_named():
         ZooPSPNet(5, ResNetVd(18), fusion='sum')
 
 
+def test_auxiliary_head_channels_default_to_a_quarter_of_its_input_as_paddleseg():
+    assert ZooPSPNet(5, ResNetVd(18)).head.auxlayer.conv.weight.shape == [5, 64, 1, 1]  # stage 3: 256 channels
+    assert ZooPSPNet(5, ResNetVd(18), aux_channels=32).head.auxlayer.conv.weight.shape == [5, 32, 1, 1]
+
+
 def test_pspnet_resnet50_parameter_count_matches_paddleseg():
     ours, ref = build_pair('PSPNet', 'ResNet50')
     assert count_parameters(ours)[0] == 67_863_942

@@ -120,10 +120,10 @@ class ZooPSPNet(SegmentationModel):
         dim_reduction (bool, optional): 1x1 conv to in_channels / len(bin_sizes) after each pool. Default: True.
         enable_auxiliary_loss (bool, optional): Add the auxiliary classifier (its logits come second,
             while training only). Default: True.
-        aux_channels (int, optional): Channels of the auxiliary head's 3x3 conv. Default: None, a quarter
-            of its input's as PaddleSeg (256 on ResNet50/101).
         align_corners (bool, optional): ``align_corners`` of every resize. Default: False.
         pretrained (str, optional): Weights of the whole model. Default: None.
+        aux_channels (int, optional): Channels of the auxiliary head's 3x3 conv. Default: None, a quarter
+            of its input's as PaddleSeg (256 on ResNet50/101).
         fusion (str, optional): How the pyramid's fusion conv is computed: 'factored' (faster) or
             'concat' (as drawn in the paper); same function, parameters and gradients, see
             :class:`PyramidPooling`. Default: 'factored'.
@@ -131,7 +131,7 @@ class ZooPSPNet(SegmentationModel):
 
     def __init__(self, num_classes, backbone, backbone_indices=(2, 3), pp_out_channels=1024,
                  bin_sizes=(1, 2, 3, 6), pooling='avg', dim_reduction=True, enable_auxiliary_loss=True,
-                 aux_channels=None, align_corners=False, pretrained=None, fusion='factored'):
+                 align_corners=False, pretrained=None, aux_channels=None, fusion='factored'):
         super().__init__(num_classes, backbone, backbone_indices, align_corners, pretrained)
         check_positive_list('bin_sizes', bin_sizes)
         if pooling not in POOLING:
