@@ -40,8 +40,8 @@ class RetryPolicy:
     attempts: int = 4
     base_delay: float = 1.0
     max_delay: float = 4.0
-    timeout: float = 10.0
-    deadline: float = 50.0
+    timeout: float = 8.0
+    deadline: float = 40.0
 
     def __post_init__(self):
         if self.attempts < 1:
@@ -199,7 +199,10 @@ def _content_length(response):
 
 def _copy(response, out, part, progress, clock):
     received = 0
-    for chunk in iter(lambda: response.read(CHUNK_BYTES), b''):
+    # read1: what has arrived, at most one read of the socket; read would wait for the whole chunk, and a
+    # timeout then would lose what had arrived instead of keeping it for the resumed attempt.
+    read = getattr(response, 'read1', response.read)
+    for chunk in iter(lambda: read(CHUNK_BYTES), b''):
         with writing(part, removed=part):
             out.write(chunk)
         received += len(chunk)
