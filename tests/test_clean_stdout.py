@@ -6,15 +6,8 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from test_hub import DYGRAPH, cached, checkpoint, seg_home, send, server  # noqa: F401
 from test_prepare import make_cityscapes
-
-CLI_LOGS_ON_STDOUT = pytest.mark.xfail(
-    strict=True, reason='paddle_psp/cli.py logs "cpu tuning: ..." to stdout before any verb runs; needs it to '
-                        'log to stderr for the verbs whose stdout is their result (download, prepare)')
-
 
 def paddleseg(*argv, **env):
     run = subprocess.run([sys.executable, '-m', 'paddle_psp.cli', *argv], capture_output=True, text=True,
@@ -23,7 +16,6 @@ def paddleseg(*argv, **env):
     return run
 
 
-@CLI_LOGS_ON_STDOUT
 def test_download_prints_only_the_path(server, seg_home, checkpoint):
     path = f'{DYGRAPH}/clean/model.pdparams'
     server.routes[path] = lambda h, n: send(h, checkpoint)
@@ -32,7 +24,6 @@ def test_download_prints_only_the_path(server, seg_home, checkpoint):
     assert run.stdout == str(cached(seg_home, 'clean', 'model.pdparams')) + '\n'
 
 
-@CLI_LOGS_ON_STDOUT
 def test_prepare_prints_only_its_results(tmp_path):
     make_cityscapes(str(tmp_path))
     run = paddleseg('prepare', 'cityscapes', '--root', str(tmp_path), '--workers', '1')

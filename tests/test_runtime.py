@@ -65,7 +65,7 @@ def run_python(code, **env):
     environ.update(env)
     result = subprocess.run([sys.executable, '-c', code], env=environ, capture_output=True, text=True,
                             check=True)
-    return result.stdout
+    return result.stdout + result.stderr
 
 
 APPLY_TWICE = ('import os; from paddle_psp.core import runtime; print(runtime.apply_cpu_tuning()); '
