@@ -42,7 +42,7 @@ import paddle
 import paddle_psp
 from paddle_psp import atomic, hub, zoo
 from paddle_psp.engine import infer, metrics
-from paddle_psp.engine.config import build_val_dataset, load_config
+from paddle_psp.config import build_val_dataset, load_config
 from paddle_psp.engine.predictor import fast_forward
 from paddle_psp.errors import UserError
 from paddle_psp.log import logger

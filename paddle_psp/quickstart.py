@@ -23,7 +23,7 @@ from PIL import Image
 from paddle_psp import atomic, benchmark, zoo
 from paddle_psp.data.synthetic import CLASSES, make_cityscapes_like
 from paddle_psp.engine import metrics, train
-from paddle_psp.engine.config import load_config
+from paddle_psp.config import load_config
 from paddle_psp.errors import UserError
 
 DEFAULT_SAVE_DIR = os.path.join('.', 'quickstart_output')

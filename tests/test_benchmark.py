@@ -22,7 +22,7 @@ import yaml
 from conftest import SUBPROCESS_ENV, tiny_config_dict, write_config
 from paddle_psp import benchmark, cli, zoo
 from paddle_psp.engine import evaluate
-from paddle_psp.engine.config import build_val_dataset, load_config
+from paddle_psp.config import build_val_dataset, load_config
 from paddle_psp.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

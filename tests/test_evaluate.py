@@ -15,7 +15,7 @@ from conftest import write_checkpoints
 from paddle_psp import cli
 from paddle_psp.data.synthetic import CLASSES
 from paddle_psp.engine import evaluate, infer
-from paddle_psp.engine.config import load_config
+from paddle_psp.config import load_config
 from paddle_psp.engine.metrics import CITYSCAPES_CLASSES
 from paddle_psp.errors import UserError
 from test_metrics import reference_scores

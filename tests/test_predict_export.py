@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import write_checkpoints
 from paddle_psp.engine import export, infer, predict
-from paddle_psp.engine.config import load_config
+from paddle_psp.config import load_config
 from paddle_psp.errors import UserError
 
 NUM_CLASSES = 19

@@ -15,7 +15,7 @@ import pytest
 from conftest import SUBPROCESS_ENV
 from paddle_psp import cli
 from paddle_psp.engine import checkpoint as ckpt
-from paddle_psp.engine.config import load_config
+from paddle_psp.config import load_config
 from paddle_psp.engine.train import BatchCollator, EpochShardSampler, SeededSamples
 from paddle_psp.errors import UserError
 

@@ -13,7 +13,7 @@ import numpy as np
 import paddle
 
 from paddle_psp.engine import infer, metrics
-from paddle_psp.engine.config import add_config_arguments, load_config
+from paddle_psp.config import add_config_arguments, load_config
 from paddle_psp.engine.predictor import fast_forward
 from paddle_psp.log import logger
 from paddle_psp.models.weights import load_for_eval

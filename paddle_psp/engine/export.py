@@ -23,7 +23,7 @@ import paddle.nn.functional as F
 import yaml
 
 from paddle_psp.atomic import write_text
-from paddle_psp.engine.config import add_config_arguments, load_config
+from paddle_psp.config import add_config_arguments, load_config
 from paddle_psp.errors import UserError
 from paddle_psp.log import logger
 from paddle_psp.models.weights import load_for_eval

@@ -14,7 +14,7 @@ from PIL import Image
 
 from paddle_psp.atomic import atomic_path
 from paddle_psp.engine import infer
-from paddle_psp.engine.config import add_config_arguments, load_config
+from paddle_psp.config import add_config_arguments, load_config
 from paddle_psp.engine.predictor import fast_forward
 from paddle_psp.errors import UserError
 from paddle_psp.log import logger

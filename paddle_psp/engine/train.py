@@ -20,7 +20,7 @@ import numpy as np
 import paddle
 
 from paddle_psp.engine import checkpoint as ckpt
-from paddle_psp.engine.config import load_config
+from paddle_psp.config import load_config
 from paddle_psp.engine.vdl import ScalarWriter
 from paddle_psp.errors import UserError
 from paddle_psp.log import logger
