@@ -9,12 +9,12 @@ training step; timings are only meaningful on an otherwise idle machine, so the 
 
 Every measured path runs in its own Python subprocess, so environment variables (``MKL_DEBUG_CPU_TYPE``,
 thread counts, ``FLAGS_*``, ``MALLOC_*``) apply from the start and peak RSS (``VmHWM`` of the child, see
-:func:`peak_rss_bytes`) is per path:
+:func:`paddle_psp.core.util.peak_rss_bytes`) is per path:
 
 - ``PaddleSeg 2.8 dygraph, default env``: PaddleSeg's own model class (``paddleseg.models.PSPNet`` /
   ``DeepLabV3``) as its users run it: the environment without any of our tuning variables. In eval mode
   PaddleSeg's PSPNet also computes its auxiliary head; its output list starts with the main logits.
-- ``paddle-psp dygraph, tuned``: our model under :func:`paddle_psp.runtime.tuning_env`.
+- ``paddle-psp dygraph, tuned``: our model under :func:`paddle_psp.core.runtime.tuning_env`.
 - ``paddle-psp fast``: :func:`paddle_psp.engine.predictor.fast_forward` (Paddle Inference, oneDNN), tuned.
 
 All paths load the same weights (random, seeded, with batch-norm statistics calibrated on a random image
@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -89,7 +88,7 @@ def loaded_model(name, paddleseg, weights):
 def make_weights(name, path, seed=0):
     """Seeded random weights with random conv biases and BN statistics calibrated on a random image."""
     import paddle
-    from paddle_psp.models.weights import randomize
+    from paddle_psp.weights.state_dict import randomize
     paddle.seed(seed)
     model = randomize(build_model(name, paddleseg=False), seed, size=128)
     paddle.save(model.state_dict(), path)
@@ -161,27 +160,11 @@ def _valid_taps(size, out_size, kernel, stride, padding, dilation):
 
 def child_main(spec):
     """Run one measurement described by ``spec`` (a dict) and print ``RESULT <json>``."""
+    from paddle_psp.core.util import peak_rss_bytes  # lazy, as everywhere here: it imports paddle
     started = os.getloadavg()[0]
     result = CHILD_TASKS[spec['task']](spec)
     result.update(peak_rss_gib=peak_rss_bytes() / GIB, load_before=started, load_after=os.getloadavg()[0])
     print('RESULT ' + json.dumps(result), flush=True)
-
-
-def peak_rss_bytes():
-    """This process' peak resident set size.
-
-    ``VmHWM`` from /proc where there is one: ``ru_maxrss`` survives ``fork`` + ``exec``, so a child's
-    ``ru_maxrss`` is at least the parent's peak at the time of the fork (measured: every eval child
-    reported the parent's 1.74 GiB); ``VmHWM`` belongs to the address space ``exec`` created.
-    """
-    try:
-        with open('/proc/self/status', encoding='ascii') as status:
-            for line in status:
-                if line.startswith('VmHWM:'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def timed(function, repeat):
@@ -308,7 +291,7 @@ def default_env():
 
 def tuned_env():
     """The default environment plus paddle-psp's CPU tuning (what ``paddleseg`` applies)."""
-    from paddle_psp.runtime import tuning_env
+    from paddle_psp.core.runtime import tuning_env
     env = default_env()
     env.pop('PADDLE_PSP_NO_TUNING')
     env.update(tuning_env(env))
@@ -335,11 +318,11 @@ def run_child(spec, env, label):
 def machine_description(rates, threads):
     import paddle
     import paddleseg
-    from paddle_psp import runtime
-    cpuinfo = runtime.read_cpuinfo()
-    model = runtime.cpuinfo_field('model name', cpuinfo) or platform.processor() or 'unknown CPU'
-    family = runtime.cpuinfo_field('cpu family', cpuinfo)
-    logical = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    from paddle_psp.core import runtime, util
+    cpuinfo = util.read_cpuinfo()
+    model = util.cpu_name(cpuinfo) or 'unknown CPU'
+    family = util.cpuinfo_field('cpu family', cpuinfo)
+    logical = util.usable_cpus()
     memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GIB
     isa = runtime.mkl_cpu_type(cpuinfo)[1] or 'no AVX2'
     tuning = ', '.join(f'{k}={v}' for k, v in tuned_env().items() if k in TUNING_VARIABLES) or 'none'
@@ -501,7 +484,7 @@ def main(argv=None):
     if args.repeat < 3 or args.train_repeat < 1:
         raise SystemExit('--repeat: expected at least 3 (median of 3 or more); --train_repeat at least 1')
     args.weights = parse_weights(args.weights)
-    from paddle_psp.runtime import apply_cpu_tuning, physical_cores
+    from paddle_psp.core.runtime import apply_cpu_tuning, physical_cores
     apply_cpu_tuning()  # for this process' MAC counting only; every timing runs in a child
     threads = physical_cores()
     envs = {'default': default_env(), 'tuned': tuned_env()}

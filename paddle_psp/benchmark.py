@@ -27,26 +27,28 @@ import collections
 import contextlib
 import dataclasses
 import datetime
-import fcntl
 import hashlib
 import json
 import os
 import platform
 import re
-import sys
 import time
 
 import numpy as np
 import paddle
 
 import paddle_psp
-from paddle_psp import atomic, hub, zoo
+from paddle_psp.core import atomic
+from paddle_psp.weights import hub, zoo
 from paddle_psp.engine import infer, metrics
 from paddle_psp.config import build_val_dataset, load_config
 from paddle_psp.engine.predictor import fast_forward
-from paddle_psp.errors import UserError
-from paddle_psp.log import logger
-from paddle_psp.models.weights import load_for_eval
+from paddle_psp.core.errors import UserError
+from paddle_psp.core.log import logger
+from paddle_psp.core.util import (LockBusy, Progress, cpu_name, file_lock, has_gpu, peak_rss_bytes, reset_peak_rss,
+                                  sha256_file, usable_cpus)
+from paddle_psp.data.datasets import IGNORE_INDEX, class_names, dataset_kind
+from paddle_psp.weights.state_dict import load_for_eval
 
 COLUMNS = ('miou', 'miou_flip', 'miou_ms_flip')
 COLUMN_TITLES = {'miou': 'mIoU', 'miou_flip': 'mIoU (flip)', 'miou_ms_flip': 'mIoU (ms+flip)'}
@@ -67,7 +69,7 @@ class Target:
     Attributes:
         name (str): The zoo name, or a label for a checkpoint (names the progress file).
         config (str): YAML config whose ``val_dataset`` and ``model`` are used.
-        checkpoint (str): A path, URL or zoo name for :func:`paddle_psp.hub.resolve`.
+        checkpoint (str): A path, URL or zoo name for :func:`paddle_psp.weights.hub.resolve`.
         entry (dict|None): The zoo manifest entry (published numbers, links); None for other checkpoints.
     """
     name: str
@@ -94,7 +96,7 @@ def zoo_targets(name=None, model=None, dataset=None, backbone=None):
     if not selected:
         raise UserError(f'--zoo {name or "all"}: no entry has model={model}, dataset={dataset}, '
                         f'backbone={backbone}; expected filters that some entry matches (see python -m '
-                        'paddle_psp.zoo)')
+                        'paddle_psp.weights.zoo)')
     return [Target(e['name'], zoo.config_path(e['name']), e['name'], e) for e in selected]
 
 
@@ -297,9 +299,10 @@ class ProgressLog:
             raise
 
     def _lock(self):
+        self._held = contextlib.ExitStack()
         try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            self._held.enter_context(file_lock(self.path + '.lock', wait=False))
+        except LockBusy:
             raise UserError(f'{self.path}: another benchmark process is writing it; expected one process per '
                             'output directory') from None
 
@@ -350,6 +353,7 @@ class ProgressLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+            self._held.close()
 
 
 def encode_confusion(matrix):
@@ -367,82 +371,26 @@ def decode_confusion(encoded, num_classes):
 
 
 # ------------------------------------------------------------------------------------------ progress bar
-class ProgressBar:
-    """Progress with ETA: a bar redrawn on stderr when it is a terminal, else a log line every N images.
-
-    Args:
-        label (str): What is being scored.
-        total (int): Images to score in all.
-        done (int): Images already scored (by an earlier, interrupted run).
-        every (int): Images between log lines when stderr is not a terminal.
-        stream (file, optional): Default: ``sys.stderr``.
-    """
-
-    def __init__(self, label, total, done, every, stream=None):
-        self.label, self.total, self.start_done, self.every = label, total, done, every
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, 'isatty') and self.stream.isatty()
-        self.start = time.time()
-
-    def update(self, done):
-        """``done`` images of ``total`` are scored."""
-        new = done - self.start_done
-        elapsed = time.time() - self.start
-        per_image = elapsed / new if new else 0.0
-        eta = format_duration(per_image * (self.total - done))
-        if self.tty:
-            width = 24
-            filled = int(width * done / max(self.total, 1))
-            self.stream.write(f'\r{self.label} [{"#" * filled}{"." * (width - filled)}] {done}/{self.total} '
-                              f'{per_image:.2f} s/image ETA {eta}  ')
-            self.stream.flush()
-        elif new % self.every == 0 or done == self.total:
-            logger.info(f'[BENCHMARK] {self.label}: {done}/{self.total} images, {per_image:.2f} s/image, '
-                        f'ETA {eta}')
-
-    def close(self):
-        """End the bar's line."""
-        if self.tty:
-            self.stream.write('\n')
-            self.stream.flush()
-
-
-def format_duration(seconds):
-    """``HH:MM:SS``."""
-    seconds = int(round(seconds))
-    return f'{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
+def ProgressBar(label, total, done, every, stream=None):
+    """Progress with ETA: a bar on stderr when it is a terminal, else a log line every ``every`` images."""
+    return Progress(label, total, done, every, unit='image', log_prefix='[BENCHMARK] ', stream=stream)
 
 
 # ------------------------------------------------------------------------------------------ peak memory
 def reset_peak_memory():
     """Start measuring peak memory afresh; returns the scope of the numbers :func:`peak_memory` gives."""
-    if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+    if has_gpu():
         with contextlib.suppress(Exception):
             paddle.device.cuda.reset_max_memory_allocated()
-    try:
-        with open('/proc/self/clear_refs', 'w') as file:
-            file.write('5')  # resets VmHWM (Linux)
-        return 'entry'
-    except OSError:
-        return 'process'
+    return reset_peak_rss()
 
 
 def peak_memory(scope):
     """Peak resident memory (and GPU memory when on a GPU) in bytes."""
-    result = {'rss_bytes': _peak_rss(), 'rss_scope': scope}
-    if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+    result = {'rss_bytes': peak_rss_bytes(), 'rss_scope': scope}
+    if has_gpu():
         result['gpu_allocated_bytes'] = int(paddle.device.cuda.max_memory_allocated())
     return result
-
-
-def _peak_rss():
-    with contextlib.suppress(OSError):
-        with open('/proc/self/status') as file:
-            for line in file:
-                if line.startswith('VmHWM:'):
-                    return int(line.split()[1]) * 1024
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 # ------------------------------------------------------------------------------------------- environment
@@ -450,28 +398,19 @@ def environment(dygraph):
     """Versions, device and threading settings of this process."""
     import cv2
     import paddleseg
-    gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    gpu = has_gpu()
     return {
         'versions': {'python': platform.python_version(), 'paddle': paddle.__version__,
                      'paddle_commit': paddle.version.commit, 'paddleseg': paddleseg.__version__,
                      'paddle_psp': paddle_psp.__version__, 'numpy': np.__version__, 'opencv': cv2.__version__},
-        'device': {'paddle': paddle.device.get_device(), 'cpu': _cpu_model(), 'logical_cpus': os.cpu_count(),
-                   'usable_cpus': len(os.sched_getaffinity(0)),
+        'device': {'paddle': paddle.device.get_device(), 'cpu': cpu_name(), 'logical_cpus': os.cpu_count(),
+                   'usable_cpus': usable_cpus(),
                    'gpu': paddle.device.cuda.get_device_name() if gpu else None},
         'platform': platform.platform(),
         'environment': {key: os.environ.get(key) for key in
                         ('OMP_NUM_THREADS', 'MKL_DEBUG_CPU_TYPE', 'CUDA_VISIBLE_DEVICES')},
         'forward': 'dygraph' if dygraph else 'fast_forward',
     }
-
-
-def _cpu_model():
-    with contextlib.suppress(OSError):
-        with open('/proc/cpuinfo') as file:
-            for line in file:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    return platform.processor() or None
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -551,10 +490,10 @@ def benchmark_target(target, settings, save_dir):
     plan = settings.plan(cfg.test_config)
     indices = list(range(len(dataset) if settings.limit is None else min(settings.limit, len(dataset))))
     checkpoint = hub.resolve(target.checkpoint)
-    num_classes, ignore_index = dataset.num_classes, getattr(dataset, 'ignore_index', 255)
+    num_classes, ignore_index = dataset.num_classes, getattr(dataset, 'ignore_index', IGNORE_INDEX)
     fingerprint = {'target': target.name, 'config': os.path.abspath(target.config),
                    'config_sha256': _sha256_text(json.dumps(cfg.dic, sort_keys=True, default=str)),
-                   'checkpoint_sha256': _sha256_file(checkpoint),
+                   'checkpoint_sha256': sha256_file(checkpoint),
                    'data_root': os.path.abspath(dataset.dataset_root), 'num_classes': num_classes,
                    'ignore_index': ignore_index, 'plan': plan.describe(),
                    'forward': 'dygraph' if settings.dygraph else 'fast_forward'}
@@ -613,7 +552,7 @@ def _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, re
     logger.info(f'[BENCHMARK] {target.name}: {len(missing)} images, {plan.forwards_per_image()} forward '
                 f'passes each ({plan.separate_forwards_per_image()} in separate runs)')
     bar = ProgressBar(target.name, len(indices), done, settings.log_every)
-    num_classes, ignore_index = dataset.num_classes, getattr(dataset, 'ignore_index', 255)
+    num_classes, ignore_index = dataset.num_classes, getattr(dataset, 'ignore_index', IGNORE_INDEX)
     for index in missing:
         image_start, before = time.perf_counter(), forward.snapshot()
         confusions = image_confusions(plan, forward, dataset[index], num_classes, ignore_index)
@@ -632,7 +571,7 @@ def _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, re
 
 def summarize(target, cfg, dataset, plan, indices, records, num_classes):
     """The results entry of a target from its records: scores per column, published deltas, timings."""
-    names = metrics.class_names(metrics.dataset_type_name(dataset), num_classes)
+    names = class_names(dataset, num_classes)
     chosen = [records[i] for i in indices]
     entry = dict(_describe_target(target, cfg, dataset), num_images=len(indices),
                  num_images_available=len(dataset), plan=plan.describe(), columns={})
@@ -698,7 +637,7 @@ def _describe_target(target, cfg, dataset):
     if 'output_stride' in backbone:
         backbone_name += f'_OS{backbone["output_stride"]}'
     return {'name': target.name, 'zoo': False, 'model': re.sub(r'^Zoo', '', str(model_cfg.get('type'))),
-            'backbone': backbone_name, 'dataset': metrics.dataset_type_name(dataset),
+            'backbone': backbone_name, 'dataset': dataset_kind(dataset),
             'resolution': _train_crop(cfg), 'training_iters': cfg.dic.get('iters')}
 
 
@@ -729,14 +668,6 @@ def _describe_settings(settings):
 
 def _sha256_text(text):
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as file:
-        for block in iter(lambda: file.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _now():

@@ -20,10 +20,11 @@ import pytest
 import yaml
 
 from conftest import SUBPROCESS_ENV, tiny_config_dict, write_config
-from paddle_psp import benchmark, cli, zoo
+from paddle_psp import benchmark, cli
+from paddle_psp.weights import zoo
 from paddle_psp.engine import evaluate
 from paddle_psp.config import build_val_dataset, load_config
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_SCRIPT = os.path.join(REPO, 'benchmarks', 'run.py')

@@ -16,8 +16,8 @@ from paddle_psp import cli
 from paddle_psp.data.synthetic import CLASSES
 from paddle_psp.engine import evaluate, infer
 from paddle_psp.config import load_config
-from paddle_psp.engine.metrics import CITYSCAPES_CLASSES
-from paddle_psp.errors import UserError
+from paddle_psp.data.datasets import CITYSCAPES_CLASSES
+from paddle_psp.core.errors import UserError
 from test_metrics import reference_scores
 
 NUM_CLASSES = 19

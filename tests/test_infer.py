@@ -10,7 +10,7 @@ import pytest
 
 from paddle_psp.engine import infer
 from paddle_psp.engine.infer import Augmentation, InferOptions
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError
 
 NUM_CLASSES = 5
 

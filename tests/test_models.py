@@ -11,7 +11,7 @@ import yaml
 
 import paddle_psp
 from paddle_psp.data.synthetic import make_cityscapes_like
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError
 from paddle_psp.models import ResNetVd, ZooDeepLabV3, ZooPSPNet, ZooResNet50_vd, ZooResNet101_vd, load_weights
 from paddle_psp.models.pspnet import PyramidPooling
 from paddle_psp.models.summary import count_parameters

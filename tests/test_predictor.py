@@ -8,7 +8,7 @@ import pytest
 from paddle_psp.engine import export, predictor
 from paddle_psp.models import ZooDeepLabV3, ZooPSPNet, ZooResNet50_vd
 from paddle_psp.models.resnet_vd import ResNetVd
-from paddle_psp.models.weights import randomize
+from paddle_psp.weights.state_dict import randomize
 
 NUM_CLASSES = 7
 

@@ -17,7 +17,7 @@ from paddle_psp import cli
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.config import load_config
 from paddle_psp.engine.loader import BatchCollator, EpochShardSampler, SeededSamples
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError
 
 PADDLESEG = shutil.which('paddleseg', path=os.path.dirname(sys.executable)) or shutil.which('paddleseg')
 TRAIN_WITH_HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train_with_hooks.py')

@@ -15,10 +15,10 @@ import sys
 
 import paddle
 
-from paddle_psp import runtime
+from paddle_psp.core import runtime
 from paddle_psp.engine import train
 from paddle_psp.engine.hooks import Hook
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError
 
 
 class KillAfterSave(Hook):

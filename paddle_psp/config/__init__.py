@@ -1,6 +1,6 @@
 """PaddleSeg YAML configs: read (``_base_`` inheritance), override (flags, ``--opts``), validate, build.
 
-Every problem a user can cause becomes a one-line :class:`paddle_psp.errors.UserError` naming the file and
+Every problem a user can cause becomes a one-line :class:`paddle_psp.core.errors.UserError` naming the file and
 key: a missing or malformed file, an unknown ``type`` (with close matches), an unknown ``--opts`` key, a
 missing dataset root (with the command that prepares it), a batch size larger than the dataset.
 

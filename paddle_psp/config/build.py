@@ -11,7 +11,8 @@ import yaml
 
 from paddle_psp.config.registry import constructor_params, lookup_class, lr_scheduler_class, optimizer_type
 from paddle_psp.config.validate import TRAIN_KEYS, check_dataset_root, check_file_list
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError, one_line
+from paddle_psp.data.datasets import IGNORE_INDEX
 
 
 class SegConfig:
@@ -81,7 +82,7 @@ class SegConfig:
     def ignore_index(self):
         """The dataset's ignore index (255 unless the dataset says otherwise)."""
         return self.section(self._dataset_key).get('ignore_index',
-                                                   getattr(self.dataset_class, 'IGNORE_INDEX', 255))
+                                                   getattr(self.dataset_class, 'IGNORE_INDEX', IGNORE_INDEX))
 
     @property
     def val_transforms(self):
@@ -165,7 +166,8 @@ class SegConfig:
         try:
             return factory(self.model, self.lr_scheduler)
         except (TypeError, ValueError, AssertionError, RuntimeError) as err:
-            raise UserError(f'{self.path}: optimizer: cannot create {opt_cfg["type"]}: {_last_line(err)}') from None
+            raise UserError(f'{self.path}: optimizer: cannot create {opt_cfg["type"]}: '
+                            f'{one_line(err, limit=300, last_line=True)}') from None
 
 
 def build_val_dataset(cfg, data_root=None):
@@ -210,10 +212,5 @@ def _construct(component_class, params, keypath, path):
         raise
     except (TypeError, ValueError, AssertionError, KeyError, RuntimeError, OSError) as err:
         name = getattr(component_class, '__name__', str(component_class))
-        raise UserError(f'{path}: {keypath}: cannot create {name}: {_last_line(err)}') from None
-
-
-def _last_line(err):
-    """The last non-empty line of ``err``'s message (PaddleSeg's asserts end with the useful one)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return (lines[-1] if lines else type(err).__name__)[:300]
+        raise UserError(f'{path}: {keypath}: cannot create {name}: '
+                        f'{one_line(err, limit=300, last_line=True)}') from None

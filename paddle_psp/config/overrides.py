@@ -8,7 +8,7 @@ import ast
 import yaml
 
 from paddle_psp.config.registry import close_matches, component_class, constructor_params
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError
 
 # Keys --opts may create although the config does not have them yet.
 CREATABLE = {'': {'batch_size', 'iters', 'to_static_training', 'test_config'},

@@ -1,13 +1,13 @@
 """Reading a PaddleSeg YAML config: one file, then the tree of ``_base_`` files merged as PaddleSeg merges.
 
-Every problem becomes a one-line :class:`paddle_psp.errors.UserError` naming the file (and line).
+Every problem becomes a one-line :class:`paddle_psp.core.errors.UserError` naming the file (and line).
 """
 import os
 import re
 
 import yaml
 
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError
 
 BASE_KEY = '_base_'
 INHERIT_KEY = '_inherited_'

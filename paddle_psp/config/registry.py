@@ -9,7 +9,7 @@ import paddle
 from paddleseg.cvlibs import manager
 
 import paddle_psp  # noqa: F401  (registers our models, backbones and loss)
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError
 
 OPTIMIZER_ALIASES = {'sgd': 'SGD', 'adam': 'Adam'}
 

@@ -1,23 +1,17 @@
 """Checks of a config before anything heavy is built, and of a dataset's files before PaddleSeg reads them.
 
-Each check raises a one-line :class:`paddle_psp.errors.UserError` naming the file and key.
+Each check raises a one-line :class:`paddle_psp.core.errors.UserError` naming the file and key.
 """
 import copy
-import glob
 import os
 
 from paddle_psp.config.registry import close_matches, component_class, constructor_params
-from paddle_psp.errors import UserError
-from paddle_psp.log import logger
+from paddle_psp.core.errors import UserError
+from paddle_psp.core.log import logger
+from paddle_psp.data.datasets import PREPARED_LAYOUTS, dataset_kind, unpaired_cityscapes_frame
 
 TRAIN_KEYS = ('batch_size', 'iters', 'model', 'train_dataset', 'optimizer', 'lr_scheduler', 'loss')
 KNOWN_TOP_LEVEL = set(TRAIN_KEYS) | {'val_dataset', 'test_config', 'export', 'distill_loss', 'to_static_training'}
-# dataset fact: dataset type -> (folders that must exist under dataset_root, command that prepares it).
-DATASET_LAYOUTS = {
-    'Cityscapes': (('leftImg8bit', 'gtFine'), 'paddleseg prepare cityscapes --root {root}'),
-    'PascalVOC': ((os.path.join('VOC2012', 'ImageSets', 'Segmentation'),),
-                  'paddleseg prepare voc12aug --voc {root} --sbd SBD_DIR'),
-}
 
 
 def validate(dic, path):
@@ -81,7 +75,7 @@ def check_dataset_root(dataset_cfg, key, path):
     """A UserError saying how to prepare the dataset when ``dataset_root`` lacks it (before PaddleSeg,
     whose PascalVOC would start a download)."""
     root = dataset_cfg.get('dataset_root')
-    folders, command = DATASET_LAYOUTS.get(dataset_cfg.get('type'), ((), 'paddleseg prepare --help'))
+    folders, command = PREPARED_LAYOUTS.get(dataset_cfg.get('type'), ((), 'paddleseg prepare --help'))
     if root is None:
         raise UserError(f'{path}: {key}.dataset_root: missing; expected the dataset folder')
     missing = [f for f in folders if not os.path.isdir(os.path.join(root, f))]
@@ -93,7 +87,7 @@ def check_dataset_root(dataset_cfg, key, path):
 
 def check_file_list(dataset, key):
     """Every listed image and label exists, and (Cityscapes) every image has its label and vice versa."""
-    if type(dataset).__name__ == 'Cityscapes':
+    if dataset_kind(dataset) == 'Cityscapes':
         check_cityscapes_pairs(dataset.dataset_root, dataset.mode, key)
     for image_path, label_path in getattr(dataset, 'file_list', []):
         for file_path in (image_path, label_path):
@@ -101,15 +95,10 @@ def check_file_list(dataset, key):
                 raise UserError(f'{file_path}: listed in {key} but missing; expected the image/label file')
 
 
-def check_cityscapes_pairs(root, mode, key):  # dataset fact: belongs with the Cityscapes layout
+def check_cityscapes_pairs(root, mode, key):
     """PaddleSeg pairs sorted image and label lists blindly; name the first file without its partner."""
-    suffixes = {'image': ('leftImg8bit', '_leftImg8bit.png'), 'label': ('gtFine', '_gtFine_labelTrainIds.png')}
-    frames = {}
-    for kind, (folder, suffix) in suffixes.items():
-        paths = glob.glob(os.path.join(root, folder, mode, '*', '*' + suffix))
-        frames[kind] = {os.path.relpath(p, os.path.join(root, folder, mode))[:-len(suffix)]: p for p in paths}
-    for frame in sorted(frames['image'].keys() ^ frames['label'].keys()):
-        has, lacks = ('image', 'label') if frame in frames['image'] else ('label', 'image')
-        missing = os.path.join(root, suffixes[lacks][0], mode, frame + suffixes[lacks][1])
-        raise UserError(f'{frames[has][frame]}: has no {lacks} in {key} ({missing} is missing); expected '
+    unpaired = unpaired_cityscapes_frame(root, mode)
+    if unpaired is not None:
+        present, lacks, missing = unpaired
+        raise UserError(f'{present}: has no {lacks} in {key} ({missing} is missing); expected '
                         'one *_gtFine_labelTrainIds.png per *_leftImg8bit.png')

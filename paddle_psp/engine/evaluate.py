@@ -15,8 +15,9 @@ import paddle
 from paddle_psp.engine import infer, metrics
 from paddle_psp.config import add_config_arguments, load_config
 from paddle_psp.engine.predictor import fast_forward
-from paddle_psp.log import logger
-from paddle_psp.models.weights import load_for_eval
+from paddle_psp.core.log import logger
+from paddle_psp.data.datasets import IGNORE_INDEX, class_names
+from paddle_psp.weights.state_dict import load_for_eval
 
 LOG_EVERY_SECONDS = 30
 
@@ -55,7 +56,7 @@ def evaluate(model, dataset, aug_eval=False, scales=(1.0,), flip_horizontal=Fals
 
 def evaluate_with_options(model, dataset, options, num_workers=0, print_detail=True):
     """:func:`evaluate` with the inference settings given as an :class:`infer.InferOptions`."""
-    names = metrics.class_names(metrics.dataset_type_name(dataset), dataset.num_classes)
+    names = class_names(dataset, dataset.num_classes)
     was_training = isinstance(model, paddle.nn.Layer) and model.training
     forward = infer.layer_forward(model) if isinstance(model, paddle.nn.Layer) else model
     try:
@@ -77,7 +78,7 @@ def _score(forward, dataset, options, num_workers, print_detail):
     if world > 1 and not paddle.distributed.is_initialized():
         paddle.distributed.init_parallel_env()
     indices = list(range(rank, len(dataset), world))
-    confusion = metrics.ConfusionMatrix(dataset.num_classes, getattr(dataset, 'ignore_index', 255))
+    confusion = metrics.ConfusionMatrix(dataset.num_classes, getattr(dataset, 'ignore_index', IGNORE_INDEX))
     if print_detail:
         logger.info(f'[EVAL] {len(dataset)} images, {options.summary()}')
     start = last_log = time.time()

@@ -22,11 +22,11 @@ import paddle
 import paddle.nn.functional as F
 import yaml
 
-from paddle_psp.atomic import write_text
+from paddle_psp.core.atomic import write_text
 from paddle_psp.config import add_config_arguments, load_config
-from paddle_psp.errors import UserError
-from paddle_psp.log import logger
-from paddle_psp.models.weights import load_for_eval
+from paddle_psp.core.errors import UserError
+from paddle_psp.core.log import logger
+from paddle_psp.weights.state_dict import load_for_eval
 
 OUTPUT_OPS = ('argmax', 'softmax', 'none')
 MODEL_FILES = ('model.pdmodel', 'model.pdiparams')

@@ -9,10 +9,11 @@ fault injection) come after these, so they see the checkpoint of the step comple
 import dataclasses
 import os
 
+from paddle_psp.core.log import logger
+from paddle_psp.core.util import format_duration
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine.evaluate import evaluate
 from paddle_psp.engine.vdl import ScalarWriter
-from paddle_psp.log import logger
 
 
 @dataclasses.dataclass
@@ -205,8 +206,3 @@ class Window:
         n = max(self.count, 1)
         return [v / n for v in self.losses], self.reader_cost / n, self.batch_cost / n
 
-
-def format_duration(seconds):
-    """``HH:MM:SS``."""
-    seconds = int(seconds)
-    return f'{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'

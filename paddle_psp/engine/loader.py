@@ -12,7 +12,7 @@ import signal
 import numpy as np
 import paddle
 
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError, one_line
 
 
 def derive_seed(*parts):
@@ -99,8 +99,7 @@ def describe_failure(files, err):
                 Image.open(path).load()
             except Exception:
                 return f'{path}: unreadable label; expected a single-channel PNG of class ids'
-    message = ' '.join(str(err).split())[:200] or type(err).__name__
-    return f'{image_path}: could not be loaded and transformed: {message}'
+    return f'{image_path}: could not be loaded and transformed: {one_line(err)}'
 
 
 def die_with_parent(worker_id=None):

@@ -27,9 +27,10 @@ import paddle
 
 from paddle_psp.engine import export
 from paddle_psp.engine.infer import layer_forward, logits_array
-from paddle_psp.log import logger
+from paddle_psp.core.errors import one_line
+from paddle_psp.core.log import logger
 from paddle_psp.models.layers import ConvBN
-from paddle_psp.runtime import physical_cores
+from paddle_psp.core.runtime import physical_cores
 
 CACHE_VAR = 'PADDLE_PSP_CACHE'
 DONE_MARKER = 'fingerprint.json'
@@ -60,7 +61,7 @@ def fast_forward(model, device=None, fast=True, cache_dir=None):
         forward = export.inference_forward(model_dir, cpu_threads=threads)
     except Exception as err:  # any export / load failure: evaluation still runs, on the slower path
         logger.warning(f'fast forward unavailable, running the dygraph model: {type(err).__name__}: '
-                       f'{" ".join(str(err).split())[:300]}')
+                       f'{one_line(err, limit=300)}')
         return _dygraph_forward(model)
     logger.info(f'fast forward: Paddle Inference with oneDNN, {threads} threads, model {model_dir}')
     return forward

@@ -18,11 +18,12 @@ import time
 import paddle
 
 from paddle_psp.config import load_config
+from paddle_psp.core.errors import UserError
+from paddle_psp.core.log import logger
+from paddle_psp.core.util import has_gpu
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine.hooks import CheckpointHook, EvalHook, LogHook, Step, VisualDLHook
 from paddle_psp.engine.loader import derive_seed, make_loader, unpack_batch
-from paddle_psp.errors import UserError
-from paddle_psp.log import logger
 
 AMP_BLACK_LIST = {'bilinear_interp_v2'}
 
@@ -82,10 +83,10 @@ def check_flags(args):
 
 def select_device(requested):
     """'cpu' or 'gpu': the request, else gpu when this Paddle build has CUDA and a GPU."""
-    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    if requested == 'gpu' and not has_gpu:
+    gpu = has_gpu()
+    if requested == 'gpu' and not gpu:
         raise UserError('--device gpu: this Paddle build has no CUDA or no GPU is visible; expected --device cpu')
-    return requested or ('gpu' if has_gpu else 'cpu')
+    return requested or ('gpu' if gpu else 'cpu')
 
 
 # ---------------------------------------------------------------------------------------------- trainer

@@ -2,6 +2,6 @@
 from paddle_psp.models.resnet_vd import ResNetVd, ZooResNet50_vd, ZooResNet101_vd
 from paddle_psp.models.pspnet import ZooPSPNet
 from paddle_psp.models.deeplabv3 import ZooDeepLabV3
-from paddle_psp.models.weights import load_weights
+from paddle_psp.weights.state_dict import load_weights
 
 __all__ = ['ResNetVd', 'ZooResNet50_vd', 'ZooResNet101_vd', 'ZooPSPNet', 'ZooDeepLabV3', 'load_weights']

@@ -3,7 +3,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from paddle_psp.models.weights import load_weights
+from paddle_psp.weights.state_dict import load_weights
 
 
 class SegmentationModel(nn.Layer):
