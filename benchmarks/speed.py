@@ -15,7 +15,7 @@ thread counts, ``FLAGS_*``, ``MALLOC_*``) apply from the start and peak RSS (``V
   ``DeepLabV3``) as its users run it: the environment without any of our tuning variables. In eval mode
   PaddleSeg's PSPNet also computes its auxiliary head; its output list starts with the main logits.
 - ``paddle-psp dygraph, tuned``: our model under :func:`paddle_psp.core.runtime.tuning_env`.
-- ``paddle-psp fast``: :func:`paddle_psp.engine.predictor.fast_forward` (Paddle Inference, oneDNN), tuned.
+- ``paddle-psp fast``: :func:`paddle_psp.inference.predictor.fast_forward` (Paddle Inference, oneDNN), tuned.
 
 All paths load the same weights (random, seeded, with batch-norm statistics calibrated on a random image
 and random conv biases so logits are not degenerate; or ``--weights`` checkpoints) and get the same
@@ -185,7 +185,7 @@ def eval_task(spec):
     batch = np.load(spec['input'])
     setup = 0.0
     if spec['fast']:
-        from paddle_psp.engine.predictor import fast_forward
+        from paddle_psp.inference.predictor import fast_forward
         start = time.perf_counter()
         forward = fast_forward(model, cache_dir=spec['cache_dir'])
         setup = time.perf_counter() - start
@@ -204,7 +204,7 @@ def eval_task(spec):
 
 def train_task(spec):
     import paddle
-    from paddle_psp.engine.losses import ZooCrossEntropyLoss
+    from paddle_psp.models.losses import ZooCrossEntropyLoss
     paddle.seed(0)
     model = loaded_model(spec['model'], spec['paddleseg'], spec['weights'])
     model.train()
@@ -234,7 +234,7 @@ def train_task(spec):
 
 def export_task(spec):
     """Fill the fast path's export cache (as the first ``fast_forward`` call of a model does)."""
-    from paddle_psp.engine.predictor import exported_model_dir
+    from paddle_psp.inference.predictor import exported_model_dir
     model = loaded_model(spec['model'], False, spec['weights'])
     model.eval()
     start = time.perf_counter()
@@ -246,8 +246,8 @@ def gemm_task(spec):
     """Best fp32 GEMM rate (M = N = K = 4096) of numpy (OpenBLAS), paddle.matmul (MKL) and oneDNN (a 1x1
     convolution, 4096 -> 4096 channels on 64x64 pixels, through the fast path's Paddle Inference), GFLOP/s."""
     import paddle
-    from paddle_psp.engine.export import inference_forward
-    from paddle_psp.engine.predictor import exported_model_dir
+    from paddle_psp.inference.predictor import inference_forward
+    from paddle_psp.inference.predictor import exported_model_dir
     size = 4096
     flops = 2 * size ** 3
     rng = np.random.default_rng(0)
@@ -336,7 +336,7 @@ def machine_description(rates, threads):
 def count_macs(name, size):
     """GMAC per image each path executes: PaddleSeg's eval forward (with PSPNet's auxiliary head), our
     model's, and the fast path's inference copy without the taps on zero padding (oneDNN skips them)."""
-    from paddle_psp.engine.predictor import inference_copy
+    from paddle_psp.inference.predictor import inference_copy
     shape = [1, 3, *size]
     theirs = build_model(name, paddleseg=True)
     theirs.eval()

@@ -14,7 +14,8 @@ from PIL import Image
 from conftest import write_checkpoints
 from paddle_psp import cli
 from paddle_psp.data.synthetic import CLASSES
-from paddle_psp.engine import evaluate, infer
+from paddle_psp.engine import evaluate
+from paddle_psp.inference import tta as infer
 from paddle_psp.config import load_config
 from paddle_psp.data.datasets import CITYSCAPES_CLASSES
 from paddle_psp.core.errors import UserError

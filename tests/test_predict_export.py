@@ -10,7 +10,8 @@ from PIL import Image
 
 from conftest import write_checkpoints
 from paddle_psp.data import datasets
-from paddle_psp.engine import export, infer, predict
+from paddle_psp.inference import export, predict, predictor
+from paddle_psp.inference import tta
 from paddle_psp.config import load_config
 from paddle_psp.core.errors import UserError
 
@@ -72,8 +73,8 @@ def test_predict_list_file_single_file_and_tta(setup, tmp_path):
                          '--flip_horizontal', '--dygraph']) == 0
     got = np.array(Image.open(os.path.join(save_dir, 'pseudo_color_prediction',
                                            os.path.basename(path))))
-    options = infer.InferOptions.create(aug=True, scales=(0.75, 1.0), flip_horizontal=True)
-    expected = infer.infer_labels(infer.layer_forward(setup['model']), normalized(path)[0], None, options)
+    options = tta.InferOptions.create(aug=True, scales=(0.75, 1.0), flip_horizontal=True)
+    expected = tta.infer_labels(tta.layer_forward(setup['model']), normalized(path)[0], None, options)
     np.testing.assert_array_equal(got, expected)
 
 
@@ -140,7 +141,7 @@ def test_export_logits_with_fixed_shape_replace_the_dygraph_model(setup, tmp_pat
     export.export(setup['config'], setup['checkpoint'], save_dir, input_shape=[1, 3, 64, 128], output_op='none')
     deploy = yaml.safe_load(open(os.path.join(save_dir, 'deploy.yaml')))['Deploy']
     assert deploy['input_shape'] == [1, 3, 64, 128] and deploy['output_dtype'] == 'float32'
-    forward = export.inference_forward(save_dir)
+    forward = predictor.inference_forward(save_dir)
     for path in setup['images'][:2]:
         np.testing.assert_allclose(forward(normalized(path)), dygraph_logits(setup['model'], path), atol=1e-3,
                                    rtol=1e-3)

@@ -10,7 +10,7 @@ MKL reads the variable at its first computation, not when paddle is imported: ca
 :func:`apply_cpu_tuning` after ``import paddle_psp`` (which imports paddle and computes nothing) still
 works, as long as no tensor op has run yet (measured: same speed as setting it in the shell). Child
 processes inherit it. ``PADDLE_PSP_NO_TUNING=1`` switches the tuning off; variables the user already set
-are never overridden. Paddle Inference with oneDNN (:mod:`paddle_psp.engine.predictor`) does not depend
+are never overridden. Paddle Inference with oneDNN (:mod:`paddle_psp.inference.predictor`) does not depend
 on it: oneDNN picks AVX-512 on AMD by itself.
 
 Memory: glibc's malloc serves freed-and-reallocated tensors below its adaptive mmap threshold (up to

@@ -3,7 +3,7 @@
 The library function :func:`evaluate` is also what training calls for ``--do_eval``. PaddleSeg 2.8's own
 ``core.evaluate`` fails on Paddle 3, so this is a re-implementation of its semantics: each image goes
 through the val transforms, is inferred (optionally with TTA / sliding window, see
-:mod:`paddle_psp.engine.infer`), the logits are mapped back to the original size (VOC's padding cropped
+:mod:`paddle_psp.inference.tta`), the logits are mapped back to the original size (VOC's padding cropped
 off), and the argmax is scored against the label with pixels labelled 255 ignored.
 """
 import argparse
@@ -12,9 +12,10 @@ import time
 import numpy as np
 import paddle
 
-from paddle_psp.engine import infer, metrics
+from paddle_psp.engine import metrics
 from paddle_psp.config import add_config_arguments, load_config
-from paddle_psp.engine.predictor import fast_forward
+from paddle_psp.inference import tta as infer
+from paddle_psp.inference.predictor import fast_forward
 from paddle_psp.core.log import logger
 from paddle_psp.data.datasets import IGNORE_INDEX, class_names
 from paddle_psp.weights.state_dict import load_for_eval

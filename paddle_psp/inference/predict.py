@@ -13,12 +13,12 @@ from paddleseg.transforms import Compose
 from PIL import Image
 
 from paddle_psp.core.atomic import atomic_path
-from paddle_psp.engine import infer
-from paddle_psp.config import add_config_arguments, load_config
-from paddle_psp.engine.predictor import fast_forward
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 from paddle_psp.data import datasets
+from paddle_psp.config import add_config_arguments, load_config
+from paddle_psp.inference import tta
+from paddle_psp.inference.predictor import fast_forward
 from paddle_psp.weights.state_dict import load_for_eval
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
@@ -85,16 +85,16 @@ def overlay(image_bgr, labels, palette):
     return cv2.addWeighted(image_bgr, IMAGE_WEIGHT, np.ascontiguousarray(colours), 1 - IMAGE_WEIGHT, 0)
 
 
-def predict(forward, transforms, image_paths, save_dir, palette, options=infer.InferOptions(), base=None):
+def predict(forward, transforms, image_paths, save_dir, palette, options=tta.InferOptions(), base=None):
     """Predict each image once and write its pseudo-colour PNG and overlay.
 
     Args:
-        forward (callable): ``forward(batch) -> logits`` (see :mod:`infer`), e.g. ``layer_forward(model)``.
+        forward (callable): ``forward(batch) -> logits`` (see :mod:`paddle_psp.inference.tta`), e.g. ``layer_forward(model)``.
         transforms (list): The val transforms (PaddleSeg transform objects).
         image_paths (list[str]): Images.
         save_dir (str): Output folder.
         palette (np.ndarray): uint8 (256, 3) RGB colours of the class ids.
-        options (infer.InferOptions, optional): TTA / sliding window. Default: plain inference.
+        options (tta.InferOptions, optional): TTA / sliding window. Default: plain inference.
         base (str, optional): Folder the output names are relative to. Default: None (file names).
 
     Returns:
@@ -105,7 +105,7 @@ def predict(forward, transforms, image_paths, save_dir, palette, options=infer.I
     for index, path in enumerate(image_paths, 1):
         image = read_image(path)
         sample = compose({'img': image.astype(np.float32), 'trans_info': []})
-        labels = infer.infer_labels(forward, sample['img'], sample['trans_info'], options)
+        labels = tta.infer_labels(forward, sample['img'], sample['trans_info'], options)
         name = output_name(path, base)
         colour_path = os.path.join(save_dir, 'pseudo_color_prediction', os.path.splitext(name)[0] + '.png')
         _save(colour_path, lambda tmp: colourize(labels, palette).save(tmp, format='PNG'))
@@ -138,7 +138,7 @@ def build_parser():
     parser.add_argument('--image_path', required=True, help='an image, a folder of images or a list file')
     parser.add_argument('--save_dir', default='./output/result', help='output folder (default ./output/result)')
     parser.add_argument('--opts', nargs='+', default=[], metavar='KEY=VALUE', help='config overrides')
-    infer.add_arguments(parser, ('--aug_pred', '--aug_eval'))
+    tta.add_arguments(parser, ('--aug_pred', '--aug_eval'))
     return parser
 
 
@@ -146,7 +146,7 @@ def main(argv):
     """``paddleseg predict``: returns 0 after writing the predictions."""
     args = build_parser().parse_args(argv)
     cfg = load_config(args.config, opts=args.opts)
-    options = infer.options_from_args(args, cfg.test_config)
+    options = tta.options_from_args(args, cfg.test_config)
     image_paths, base = list_images(args.image_path)
     transforms = cfg.val_transforms
     palette = datasets.palette(cfg.section('val_dataset').get('type'))
