@@ -42,7 +42,7 @@ from paddle_psp.core import atomic
 from paddle_psp.weights import hub, zoo
 from paddle_psp.engine import metrics
 from paddle_psp.inference import tta as infer
-from paddle_psp.engine.config import build_val_dataset, load_config
+from paddle_psp.config import build_val_dataset, load_config
 from paddle_psp.inference.predictor import fast_forward
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger

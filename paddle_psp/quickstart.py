@@ -25,7 +25,7 @@ from paddle_psp.core import atomic
 from paddle_psp.weights import zoo
 from paddle_psp.data.synthetic import CLASSES, make_cityscapes_like
 from paddle_psp.engine import metrics, train
-from paddle_psp.engine.config import load_config
+from paddle_psp.config import load_config
 from paddle_psp.core.errors import UserError
 
 DEFAULT_SAVE_DIR = os.path.join('.', 'quickstart_output')

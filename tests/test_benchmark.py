@@ -23,7 +23,7 @@ from conftest import SUBPROCESS_ENV, tiny_config_dict, write_config
 from paddle_psp import benchmark, cli
 from paddle_psp.weights import zoo
 from paddle_psp.engine import evaluate
-from paddle_psp.engine.config import build_val_dataset, load_config
+from paddle_psp.config import build_val_dataset, load_config
 from paddle_psp.core.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,7 +9,7 @@ import yaml
 from paddleseg.cvlibs.config import parse_from_yaml
 
 from conftest import write_config
-from paddle_psp.engine.config import build_val_dataset, load_config
+from paddle_psp.config import build_val_dataset, load_config
 from paddle_psp.core.errors import UserError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,7 +12,7 @@ from conftest import write_checkpoints
 from paddle_psp.data import datasets
 from paddle_psp.inference import export, predict, predictor
 from paddle_psp.inference import tta
-from paddle_psp.engine.config import load_config
+from paddle_psp.config import load_config
 from paddle_psp.core.errors import UserError
 
 NUM_CLASSES = 19

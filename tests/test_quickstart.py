@@ -13,7 +13,7 @@ from PIL import Image
 
 from conftest import SUBPROCESS_ENV
 from paddle_psp import cli, quickstart
-from paddle_psp.engine.config import load_config
+from paddle_psp.config import load_config
 from paddle_psp.weights.zoo import TABLE_HEADER
 
 SHORT_ITERS = 40  # the full quickstart trains 120; 40 keeps this test near two minutes

@@ -15,22 +15,30 @@ import pytest
 from conftest import SUBPROCESS_ENV
 from paddle_psp import cli
 from paddle_psp.engine import checkpoint as ckpt
-from paddle_psp.engine.config import load_config
-from paddle_psp.engine.train import BatchCollator, EpochShardSampler, SeededSamples
+from paddle_psp.config import load_config
+from paddle_psp.engine.loader import BatchCollator, EpochShardSampler, SeededSamples
 from paddle_psp.core.errors import UserError
 
 PADDLESEG = shutil.which('paddleseg', path=os.path.dirname(sys.executable)) or shutil.which('paddleseg')
+TRAIN_WITH_HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train_with_hooks.py')
 LOG_LINE = re.compile(r'\[TRAIN\] epoch: (\d+), iter: (\d+)/(\d+), loss: ([\d.]+), lr: ([\d.]+), '
                       r'batch_cost: ([\d.]+), reader_cost: ([\d.]+), ips: [\d.]+ samples/sec '
                       r'\| ETA \d\d:\d\d:\d\d')
 TRAIN_TAGS = ['Train/loss', 'Train/loss_0', 'Train/loss_1', 'Train/lr', 'Train/batch_cost', 'Train/reader_cost']
 
 
-def run_train(args, env=None, timeout=240, launcher=()):
-    """Run ``paddleseg train ARGS`` in a fresh process; returns the CompletedProcess."""
+def run_train(args, env=None, timeout=240, launcher=(), hooks=()):
+    """Run ``paddleseg train ARGS`` in a fresh process; returns the CompletedProcess.
+
+    ``hooks``: flags of tests/train_with_hooks.py (e.g. ``['--kill_after_save', '3']``), which then runs
+    the training with those test-only hooks.
+    """
     full_env = {**os.environ, **SUBPROCESS_ENV, **(env or {})}
-    return subprocess.run([*launcher, PADDLESEG, 'train', *args], capture_output=True, text=True, env=full_env,
-                          timeout=timeout)
+    if hooks:
+        command = [*(launcher or [sys.executable]), TRAIN_WITH_HOOKS, *hooks]
+    else:
+        command = [*launcher, PADDLESEG, 'train']
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
 
 
 def logged(stdout):
@@ -81,7 +89,7 @@ def test_resume_after_sigkill_equals_straight_run(big_tmp_path, make_config):
 
     save_dir = str(big_tmp_path / 'run')
     killed = run_train(common + ['--save_dir', save_dir, '--num_workers', '2', '--use_vdl',
-                                 '--keep_checkpoint_max', '1'], env={'PADDLE_PSP_KILL_AFTER_SAVE': '3'})
+                                 '--keep_checkpoint_max', '1'], hooks=['--kill_after_save', '3'])
     assert killed.returncode == -9, killed.stderr[-2000:]  # a real SIGKILL, not an exit
     entries = sorted(os.listdir(save_dir))
     assert len(entries) == 2 and entries[0] == 'iter_3' and entries[1].startswith('vdlrecords.')
@@ -153,7 +161,7 @@ def test_data_parallel_two_cpu_ranks(big_tmp_path, make_config):
     launcher = (sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', '2', '--log_dir', log_dir)
     result = run_train(['--config', make_config(big_tmp_path, iters=4, batch_size=1), '--save_dir', save_dir,
                         '--save_interval', '4', '--log_iters', '1', '--device', 'cpu'],
-                       env={'PADDLE_PSP_DUMP_RANKS': dump_dir, 'OMP_NUM_THREADS': '1'}, launcher=launcher)
+                       env={'OMP_NUM_THREADS': '1'}, launcher=launcher, hooks=['--dump_ranks', dump_dir])
     logs = [open(os.path.join(log_dir, f'workerlog.{r}')).read() for r in (0, 1)]
     assert result.returncode == 0, logs[0][-2000:] + logs[1][-2000:]
     ranks = [json.load(open(os.path.join(dump_dir, f'rank{r}.json'))) for r in (0, 1)]

@@ -6,6 +6,7 @@ flushed to disk, then renamed to ``iter_N`` in one step. A kill at any moment le
 or a complete one (plus a ``.tmp_*`` directory that the next run removes). Pruning
 moves a checkpoint into a ``.tmp_*`` directory before deleting it, so no half-deleted ``iter_N`` remains.
 """
+import dataclasses
 import json
 import os
 import re
@@ -89,6 +90,42 @@ def load_checkpoint(path, need_optimizer=True):
     return model_state, optimizer_state, info
 
 
+@dataclasses.dataclass
+class ResumeState:
+    """What ``--resume_model save_dir/iter_N`` continues from.
+
+    Every random stream of training derives from ``seed`` and the iteration (see
+    :mod:`paddle_psp.engine.loader`), so these fields are all a run needs to go on exactly.
+
+    Attributes:
+        path (str): The checkpoint directory.
+        iteration (int): Iterations done.
+        seed (int): The run's seed.
+        batch_size (int or None): Images per rank of the run (None: not recorded).
+        nranks (int or None): Data-parallel ranks of the run (None: not recorded).
+        param_names (dict or None): :func:`parameter_names` of the saving process (None: not recorded).
+        model_state (dict): The weights.
+        optimizer_state (dict): Optimizer, LR scheduler and (fp16) GradScaler state.
+    """
+
+    path: str
+    iteration: int
+    seed: int
+    batch_size: int
+    nranks: int
+    param_names: dict
+    model_state: dict
+    optimizer_state: dict
+
+    @classmethod
+    def load(cls, path):
+        """Read checkpoint directory ``path`` (see :func:`load_checkpoint`); UserError if it is unusable."""
+        model_state, optimizer_state, info = load_checkpoint(path)
+        return cls(path=path, iteration=info['iter'], seed=info.get('seed', 0), batch_size=info.get('batch_size'),
+                   nranks=info.get('nranks'), param_names=info.get('param_names'), model_state=model_state,
+                   optimizer_state=optimizer_state)
+
+
 def read_info(path):
     """The ``checkpoint.json`` of checkpoint directory ``path``; UserError if absent, unreadable or wrong."""
     if not os.path.isdir(path):
@@ -107,6 +144,14 @@ def read_info(path):
     if match and int(match.group(1)) != iteration:
         raise UserError(f'{info_path}: says iter {iteration} but the directory is {os.path.basename(path)}')
     return info
+
+
+def read_best(save_dir):
+    """The ``checkpoint.json`` of ``save_dir/best_model`` (``iter``, ``mIoU``, ``Acc``), or {} when none."""
+    best_dir = os.path.join(save_dir, BEST_DIR)
+    if not os.path.isfile(os.path.join(best_dir, INFO_FILE)):
+        return {}
+    return read_info(best_dir)
 
 
 def list_checkpoints(save_dir):

@@ -13,7 +13,7 @@ import numpy as np
 import paddle
 
 from paddle_psp.engine import metrics
-from paddle_psp.engine.config import add_config_arguments, load_config
+from paddle_psp.config import add_config_arguments, load_config
 from paddle_psp.inference import tta as infer
 from paddle_psp.inference.predictor import fast_forward
 from paddle_psp.core.log import logger

@@ -13,19 +13,14 @@ class ScalarWriter:
 
     Args:
         logdir (str): The training ``save_dir``.
-        enabled (bool, optional): False makes every call a no-op (ranks other than 0, no --use_vdl).
-            Default: True.
     """
 
-    def __init__(self, logdir, enabled=True):
+    def __init__(self, logdir):
         self.logdir = logdir
-        self.enabled = enabled
         self._writer = None
 
     def add_scalars(self, scalars, step):
         """Write ``{tag: value}`` at ``step``."""
-        if not self.enabled:
-            return
         writer = self._open()
         for tag, value in scalars.items():
             writer.add_scalar(tag=tag, step=int(step), value=float(value))

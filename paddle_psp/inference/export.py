@@ -20,7 +20,7 @@ import paddle.nn.functional as F
 import yaml
 
 from paddle_psp.core.atomic import write_text
-from paddle_psp.engine.config import add_config_arguments, load_config
+from paddle_psp.config import add_config_arguments, load_config
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 from paddle_psp.weights.state_dict import load_for_eval

@@ -16,7 +16,7 @@ from paddle_psp.core.atomic import atomic_path
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 from paddle_psp.data import datasets
-from paddle_psp.engine.config import add_config_arguments, load_config
+from paddle_psp.config import add_config_arguments, load_config
 from paddle_psp.inference import tta
 from paddle_psp.inference.predictor import fast_forward
 from paddle_psp.weights.state_dict import load_for_eval
