@@ -99,7 +99,7 @@ def test_resume_after_sigkill_equals_straight_run(big_tmp_path, make_config):
     resumed = run_train(common + ['--save_dir', save_dir, '--num_workers', '2', '--use_vdl',
                                   '--keep_checkpoint_max', '1'] + resume)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert 'resumed from' in resumed.stdout
+    assert 'resumed from' in resumed.stderr
     assert not os.path.exists(os.path.join(save_dir, 'iter_3'))  # keep_checkpoint_max 1
 
     straight_dir = str(big_tmp_path / 'straight')
@@ -120,7 +120,7 @@ def test_resume_after_sigkill_equals_straight_run(big_tmp_path, make_config):
     assert sorted(got) == list(range(1, 7))
     np.testing.assert_allclose([got[i] for i in range(1, 7)], [expected[i] for i in range(1, 7)], rtol=1e-5)
     assert len(set(round(v[0], 5) for v in got.values())) == 6  # really six different batches
-    straight_log, resumed_log = logged(straight.stdout), {**logged(killed.stdout), **logged(resumed.stdout)}
+    straight_log, resumed_log = logged(straight.stderr), {**logged(killed.stderr), **logged(resumed.stderr)}
     assert sorted(straight_log) == list(range(1, 7)) and resumed_log == straight_log
     assert [straight_log[i][0] for i in range(1, 7)] == [1, 1, 1, 1, 2, 2]  # epochs of 4 batches
 
