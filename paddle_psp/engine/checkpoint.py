@@ -20,21 +20,24 @@ from paddle_psp.core.errors import UserError, one_line
 
 MODEL_FILE = 'model.pdparams'
 OPTIMIZER_FILE = 'model.pdopt'
+EMA_FILE = 'ema_model.pdparams'  # --use_ema, as PaddleSeg names it
 INFO_FILE = 'checkpoint.json'
 BEST_DIR = 'best_model'
 TEMP_PREFIX = '.tmp_'
 ITER_DIR = re.compile(r'^iter_(\d+)$')
 
 
-def save_checkpoint(save_dir, name, model_state, optimizer_state, info):
+def save_checkpoint(save_dir, name, model_state, optimizer_state, info, extra_states=None):
     """Atomically write checkpoint ``save_dir/name``, replacing an older one of that name.
 
     Args:
         save_dir (str): Output directory (created if needed).
         name (str): ``iter_N`` or ``best_model``.
-        model_state (dict): The model's state dict.
+        model_state (dict or None): The model's state dict; None for none.
         optimizer_state (dict or None): Optimizer (and LR scheduler, loss scaler) state; None for none.
         info (dict): JSON-serialisable facts (``iter``, ``metrics``, ...) written to ``checkpoint.json``.
+        extra_states (dict, optional): ``{file name: state dict}`` saved beside them (e.g. the EMA's
+            ``ema_model.pdparams``). Default: None.
 
     Returns:
         str: The checkpoint directory.
@@ -44,9 +47,10 @@ def save_checkpoint(save_dir, name, model_state, optimizer_state, info):
     temp = tempfile.mkdtemp(prefix=f'{TEMP_PREFIX}{name}_', dir=save_dir)
     try:
         os.chmod(temp, 0o777 & ~umask())  # mkdtemp makes it private; a checkpoint is an ordinary folder
-        paddle.save(model_state, os.path.join(temp, MODEL_FILE))
-        if optimizer_state is not None:
-            paddle.save(optimizer_state, os.path.join(temp, OPTIMIZER_FILE))
+        states = {MODEL_FILE: model_state, OPTIMIZER_FILE: optimizer_state, **(extra_states or {})}
+        for file_name, state in states.items():
+            if state is not None:
+                paddle.save(state, os.path.join(temp, file_name))
         for entry in os.listdir(temp):
             fsync_path(os.path.join(temp, entry))
         with open(os.path.join(temp, INFO_FILE + '.part'), 'w') as file:
@@ -106,6 +110,7 @@ class ResumeState:
         param_names (dict or None): :func:`parameter_names` of the saving process (None: not recorded).
         model_state (dict): The weights.
         optimizer_state (dict): Optimizer, LR scheduler and (fp16) GradScaler state.
+        ema_state (dict or None): The ``--use_ema`` average (``ema_model.pdparams``), None when absent.
     """
 
     path: str
@@ -116,14 +121,20 @@ class ResumeState:
     param_names: dict
     model_state: dict
     optimizer_state: dict
+    ema_state: dict = None
 
     @classmethod
     def load(cls, path):
         """Read checkpoint directory ``path`` (see :func:`load_checkpoint`); UserError if it is unusable."""
         model_state, optimizer_state, info = load_checkpoint(path)
+        ema_path = os.path.join(path, EMA_FILE)
+        try:
+            ema_state = paddle.load(ema_path) if os.path.isfile(ema_path) else None
+        except Exception as err:  # paddle raises many types for a damaged file
+            raise UserError(f'{ema_path}: damaged checkpoint: {one_line(err)}') from None
         return cls(path=path, iteration=info['iter'], seed=info.get('seed', 0), batch_size=info.get('batch_size'),
                    nranks=info.get('nranks'), param_names=info.get('param_names'), model_state=model_state,
-                   optimizer_state=optimizer_state)
+                   optimizer_state=optimizer_state, ema_state=ema_state)
 
 
 def read_info(path):
@@ -146,9 +157,10 @@ def read_info(path):
     return info
 
 
-def read_best(save_dir):
-    """The ``checkpoint.json`` of ``save_dir/best_model`` (``iter``, ``mIoU``, ``Acc``), or {} when none."""
-    best_dir = os.path.join(save_dir, BEST_DIR)
+def read_best(save_dir, name=BEST_DIR):
+    """The ``checkpoint.json`` of ``save_dir/best_model`` (or ``save_dir/name``: ``iter``, ``mIoU``,
+    ``Acc``), or {} when none."""
+    best_dir = os.path.join(save_dir, name)
     if not os.path.isfile(os.path.join(best_dir, INFO_FILE)):
         return {}
     return read_info(best_dir)

@@ -108,7 +108,7 @@ class EvalHook(Hook):
     def after_step(self, trainer, step):
         if not due(step.iteration, self.interval, trainer.iters):
             return
-        scores = evaluate(trainer.core_model, self.dataset, num_workers=self.num_workers,
+        scores = evaluate(trainer.as_nchw(trainer.core_model), self.dataset, num_workers=self.num_workers,
                           print_detail=trainer.rank == 0)
         step.metrics = {key: float(scores[key]) for key in ('mIoU', 'Acc', 'Kappa', 'Dice') if key in scores}
         logger.info(f'[EVAL] iter {step.iteration}: '
@@ -155,7 +155,7 @@ class CheckpointHook(Hook):
                 'losses': {str(i): v for i, v in sorted(self.pending_losses.items())},
                 'param_names': ckpt.parameter_names(trainer.core_model)}
         path = ckpt.save_checkpoint(self.save_dir, f'iter_{iteration}', trainer.core_model.state_dict(),
-                                    trainer.optimizer_state(), info)
+                                    trainer.optimizer_state(), info, extra_states=trainer.extra_states())
         ckpt.prune_checkpoints(self.save_dir, self.keep)
         self.pending_losses = {}
         logger.info(f'saved {path}')

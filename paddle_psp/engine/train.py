@@ -12,20 +12,26 @@ Data parallel (CPU with gloo, or GPUs)::
 """
 import argparse
 import math
+import secrets
 import sys
 import time
 
 import paddle
 
 from paddle_psp.config import load_config
+from paddle_psp.config.registry import constructor_params, lookup_class
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 from paddle_psp.core.util import has_gpu
 from paddle_psp.engine import checkpoint as ckpt
+from paddle_psp.engine.ema import EMAHook, ModelEMA
 from paddle_psp.engine.hooks import CheckpointHook, EvalHook, LogHook, Step, VisualDLHook
 from paddle_psp.engine.loader import derive_seed, make_loader, unpack_batch
+from paddle_psp.engine.profiler import ProfilerHook, parse_profiler_options
+from paddle_psp.models.layers import NCHWAdapter
 
 AMP_BLACK_LIST = {'bilinear_interp_v2'}
+OTHER_DEVICES = ('xpu', 'npu', 'mlu')  # PaddleSeg's choices this plugin does not run on
 
 
 def build_parser():
@@ -44,10 +50,21 @@ def build_parser():
     parser.add_argument('--keep_checkpoint_max', type=int, default=5, help='newest checkpoints kept (5)')
     parser.add_argument('--num_workers', type=int, default=0, help='data loading processes (0)')
     parser.add_argument('--seed', type=int,
-                        help='fixes shuffling, augmentation and dropout (default 0, or the resumed run\'s)')
-    parser.add_argument('--device', choices=['cpu', 'gpu'], help='default: gpu when Paddle has CUDA, else cpu')
+                        help='fixes initial weights, shuffling, augmentation and dropout (default: the resumed '
+                             'run\'s, else a random one, logged and saved in every checkpoint)')
+    parser.add_argument('--device', choices=['cpu', 'gpu', *OTHER_DEVICES],
+                        help='default: gpu when Paddle has CUDA and a GPU, else cpu (xpu, npu, mlu: refused)')
     parser.add_argument('--precision', choices=['fp32', 'fp16'], default='fp32', help='fp16: AMP, GPU only')
     parser.add_argument('--amp_level', choices=['O1', 'O2'], default='O1', help='AMP level with fp16 (O1)')
+    parser.add_argument('--use_ema', action='store_true',
+                        help='also train an exponential moving average of the weights (decay 0.999), evaluate '
+                             'it with --do_eval and keep ema_best_model/')
+    parser.add_argument('--repeats', type=int, default=1, help='passes over the train set per epoch (1)')
+    parser.add_argument('--data_format', choices=['NCHW', 'NHWC'], default='NCHW',
+                        help='tensor layout of the model and loss (NCHW)')
+    parser.add_argument('--profiler_options', metavar='"KEY=VALUE;..."',
+                        help='profile iterations with paddle.profiler, PaddleSeg\'s option string, e.g. '
+                             '"batch_range=[10,20];profile_path=/tmp/profile" (see engine/profiler.py)')
     parser.add_argument('--opts', nargs='+', default=[], metavar='KEY=VALUE',
                         help='override config keys, e.g. train_dataset.dataset_root=data/cityscapes')
     return parser
@@ -76,6 +93,13 @@ def check_flags(args):
             raise UserError(f'--{flag}: expected a positive integer, got {getattr(args, flag)}')
     if args.num_workers < 0:
         raise UserError(f'--num_workers: expected 0 or more, got {args.num_workers}')
+    if args.repeats < 1:
+        raise UserError(f'--repeats: expected a positive integer, got {args.repeats}')
+    if args.device in OTHER_DEVICES:
+        raise UserError(f'--device {args.device}: this plugin runs on CPU and CUDA GPUs only; expected --device '
+                        'cpu or --device gpu')
+    if args.profiler_options is not None:
+        parse_profiler_options(args.profiler_options)
     if args.precision == 'fp16' and select_device(args.device) == 'cpu':
         raise UserError('--precision fp16: mixed precision (AMP) runs on GPU only; expected --precision fp32 '
                         'on CPU')
@@ -116,23 +140,63 @@ class Trainer:
         self.iters, self.batch_size = self.cfg.iters, self.cfg.batch_size
         self.resume = ckpt.ResumeState.load(args.resume_model) if args.resume_model else None
         self.start_iter = self.resume.iteration if self.resume else 0
-        self.seed = args.seed if args.seed is not None else (self.resume.seed if self.resume else 0)
+        self.seed = self._choose_seed()
         self._build_components()
         if self.resume:
             self._restore(self.resume)
         self.amp = args.precision == 'fp16'
         self.scaler = self._setup_amp()
         self.core_model = self.model
+        self.ema = ModelEMA(self.core_model) if args.use_ema else None
         if self.nranks > 1:
             paddle.distributed.init_parallel_env()
             self.model = paddle.DataParallel(self.model)
         self.hooks = self._standard_hooks()
         self.batches_per_epoch = None  # known once the loader exists
 
+    def _choose_seed(self):
+        """--seed, else the resumed run's, else a random one (PaddleSeg then seeds nothing; exact resume
+        needs one, so it is drawn, logged and saved in every checkpoint)."""
+        if self.args.seed is not None:
+            return self.args.seed
+        if self.resume:
+            return self.resume.seed
+        seed = secrets.randbelow(2 ** 31)
+        logger.info(f'seed: {seed} (drawn; --seed {seed} repeats this run)')
+        return seed
+
+    def _set_data_format(self):
+        """--data_format NHWC: pass ``data_format`` to the model, its backbone and every loss, as PaddleSeg's
+        tools/train.py does; a UserError for a component that does not take it."""
+        if self.args.data_format == 'NCHW':
+            return
+        dic = self.cfg.dic
+        sections = [('model', dic['model']), ('model.backbone', dic['model'].get('backbone') or {})]
+        sections += [(f'loss.types.{i}', item) for i, item in enumerate(dic['loss']['types'])]
+        for keypath, section in sections:
+            if 'type' not in section:
+                continue
+            params = constructor_params(lookup_class(section.get('type'), keypath, self.cfg.path))
+            if params is not None and 'data_format' not in params:
+                raise UserError(f'--data_format NHWC: {keypath}: {section.get("type")} takes no data_format; '
+                                'expected --data_format NCHW')
+            section['data_format'] = 'NHWC'
+
+    def as_nchw(self, model):
+        """``model`` with an NCHW interface (for evaluation): itself, or wrapped when it runs NHWC."""
+        return NCHWAdapter(model) if self.args.data_format == 'NHWC' else model
+
+    def extra_states(self):
+        """``{file name: state dict}`` a checkpoint holds besides the model and optimizer (the EMA)."""
+        return {ckpt.EMA_FILE: self.ema.state_dict()} if self.ema is not None else {}
+
     def _build_components(self):
         """Datasets, model, loss, LR schedule and optimizer from the config (UserErrors name the key)."""
         cfg = self.cfg
+        self._set_data_format()
         self.train_dataset = cfg.train_dataset
+        if self.args.repeats > 1:  # as PaddleSeg: every epoch passes over the images `repeats` times
+            self.train_dataset.file_list = self.train_dataset.file_list * self.args.repeats
         shard = math.ceil(len(self.train_dataset) / self.nranks)
         if shard < self.batch_size:
             raise UserError(f'{cfg.path}: batch_size: {self.batch_size} per device is larger than the '
@@ -181,14 +245,19 @@ class Trainer:
         return scaler
 
     def _standard_hooks(self):
-        """Logging, evaluation (--do_eval), checkpoints and VisualDL (--use_vdl, rank 0), in that order."""
+        """Logging, evaluation (--do_eval), EMA (--use_ema), checkpoints, VisualDL (--use_vdl, rank 0) and the
+        profiler (--profiler_options), in that order."""
         args = self.args
         hooks = [LogHook(args.log_iters)]
         if args.do_eval:
             hooks.append(EvalHook(self.val_dataset, args.save_interval, args.num_workers))
+        if args.use_ema:
+            hooks.append(EMAHook(args.save_dir, args.save_interval, self.val_dataset, args.num_workers))
         hooks.append(CheckpointHook(args.save_dir, args.save_interval, args.keep_checkpoint_max))
         if args.use_vdl and self.rank == 0:
             hooks.append(VisualDLHook(args.save_dir, args.save_interval))
+        if args.profiler_options is not None:
+            hooks.append(ProfilerHook(parse_profiler_options(args.profiler_options)))
         return hooks
 
     def optimizer_state(self):
@@ -228,6 +297,8 @@ class Trainer:
 
     def train_step(self, images, labels):
         """Forward, weighted losses, backward, optimizer and LR step; returns [total, loss_0, loss_1, ...]."""
+        if self.args.data_format == 'NHWC':
+            images = images.transpose([0, 2, 3, 1])
         with paddle.amp.auto_cast(enable=self.amp, level=self.args.amp_level, custom_black_list=AMP_BLACK_LIST):
             logits = self.model(images)
         coefs, loss_layers = self.losses['coef'], self.losses['types']

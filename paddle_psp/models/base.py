@@ -4,10 +4,10 @@ and :class:`SegmentationHead` (a head's own layers -> dropout -> 1x1 classifier)
 A new model is a head that builds only its own layers and says how they turn backbone features into one
 feature map (``decode``), plus a registered model class that builds the head (see ``examples/fcn_head.py``).
 """
-import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from paddle_psp.models.layers import LayoutDropout, check_data_format, spatial_size
 from paddle_psp.weights.state_dict import load_weights
 
 
@@ -25,10 +25,18 @@ class SegmentationModel(nn.Layer):
         backbone_indices (list[int]): Which backbone features the head receives.
         align_corners (bool): ``align_corners`` of every bilinear resize.
         pretrained (str|None): Weights of the whole model (path, URL or zoo name).
+        data_format (str, optional): 'NCHW' or 'NHWC', of the images and the logits; the backbone must have
+            the same (PaddleSeg's convention: an NHWC model takes NHWC images). Default: 'NCHW'.
     """
 
-    def __init__(self, num_classes, backbone, backbone_indices, align_corners=False, pretrained=None):
+    def __init__(self, num_classes, backbone, backbone_indices, align_corners=False, pretrained=None,
+                 data_format='NCHW'):
         super().__init__()
+        check_data_format(data_format)
+        if getattr(backbone, 'data_format', 'NCHW') != data_format:
+            raise ValueError(f'data_format: {data_format!r}, but the backbone\'s is '
+                             f'{getattr(backbone, "data_format", "NCHW")!r}; expected the same')
+        self.data_format = data_format
         if int(num_classes) < 1:
             raise ValueError(f'num_classes: expected an integer >= 1, got {num_classes!r}')
         num_features = len(backbone.feat_channels)
@@ -54,8 +62,9 @@ class SegmentationModel(nn.Layer):
     def forward(self, x):
         features = self.backbone(x)
         logits = self.head([features[i] for i in self.backbone_indices])
-        size = paddle.shape(x)[2:]
-        return [F.interpolate(logit, size, mode='bilinear', align_corners=self.align_corners) for logit in logits]
+        size = spatial_size(x, self.data_format)
+        return [F.interpolate(logit, size, mode='bilinear', align_corners=self.align_corners,
+                              data_format=self.data_format) for logit in logits]
 
 
 class SegmentationHead(nn.Layer):
@@ -66,7 +75,7 @@ class SegmentationHead(nn.Layer):
     ``[logits]``; a head with auxiliary outputs appends them while training.
     """
 
-    def add_classifier(self, channels, num_classes, dropout=0.1, name='conv'):
+    def add_classifier(self, channels, num_classes, dropout=0.1, name='conv', data_format='NCHW'):
         """Add the dropout and the 1x1 classifier from ``channels`` features to ``num_classes`` logits.
 
         Args:
@@ -75,10 +84,11 @@ class SegmentationHead(nn.Layer):
             dropout (float, optional): Dropout probability before the classifier. Default: 0.1.
             name (str, optional): The classifier's sub-layer name, its state dict key (PaddleSeg calls it
                 ``conv`` in PSPNet and ``cls`` in DeepLabV3). Default: 'conv'.
+            data_format (str, optional): 'NCHW' or 'NHWC'. Default: 'NCHW'.
         """
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = LayoutDropout(dropout, data_format)
         self.classifier_name = name
-        self.add_sublayer(name, nn.Conv2D(channels, num_classes, 1))
+        self.add_sublayer(name, nn.Conv2D(channels, num_classes, 1, data_format=data_format))
 
     def decode(self, features):
         """One feature map (N x channels x h x w) from the backbone features (``backbone_indices`` order)."""

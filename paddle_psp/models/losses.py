@@ -13,22 +13,28 @@ class ZooCrossEntropyLoss(nn.Layer):
     Args:
         weight (list[float], optional): Per-class weights; the mean is then weighted too. Default: None.
         ignore_index (int, optional): Label value that contributes nothing. Default: 255.
+        data_format (str, optional): Layout of the logits, 'NCHW' or 'NHWC'. Default: 'NCHW'.
     """
 
-    def __init__(self, weight=None, ignore_index=255):
+    def __init__(self, weight=None, ignore_index=255, data_format='NCHW'):
         super().__init__()
+        if data_format not in ('NCHW', 'NHWC'):
+            raise ValueError(f"data_format: expected 'NCHW' or 'NHWC', got {data_format!r}")
         self.ignore_index = ignore_index
+        self.data_format = data_format
         self.weight = None if weight is None else paddle.to_tensor(weight, dtype='float32')
 
     def forward(self, logit, label):
-        """Args: logit (N, C, H, W) float; label (N, H, W) or (N, 1, H, W) integer. Returns a 0-D loss."""
+        """Args: logit (N, C, H, W) float, (N, H, W, C) with NHWC; label (N, H, W) or (N, 1, H, W) integer.
+        Returns a 0-D loss."""
         if label.ndim == 4:
             label = label.squeeze(1)
         label = label.astype('int64')
         valid = label != self.ignore_index
         safe_label = paddle.where(valid, label, paddle.zeros_like(label))
-        loss = F.cross_entropy(logit.transpose([0, 2, 3, 1]), safe_label.unsqueeze(-1), reduction='none',
-                               axis=-1).squeeze(-1)
+        if self.data_format == 'NCHW':
+            logit = logit.transpose([0, 2, 3, 1])
+        loss = F.cross_entropy(logit, safe_label.unsqueeze(-1), reduction='none', axis=-1).squeeze(-1)
         pixel_weight = valid.astype(loss.dtype)
         if self.weight is not None:
             pixel_weight = pixel_weight * paddle.gather(self.weight, safe_label.flatten()).reshape(label.shape)

@@ -29,7 +29,7 @@ import paddle
 import paddle.nn.functional as F
 
 
-def factored_fusion_conv(x, branches, weight, bias=None, align_corners=False):
+def factored_fusion_conv(x, branches, weight, bias=None, align_corners=False, data_format='NCHW'):
     """``conv2d(concat([x] + [up(b) for b in branches]), weight, bias)`` (same padding) without the concat.
 
     ``up`` is bilinear resizing to ``x``'s height and width; see the module docstring for why the two
@@ -41,30 +41,42 @@ def factored_fusion_conv(x, branches, weight, bias=None, align_corners=False):
         weight (paddle.Tensor): out x (C + sum B_i) x k x k, k odd.
         bias (paddle.Tensor, optional): out. Default: None.
         align_corners (bool, optional): ``align_corners`` of ``up``. Default: False.
+        data_format (str, optional): 'NCHW', or 'NHWC' for ``x``, ``branches`` and the result (N x H x W x C
+            each; the pyramid's small products run in NCHW order, only the result is transposed).
+            Default: 'NCHW'.
 
     Returns:
-        paddle.Tensor: N x out x H x W.
+        paddle.Tensor: N x out x H x W (N x H x W x out with NHWC).
     """
+    nhwc = data_format == 'NHWC'
+    channels = 3 if nhwc else 1
     out_channels, _, kernel, _ = weight.shape
     # One split, not slices: the gradient of a split is one concat, each slice's a weight-sized tensor.
-    direct, *branch_weights = paddle.split(weight, [x.shape[1]] + [b.shape[1] for b in branches], axis=1)
+    direct, *branch_weights = paddle.split(weight, [x.shape[channels]] + [b.shape[channels] for b in branches],
+                                           axis=1)
     shape = paddle.shape(x)
+    height, width = (shape[1], shape[2]) if nhwc else (shape[2], shape[3])
     columns, column_matrices = [], []
     for branch, branch_weight in zip(branches, branch_weights):
-        rows, cols = branch.shape[2], branch.shape[3]
-        taps = branch_weight.transpose([2, 3, 0, 1]).reshape([kernel * kernel * out_channels, branch.shape[1], 1, 1])
-        tapped = F.conv2d(branch, taps).reshape([-1, kernel, kernel, out_channels, rows, cols])
+        rows, cols = (branch.shape[1], branch.shape[2]) if nhwc else (branch.shape[2], branch.shape[3])
+        taps = branch_weight.transpose([2, 3, 0, 1]).reshape(
+            [kernel * kernel * out_channels, branch.shape[channels], 1, 1])
+        tapped = F.conv2d(branch, taps, data_format=data_format)
+        if nhwc:  # N, row, column, (dy, dx, out) -> N, (dy, dx, out), row, column
+            tapped = tapped.transpose([0, 3, 1, 2])
+        tapped = tapped.reshape([-1, kernel, kernel, out_channels, rows, cols])
         tapped = tapped.transpose([0, 3, 2, 5, 1, 4]).reshape(
             [-1, out_channels, kernel * cols, kernel * rows])  # N, out, (dx, column), (dy, row)
-        vertical = F.linear(tapped, tap_matrix(shape[2], rows, kernel, align_corners, x.dtype))
+        vertical = F.linear(tapped, tap_matrix(height, rows, kernel, align_corners, x.dtype))
         columns.append(vertical.transpose([0, 1, 3, 2]))  # N, out, H, (dx, column)
-        column_matrices.append(tap_matrix(shape[3], cols, kernel, align_corners, x.dtype))
+        column_matrices.append(tap_matrix(width, cols, kernel, align_corners, x.dtype))
     # The column products of all branches and taps as one 2-D product (oneDNN runs the broadcast
     # 4-D x 2-D form far slower).
     columns = paddle.concat(columns, axis=3)
     pyramid = F.linear(columns.reshape([-1, columns.shape[3]]), paddle.concat(column_matrices, axis=0))
-    fused = F.conv2d(x, direct, bias, padding=kernel // 2)
-    return fused + pyramid.reshape([shape[0], out_channels, shape[2], shape[3]])
+    fused = F.conv2d(x, direct, bias, padding=kernel // 2, data_format=data_format)
+    pyramid = pyramid.reshape([shape[0], out_channels, height, width])
+    return fused + (pyramid.transpose([0, 2, 3, 1]) if nhwc else pyramid)
 
 
 def tap_matrix(length, size, kernel, align_corners, dtype='float32'):

@@ -6,7 +6,7 @@ import paddle.nn.functional as F
 from paddleseg.cvlibs import manager
 
 from paddle_psp.models.base import SegmentationHead, SegmentationModel, check_positive_list
-from paddle_psp.models.layers import ConvBN
+from paddle_psp.models.layers import ConvBN, LayoutDropout, channel_axis, spatial_size
 from paddle_psp.models.ops import factored_fusion_conv
 
 POOLING = {'avg': nn.AdaptiveAvgPool2D, 'max': nn.AdaptiveMaxPool2D}
@@ -29,21 +29,28 @@ class PyramidPooling(nn.Layer):
         fusion (str, optional): How the fusion conv is computed: 'concat' as drawn in the paper, or
             'factored' (the same function, parameters and gradients, without building the concat; see
             :func:`paddle_psp.models.ops.factored_fusion_conv`). Default: 'factored'.
+        data_format (str, optional): 'NCHW' or 'NHWC' ('max' pooling: NCHW only). Default: 'NCHW'.
     """
 
     def __init__(self, in_channels, out_channels, bin_sizes, pooling, dim_reduction, align_corners,
-                 fusion='factored'):
+                 fusion='factored', data_format='NCHW'):
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f'fusion: expected one of {list(FUSIONS)}, got {fusion!r}')
+        if pooling == 'max' and data_format != 'NCHW':
+            raise ValueError("pooling: 'max' has no NHWC form in Paddle (AdaptiveMaxPool2D); expected 'avg'")
         branch_channels = in_channels // len(bin_sizes) if dim_reduction else in_channels
+        pool = {'avg': lambda size: nn.AdaptiveAvgPool2D(size, data_format=data_format),
+                'max': nn.AdaptiveMaxPool2D}[pooling]
         self.stages = nn.LayerList([
-            nn.Sequential(POOLING[pooling](size), ConvBN(in_channels, branch_channels, 1, bias=True))
+            nn.Sequential(pool(size), ConvBN(in_channels, branch_channels, 1, bias=True, data_format=data_format))
             for size in bin_sizes])
-        self.conv_bn_relu2 = ConvBN(in_channels + branch_channels * len(bin_sizes), out_channels, 3, bias=True)
+        self.conv_bn_relu2 = ConvBN(in_channels + branch_channels * len(bin_sizes), out_channels, 3, bias=True,
+                                    data_format=data_format)
         self.bin_sizes = list(bin_sizes)
         self.align_corners = align_corners
         self.fusion = fusion
+        self.data_format = data_format
 
     def forward(self, x):
         pooled = [stage(x) for stage in reversed(self.stages)]  # pool, then 1x1 conv-BN-ReLU, per bin
@@ -53,14 +60,16 @@ class PyramidPooling(nn.Layer):
 
     def concat_fusion(self, x, pooled):
         """The paper's form: upsample each pooled map to the input size, concat, 3x3 conv-BN-ReLU."""
-        size = paddle.shape(x)[2:]
-        upsampled = [F.interpolate(p, size, mode='bilinear', align_corners=self.align_corners) for p in pooled]
-        return self.conv_bn_relu2(paddle.concat([x] + upsampled, axis=1))
+        size = spatial_size(x, self.data_format)
+        upsampled = [F.interpolate(p, size, mode='bilinear', align_corners=self.align_corners,
+                                   data_format=self.data_format) for p in pooled]
+        return self.conv_bn_relu2(paddle.concat([x] + upsampled, axis=channel_axis(self.data_format)))
 
     def factored_fusion(self, x, pooled):
         """The same as :meth:`concat_fusion`, without building the upsampled maps or the concat."""
         fusion = self.conv_bn_relu2
-        fused = factored_fusion_conv(x, pooled, fusion.conv.weight, fusion.conv.bias, self.align_corners)
+        fused = factored_fusion_conv(x, pooled, fusion.conv.weight, fusion.conv.bias, self.align_corners,
+                                     self.data_format)
         return fusion.normalize(fused)
 
     def extra_repr(self):
@@ -75,13 +84,14 @@ class AuxiliaryHead(nn.Sequential):
         num_classes (int): Number of classes.
         mid_channels (int, optional): Channels of the 3x3 conv. Default: None, ``in_channels // 4`` as
             PaddleSeg (256 on ResNet50/101's third stage).
+        data_format (str, optional): 'NCHW' or 'NHWC'. Default: 'NCHW'.
     """
 
-    def __init__(self, in_channels, num_classes, mid_channels=None):
+    def __init__(self, in_channels, num_classes, mid_channels=None, data_format='NCHW'):
         mid_channels = mid_channels or in_channels // 4
-        super().__init__(('conv_bn_relu', ConvBN(in_channels, mid_channels, 3, bias=True)),
-                         ('dropout', nn.Dropout(0.1)),
-                         ('conv', nn.Conv2D(mid_channels, num_classes, 1)))
+        super().__init__(('conv_bn_relu', ConvBN(in_channels, mid_channels, 3, bias=True, data_format=data_format)),
+                         ('dropout', LayoutDropout(0.1, data_format)),
+                         ('conv', nn.Conv2D(mid_channels, num_classes, 1, data_format=data_format)))
 
 
 class PSPHead(SegmentationHead):
@@ -89,12 +99,13 @@ class PSPHead(SegmentationHead):
     auxiliary classifier on the first feature."""
 
     def __init__(self, num_classes, in_channels, pp_out_channels, bin_sizes, pooling, dim_reduction,
-                 aux_in_channels, align_corners, fusion='factored', aux_channels=None):
+                 aux_in_channels, align_corners, fusion='factored', aux_channels=None, data_format='NCHW'):
         super().__init__()
         self.psp_module = PyramidPooling(in_channels, pp_out_channels, bin_sizes, pooling, dim_reduction,
-                                         align_corners, fusion)
-        self.add_classifier(pp_out_channels, num_classes)
-        self.auxlayer = AuxiliaryHead(aux_in_channels, num_classes, aux_channels) if aux_in_channels else None
+                                         align_corners, fusion, data_format)
+        self.add_classifier(pp_out_channels, num_classes, data_format=data_format)
+        self.auxlayer = AuxiliaryHead(aux_in_channels, num_classes, aux_channels,
+                                      data_format) if aux_in_channels else None
 
     def decode(self, features):
         return self.psp_module(features[-1])
@@ -127,12 +138,13 @@ class ZooPSPNet(SegmentationModel):
         fusion (str, optional): How the pyramid's fusion conv is computed: 'factored' (faster) or
             'concat' (as drawn in the paper); same function, parameters and gradients, see
             :class:`PyramidPooling`. Default: 'factored'.
+        data_format (str, optional): 'NCHW' or 'NHWC' of images and logits, the backbone's. Default: 'NCHW'.
     """
 
     def __init__(self, num_classes, backbone, backbone_indices=(2, 3), pp_out_channels=1024,
                  bin_sizes=(1, 2, 3, 6), pooling='avg', dim_reduction=True, enable_auxiliary_loss=True,
-                 align_corners=False, pretrained=None, aux_channels=None, fusion='factored'):
-        super().__init__(num_classes, backbone, backbone_indices, align_corners, pretrained)
+                 align_corners=False, pretrained=None, aux_channels=None, fusion='factored', data_format='NCHW'):
+        super().__init__(num_classes, backbone, backbone_indices, align_corners, pretrained, data_format)
         check_positive_list('bin_sizes', bin_sizes)
         if pooling not in POOLING:
             raise ValueError(f'pooling: expected one of {sorted(POOLING)}, got {pooling!r}')
@@ -141,4 +153,4 @@ class ZooPSPNet(SegmentationModel):
         aux_in, psp_channels = self.in_channels()
         self.set_head(PSPHead(self.num_classes, psp_channels, pp_out_channels, list(bin_sizes), pooling,
                               dim_reduction, aux_in if enable_auxiliary_loss else 0, align_corners, fusion,
-                              aux_channels))
+                              aux_channels, data_format))

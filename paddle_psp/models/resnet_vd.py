@@ -7,7 +7,7 @@ import paddle.nn as nn
 
 from paddleseg.cvlibs import manager
 
-from paddle_psp.models.layers import ConvBN
+from paddle_psp.models.layers import ConvBN, check_data_format
 from paddle_psp.weights.state_dict import load_weights
 
 STAGE_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -20,11 +20,11 @@ class BasicBlock(nn.Layer):
     """Two 3x3 convs (ResNet18/34)."""
     expansion = 1
 
-    def __init__(self, in_channels, width, stride, dilation, project, avg_down):
+    def __init__(self, in_channels, width, stride, dilation, project, avg_down, data_format='NCHW'):
         super().__init__()
-        self.conv0 = ConvBN(in_channels, width, 3, stride=stride, dilation=dilation)
-        self.conv1 = ConvBN(width, width, 3, dilation=dilation, relu=False)
-        self.short = _projection(in_channels, width, stride, project, avg_down)
+        self.conv0 = ConvBN(in_channels, width, 3, stride=stride, dilation=dilation, data_format=data_format)
+        self.conv1 = ConvBN(width, width, 3, dilation=dilation, relu=False, data_format=data_format)
+        self.short = _projection(in_channels, width, stride, project, avg_down, data_format)
         self.relu = nn.ReLU()
 
     def forward(self, x):
@@ -36,12 +36,12 @@ class Bottleneck(nn.Layer):
     """1x1 -> 3x3 (strided, dilated) -> 1x1 with 4x expansion (ResNet50 and deeper)."""
     expansion = 4
 
-    def __init__(self, in_channels, width, stride, dilation, project, avg_down):
+    def __init__(self, in_channels, width, stride, dilation, project, avg_down, data_format='NCHW'):
         super().__init__()
-        self.conv0 = ConvBN(in_channels, width, 1)
-        self.conv1 = ConvBN(width, width, 3, stride=stride, dilation=dilation)
-        self.conv2 = ConvBN(width, width * 4, 1, relu=False)
-        self.short = _projection(in_channels, width * 4, stride, project, avg_down)
+        self.conv0 = ConvBN(in_channels, width, 1, data_format=data_format)
+        self.conv1 = ConvBN(width, width, 3, stride=stride, dilation=dilation, data_format=data_format)
+        self.conv2 = ConvBN(width, width * 4, 1, relu=False, data_format=data_format)
+        self.short = _projection(in_channels, width * 4, stride, project, avg_down, data_format)
         self.relu = nn.ReLU()
 
     def forward(self, x):
@@ -49,11 +49,12 @@ class Bottleneck(nn.Layer):
         return self.relu(self.conv2(self.conv1(self.conv0(x))) + shortcut)
 
 
-def _projection(in_channels, out_channels, stride, project, avg_down):
+def _projection(in_channels, out_channels, stride, project, avg_down, data_format):
     """The shortcut: identity, or (first block of a stage) a 1x1 conv, with avg-pool in front when strided."""
     if not project:
         return None
-    return ConvBN(in_channels, out_channels, 1, relu=False, avg_down=avg_down and stride == 2)
+    return ConvBN(in_channels, out_channels, 1, relu=False, avg_down=avg_down and stride == 2,
+                  data_format=data_format)
 
 
 class ResNetVd(nn.Layer):
@@ -66,10 +67,13 @@ class ResNetVd(nn.Layer):
             (1, 2, 4)); one per block of that stage. Default: None (all 1).
         in_channels (int, optional): Image channels. Default: 3.
         pretrained (str, optional): A local path, URL or zoo name of backbone weights. Default: None.
+        data_format (str, optional): 'NCHW' or 'NHWC', of the input and the features. Default: 'NCHW'.
     """
 
-    def __init__(self, depth, output_stride=8, multi_grid=None, in_channels=3, pretrained=None):
+    def __init__(self, depth, output_stride=8, multi_grid=None, in_channels=3, pretrained=None, data_format='NCHW'):
         super().__init__()
+        check_data_format(data_format)
+        self.data_format = data_format
         _check_choice('depth', depth, STAGE_DEPTHS)
         _check_choice('output_stride', output_stride, STAGE_DILATIONS)
         depths = STAGE_DEPTHS[depth]
@@ -78,10 +82,10 @@ class ResNetVd(nn.Layer):
             raise ValueError(f'multi_grid: expected {depths[3]} positive integers (one per block of the '
                              f'last stage), got {multi_grid}')
         block = Bottleneck if depth >= 50 else BasicBlock
-        self.conv1_1 = ConvBN(in_channels, 32, 3, stride=2)
-        self.conv1_2 = ConvBN(32, 32, 3)
-        self.conv1_3 = ConvBN(32, 64, 3)
-        self.pool2d_max = nn.MaxPool2D(kernel_size=3, stride=2, padding=1)
+        self.conv1_1 = ConvBN(in_channels, 32, 3, stride=2, data_format=data_format)
+        self.conv1_2 = ConvBN(32, 32, 3, data_format=data_format)
+        self.conv1_3 = ConvBN(32, 64, 3, data_format=data_format)
+        self.pool2d_max = nn.MaxPool2D(kernel_size=3, stride=2, padding=1, data_format=data_format)
         self.stages = []
         channels = 64
         for stage, (num_blocks, width) in enumerate(zip(depths, STAGE_WIDTHS)):
@@ -92,7 +96,7 @@ class ResNetVd(nn.Layer):
                 grid = multi_grid[index] if stage == 3 else 1
                 first = index == 0
                 layer = block(channels, width, stride if first else 1, dilation * grid, project=first,
-                              avg_down=stage > 0)
+                              avg_down=stage > 0, data_format=data_format)
                 blocks.append(self.add_sublayer(f'bb_{stage}_{index}', layer))
                 channels = width * block.expansion
             self.stages.append(blocks)
