@@ -124,6 +124,9 @@ class Trainer:
         hooks (list[Hook]): Called in order around the loop; see :mod:`paddle_psp.engine.hooks`.
         resume (ResumeState or None): The checkpoint the run continues from.
         core_model (paddle.nn.Layer): The model without its data-parallel wrapper.
+        seed (int): The run's seed (--seed, the resumed run's, or drawn).
+        data_format (str): The model's layout, 'NCHW' or 'NHWC'.
+        ema (ModelEMA or None): The moving average of the weights (--use_ema).
     """
 
     def __init__(self, args):
@@ -147,6 +150,8 @@ class Trainer:
         self.amp = args.precision == 'fp16'
         self.scaler = self._setup_amp()
         self.core_model = self.model
+        # As PaddleSeg, the model's own layout decides (--data_format or a config's model.data_format)
+        self.data_format = getattr(self.core_model, 'data_format', 'NCHW')
         self.ema = ModelEMA(self.core_model) if args.use_ema else None
         if self.nranks > 1:
             paddle.distributed.init_parallel_env()
@@ -184,7 +189,7 @@ class Trainer:
 
     def as_nchw(self, model):
         """``model`` with an NCHW interface (for evaluation): itself, or wrapped when it runs NHWC."""
-        return NCHWAdapter(model) if self.args.data_format == 'NHWC' else model
+        return NCHWAdapter(model) if self.data_format == 'NHWC' else model
 
     def extra_states(self):
         """``{file name: state dict}`` a checkpoint holds besides the model and optimizer (the EMA)."""
@@ -297,7 +302,7 @@ class Trainer:
 
     def train_step(self, images, labels):
         """Forward, weighted losses, backward, optimizer and LR step; returns [total, loss_0, loss_1, ...]."""
-        if self.args.data_format == 'NHWC':
+        if self.data_format == 'NHWC':
             images = images.transpose([0, 2, 3, 1])
         with paddle.amp.auto_cast(enable=self.amp, level=self.args.amp_level, custom_black_list=AMP_BLACK_LIST):
             logits = self.model(images)
