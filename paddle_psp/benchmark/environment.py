@@ -10,6 +10,7 @@ import paddle
 import paddleseg
 
 import paddle_psp
+from paddle_psp import runtime
 
 
 def environment(dygraph):
@@ -54,12 +55,7 @@ def _on_gpu():
 
 
 def _cpu_model():
-    with contextlib.suppress(OSError):
-        with open('/proc/cpuinfo') as file:
-            for line in file:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    return platform.processor() or None
+    return runtime.cpuinfo_field('model name') or platform.processor() or None
 
 
 def _peak_rss():
