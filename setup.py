@@ -5,7 +5,7 @@ setup(
     version='0.1.0',
     description='PSPNet and DeepLabV3 (dilated ResNet50/101, OS8) for PaddleSeg on Paddle 3',
     packages=find_packages(include=['paddle_psp', 'paddle_psp.*']),
-    package_data={'paddle_psp': ['*.json', '*.yml']},
+    package_data={'paddle_psp': ['*.json', '*.yml'], 'paddle_psp.weights': ['zoo.json']},
     python_requires='>=3.9',
     # paddlepaddle (CPU) is pinned in requirements.txt, not here, so GPU users can
     # install paddlepaddle-gpu instead without pip pulling the CPU wheel back in.
@@ -18,6 +18,8 @@ setup(
         'pyyaml',
         'scipy',
         'cityscapesscripts',
+        'filelock',
+        'tqdm',
     ],
     entry_points={'console_scripts': ['paddleseg=paddle_psp.cli:main']},
 )

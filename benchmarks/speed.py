@@ -13,13 +13,13 @@ Intel CPUs MKL dispatches natively) and the tuning the tuned paths get.
 
 Every measured path runs in its own Python subprocess (:mod:`speed_paths`), so environment variables
 (``MKL_DEBUG_CPU_TYPE``, thread counts, ``FLAGS_*``, ``MALLOC_*``) apply from the start and peak RSS
-(``VmHWM`` of the child) is per path:
+(``VmHWM`` of the child, see :func:`paddle_psp.core.util.peak_rss_bytes`) is per path:
 
 - ``PaddleSeg 2.8 dygraph, default env``: PaddleSeg's own model class (``paddleseg.models.PSPNet`` /
   ``DeepLabV3``) as its users run it: the environment without any of our tuning variables. In eval mode
   PaddleSeg's PSPNet also computes its auxiliary head; its output list starts with the main logits.
-- ``paddle-psp dygraph, tuned``: our model under :func:`paddle_psp.runtime.tuning_env`.
-- ``paddle-psp fast``: :func:`paddle_psp.engine.predictor.fast_forward` (Paddle Inference, oneDNN), tuned.
+- ``paddle-psp dygraph, tuned``: our model under :func:`paddle_psp.core.runtime.tuning_env`.
+- ``paddle-psp fast``: :func:`paddle_psp.inference.predictor.fast_forward` (Paddle Inference, oneDNN), tuned.
 
 All paths load the same weights (random, seeded, with batch-norm statistics calibrated on a random image
 and random conv biases so logits are not degenerate; or ``--weights`` checkpoints) and get the same
@@ -49,7 +49,7 @@ import numpy as np
 import paddle
 import paddleseg
 
-from paddle_psp import runtime
+from paddle_psp.core import runtime, util
 from speed_macs import count_macs
 from speed_paths import GIB, make_weights
 
@@ -91,7 +91,7 @@ def mkl_code_path(env, cpuinfo):
     Intel CPUs MKL dispatches to its best path natively.
     """
     value = env.get('MKL_DEBUG_CPU_TYPE')
-    if runtime.cpuinfo_field('vendor_id', cpuinfo) == 'GenuineIntel':
+    if util.cpu_vendor(cpuinfo) == 'GenuineIntel':
         return 'native dispatch (Intel)'
     if not runtime.is_amd_cpu(cpuinfo):
         return f'MKL_DEBUG_CPU_TYPE={value or "unset"} (CPU neither Intel nor AMD: dispatch unknown)'
@@ -103,10 +103,10 @@ def mkl_code_path(env, cpuinfo):
 
 def header_line(envs):
     """When and where: the date, CPU vendor and model, MKL's code path and the tuning of each path kind."""
-    cpuinfo = runtime.read_cpuinfo()
-    vendor = runtime.cpuinfo_field('vendor_id', cpuinfo) or 'unknown vendor'
-    model = runtime.cpuinfo_field('model name', cpuinfo) or platform.processor() or 'unknown CPU'
-    family = runtime.cpuinfo_field('cpu family', cpuinfo)
+    cpuinfo = util.read_cpuinfo()
+    vendor = util.cpu_vendor(cpuinfo) or 'unknown vendor'
+    model = util.cpu_name(cpuinfo) or 'unknown CPU'
+    family = util.cpuinfo_field('cpu family', cpuinfo)
     paths = {kind: mkl_code_path(env, cpuinfo) for kind, env in envs.items()}
     mkl = (paths['tuned'] + ' on every path' if paths['default'] == paths['tuned']
            else f'default env: {paths["default"]}; tuned: {paths["tuned"]}')
@@ -118,7 +118,7 @@ def header_line(envs):
 
 def machine_line(rates, threads):
     """Cores, memory, ISA, versions and the fp32 GEMM rates measured in the GEMM child."""
-    logical = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    logical = util.usable_cpus()
     memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GIB
     isa = runtime.mkl_cpu_type()[1] or 'no AVX2'
     gemms = ', '.join(f'{name} {rate:.0f}' for name, rate in rates.items())

@@ -1,13 +1,14 @@
 """Multiply-accumulates each path of ``benchmarks/speed.py`` executes, counted analytically.
 
-Forward hooks on every Conv2D add ``out_elements * in_channels / groups * kh * kw``; paddle-psp's factored
-pyramid pooling (which calls the functional ops on slices of its fusion conv's weight) is counted from
-its shapes.
+Forward hooks on every Conv2D add ``out_elements * in_channels / groups * kh * kw``. The fusion conv of
+paddle-psp's pyramid pooling with ``fusion='factored'`` runs as
+:func:`paddle_psp.models.ops.factored_fusion_conv` (functional ops on slices of the conv's weight, no
+Conv2D layer call), so it is counted from its shapes; with ``fusion='concat'`` the Conv2D hook counts it.
 """
 import numpy as np
 import paddle
 
-from paddle_psp.engine.predictor import inference_copy
+from paddle_psp.inference.predictor import inference_copy
 from paddle_psp.models.pspnet import PyramidPooling
 from speed_paths import build_model
 
@@ -47,8 +48,8 @@ def conv_macs(model, shape, skip_padding=False):
 
     def count_pyramid(layer, inputs, output):
         batch, channels, height, width = inputs[0].shape
-        out, _, kernel, _ = layer.conv_bn_relu2._conv.weight.shape
-        branch = layer.stages[0][1]._conv.weight.shape[0]
+        out, _, kernel, _ = layer.conv_bn_relu2.conv.weight.shape
+        branch = layer.stages[0][1].conv.weight.shape[0]
         taps = kernel * kernel
         if skip_padding:
             taps = _valid_taps(height, height, kernel, 1, kernel // 2, 1) * \
@@ -62,7 +63,7 @@ def conv_macs(model, shape, skip_padding=False):
     hooks = [layer.register_forward_post_hook(count) for layer in model.sublayers()
              if isinstance(layer, paddle.nn.Conv2D)]
     hooks += [layer.register_forward_post_hook(count_pyramid) for layer in model.sublayers()
-              if isinstance(layer, PyramidPooling)]
+              if isinstance(layer, PyramidPooling) and layer.fusion == 'factored']
     with paddle.no_grad():
         model(paddle.zeros(shape, 'float32'))
     for hook in hooks:

@@ -6,13 +6,13 @@ environment of the path being measured (the default one, or paddle-psp's CPU tun
 ``MKL_DEBUG_CPU_TYPE`` and ``MALLOC_MMAP_THRESHOLD_`` apply from the process start and peak RSS is the
 child's alone.
 
-Paddle, PaddleSeg and paddle-psp are imported inside the task functions on purpose: each child imports
-only what the path it measures uses (PaddleSeg's path never imports paddle-psp's model code), after its
-environment is in place.
+Paddle, PaddleSeg and paddle-psp are imported inside functions on purpose: ``speed.py`` imports this module
+for its helpers, and each child imports only what the path it measures uses. (Every child imports
+paddle-psp for :func:`paddle_psp.core.util.peak_rss_bytes`, which registers its model classes; PaddleSeg's
+path builds and runs none of them.)
 """
 import json
 import os
-import resource
 import statistics
 import sys
 import time
@@ -56,7 +56,7 @@ def loaded_model(name, paddleseg, weights):
 def make_weights(name, path, seed=0):
     """Seeded random weights with random conv biases and BN statistics calibrated on a random image."""
     import paddle  # lazy: see the module docstring
-    from paddle_psp.models.weights import randomize
+    from paddle_psp.weights.state_dict import randomize
     paddle.seed(seed)
     model = randomize(build_model(name, paddleseg=False), seed, size=128)
     paddle.save(model.state_dict(), path)
@@ -71,7 +71,7 @@ def eval_task(spec):
     batch = np.load(spec['input'])
     setup = 0.0
     if spec['fast']:
-        from paddle_psp.engine.predictor import fast_forward
+        from paddle_psp.inference.predictor import fast_forward
         start = time.perf_counter()
         forward = fast_forward(model, cache_dir=spec['cache_dir'])
         setup = time.perf_counter() - start
@@ -91,18 +91,19 @@ def eval_task(spec):
 def train_task(spec):
     """Median time of a training step (batch 2, Momentum SGD, main + auxiliary cross-entropy)."""
     import paddle  # lazy: see the module docstring
-    from paddle_psp.engine.losses import ZooCrossEntropyLoss
+    from paddle_psp.data.datasets import IGNORE_INDEX
+    from paddle_psp.models.losses import ZooCrossEntropyLoss
     paddle.seed(0)
     model = loaded_model(spec['model'], spec['paddleseg'], spec['weights'])
     model.train()
-    loss_layer = ZooCrossEntropyLoss(ignore_index=255)
+    loss_layer = ZooCrossEntropyLoss(ignore_index=IGNORE_INDEX)
     optimizer = paddle.optimizer.Momentum(0.01, momentum=0.9, parameters=model.parameters(),
                                           weight_decay=4e-5)
     rng = np.random.default_rng(0)
     height, width = spec['size']
     images = paddle.to_tensor(rng.uniform(-1, 1, (2, 3, height, width)).astype('float32'))
     labels = rng.integers(0, NUM_CLASSES, (2, height, width))
-    labels[:, :height // 8] = 255
+    labels[:, :height // 8] = IGNORE_INDEX
     labels = paddle.to_tensor(labels.astype('int64'))
     coefs = [1.0, AUX_COEF]
     losses, outputs = [], []
@@ -121,7 +122,7 @@ def train_task(spec):
 
 def export_task(spec):
     """Fill the fast path's export cache (as the first ``fast_forward`` call of a model does)."""
-    from paddle_psp.engine.predictor import exported_model_dir  # lazy: see the module docstring
+    from paddle_psp.inference.predictor import exported_model_dir  # lazy: see the module docstring
     model = loaded_model(spec['model'], False, spec['weights'])
     model.eval()
     start = time.perf_counter()
@@ -133,8 +134,7 @@ def gemm_task(spec):
     """Best fp32 GEMM rate (M = N = K = 4096) of numpy (OpenBLAS), paddle.matmul (MKL) and oneDNN (a 1x1
     convolution, 4096 -> 4096 channels on 64x64 pixels, through the fast path's Paddle Inference), GFLOP/s."""
     import paddle  # lazy: see the module docstring
-    from paddle_psp.engine.export import inference_forward
-    from paddle_psp.engine.predictor import exported_model_dir
+    from paddle_psp.inference.predictor import exported_model_dir, inference_forward
     size = 4096
     flops = 2 * size ** 3
     rng = np.random.default_rng(0)
@@ -179,25 +179,9 @@ def timed(function, repeat):
     return statistics.median(times), times
 
 
-def peak_rss_bytes():
-    """This process' peak resident set size.
-
-    ``VmHWM`` from /proc where there is one: ``ru_maxrss`` survives ``fork`` + ``exec``, so a child's
-    ``ru_maxrss`` is at least the parent's peak at the time of the fork; ``VmHWM`` belongs to the address
-    space ``exec`` created.
-    """
-    try:
-        with open('/proc/self/status', encoding='ascii') as status:
-            for line in status:
-                if line.startswith('VmHWM:'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def main(spec):
     """Run the task ``spec`` describes and print ``RESULT <json>`` (with peak RSS and the load average)."""
+    from paddle_psp.core.util import peak_rss_bytes  # lazy: see the module docstring
     started = os.getloadavg()[0]
     result = TASKS[spec['task']](spec)
     result.update(peak_rss_gib=peak_rss_bytes() / GIB, load_before=started, load_after=os.getloadavg()[0])

@@ -5,5 +5,4 @@ MODELS ZooPSPNet, ZooDeepLabV3; BACKBONES ZooResNet50_vd, ZooResNet101_vd; LOSSE
 """
 __version__ = '0.1.0'
 
-from paddle_psp import models  # noqa: E402,F401  (registers models and backbones)
-from paddle_psp.engine import losses  # noqa: E402,F401  (registers the loss)
+from paddle_psp import models  # noqa: E402,F401  (registers the models, backbones and the loss)

@@ -3,17 +3,18 @@ import argparse
 import importlib
 import sys
 
-from paddle_psp import __version__, runtime
-from paddle_psp.errors import UserError
+from paddle_psp import __version__
+from paddle_psp.core import runtime
+from paddle_psp.core.errors import UserError
 
 # verb -> (module with a ``main(argv)``, one-line help)
 VERBS = {
     'train': ('paddle_psp.engine.train', 'train a model from a YAML config'),
     'val': ('paddle_psp.engine.evaluate', 'evaluate a checkpoint (mIoU, Acc, Kappa, Dice), with TTA / sliding window'),
-    'predict': ('paddle_psp.engine.predict', 'write colour predictions for images'),
-    'export': ('paddle_psp.engine.export', 'export a Paddle Inference model and deploy.yaml'),
+    'predict': ('paddle_psp.inference.predict', 'write colour predictions for images'),
+    'export': ('paddle_psp.inference.export', 'export a Paddle Inference model and deploy.yaml'),
     'benchmark': ('paddle_psp.benchmark.cli', 'fill the mIoU / flip / ms+flip table for zoo entries or a checkpoint'),
-    'download': ('paddle_psp.hub', 'download and cache a zoo checkpoint or a URL'),
+    'download': ('paddle_psp.weights.hub', 'download and cache a zoo checkpoint or a URL'),
     'prepare': ('paddle_psp.data.prepare', 'convert Cityscapes / VOC+SBD from their official formats'),
     'quickstart': ('paddle_psp.quickstart', 'the built-in demo: small synthetic dataset, train, benchmark'),
     'models': ('paddle_psp.models.summary', 'build the four zoo models and run one forward pass'),

@@ -20,13 +20,14 @@ import pytest
 import yaml
 
 from conftest import SUBPROCESS_ENV, tiny_config_dict, write_config
-from paddle_psp import benchmark, cli, zoo
+from paddle_psp import benchmark, cli
 from paddle_psp.benchmark import cli as benchmark_cli
 from paddle_psp.benchmark.runner import drop_pretrained
+from paddle_psp.core.errors import UserError
+from paddle_psp.core.log import logger
 from paddle_psp.engine import evaluate
 from paddle_psp.engine.config import build_val_dataset, load_config
-from paddle_psp.errors import UserError
-from paddle_psp.log import logger
+from paddle_psp.weights import zoo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_SCRIPT = os.path.join(REPO, 'benchmarks', 'run.py')
@@ -124,7 +125,7 @@ def test_legacy_columns_equal_three_legacy_val_runs(setup, tmp_path):
 
 
 def test_default_fast_path_agrees_with_the_dygraph_path(setup, tmp_path, monkeypatch):
-    """Without --dygraph the benchmark runs paddle_psp.engine.predictor's fast path: the same numbers up to
+    """Without --dygraph the benchmark runs paddle_psp.inference.predictor's fast path: the same numbers up to
     float rounding (a few pixels at near-ties at most), although the input size changes between passes."""
     monkeypatch.setenv('PADDLE_PSP_CACHE', str(tmp_path / 'cache'))
     config, checkpoint = setup['full_pyramid']

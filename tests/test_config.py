@@ -10,7 +10,7 @@ from paddleseg.cvlibs.config import parse_from_yaml
 
 from conftest import write_config
 from paddle_psp.engine.config import build_val_dataset, load_config
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,9 +11,9 @@ from paddleseg.cvlibs.config import Config, parse_from_yaml
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS_DIR = os.path.join(REPO_ROOT, 'configs')
-SHARED = os.path.join(os.path.dirname(REPO_ROOT), 'shared')
 BASE_DIR = os.path.join(CONFIGS_DIR, '_base_')
-UPSTREAM_CONFIGS = os.path.join(SHARED, 'reference', 'upstream_configs.json')
+# The upstream configs resolved through their _base_ chains; its 'source' key says where they come from.
+UPSTREAM_CONFIGS = os.path.join(REPO_ROOT, 'tests', 'data', 'upstream_configs.json')
 MAX_LEAF_LINES = 15
 
 # Our registered type names and the upstream names they stand for; every other value must be identical.
@@ -86,7 +86,7 @@ def differences(ours, reference, path='<root>'):
 def upstream():
     """The resolved upstream configs, keyed by config name."""
     with open(UPSTREAM_CONFIGS, encoding='utf-8') as f:
-        return json.load(f)
+        return json.load(f)['configs']
 
 
 def test_reference_covers_exactly_the_expected_configs(upstream):

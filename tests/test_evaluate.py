@@ -14,10 +14,11 @@ from PIL import Image
 from conftest import write_checkpoints
 from paddle_psp import cli
 from paddle_psp.data.synthetic import CLASSES
-from paddle_psp.engine import evaluate, infer
+from paddle_psp.engine import evaluate
+from paddle_psp.inference import tta as infer
 from paddle_psp.engine.config import load_config
-from paddle_psp.engine.metrics import CITYSCAPES_CLASSES
-from paddle_psp.errors import UserError
+from paddle_psp.data.datasets import CITYSCAPES_CLASSES
+from paddle_psp.core.errors import UserError
 from test_metrics import reference_scores
 
 NUM_CLASSES = 19

@@ -1,4 +1,4 @@
-"""paddle_psp.hub against a local HTTP server on 127.0.0.1 serving real checkpoints and faults."""
+"""paddle_psp.weights.hub against a local HTTP server on 127.0.0.1 serving real checkpoints and faults."""
 import hashlib
 import http.server
 import io
@@ -18,8 +18,9 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_psp import cli, hub
-from paddle_psp.errors import UserError
+from paddle_psp import cli
+from paddle_psp.weights import hub
+from paddle_psp.core.errors import UserError
 
 DYGRAPH = '/paddleseg/dygraph'
 
@@ -273,7 +274,7 @@ def test_zoo_name_uses_manifest_url_and_sha256(server, seg_home, checkpoint, mon
     server.routes[path] = lambda h, n: send(h, checkpoint)
     entries = {'pspnet_fake': {'checkpoint_url': server.url(path), 'sha256': '1' * 64}}
     fake_zoo = types.SimpleNamespace(names=lambda: sorted(entries), get=lambda name: entries[name])
-    monkeypatch.setitem(sys.modules, 'paddle_psp.zoo', fake_zoo)
+    monkeypatch.setattr(hub, 'zoo', fake_zoo)
     with pytest.raises(UserError) as err:
         hub.resolve('pspnet_fake')
     assert_one_line(err, server.url(path), '1' * 64)
@@ -450,7 +451,7 @@ def test_progress_bar_only_on_a_terminal(server, checkpoint, monkeypatch, capsys
 
     monkeypatch.setattr(sys, 'stderr', Terminal())
     hub.resolve(server.url(path), force=True)
-    assert re.search(r'\r\[=+\] 100\.0%', sys.stderr.getvalue())
+    assert re.search(r'\rmodel\.pdparams \[#{24}\] ([\d.]+)/\1 ', sys.stderr.getvalue())  # the full bar
 
 
 def test_cli_download_prints_the_cached_path(server, seg_home, checkpoint, capsys):

@@ -1,16 +1,16 @@
 """Test-time augmentation and sliding-window inference against plain references written here.
 
 The references loop over scales, flips and windows one image at a time with numpy and cv2.resize (an
-independent bilinear implementation), so they share no code with paddle_psp.engine.infer.
+independent bilinear implementation), so they share no code with paddle_psp.inference.tta.
 """
 import cv2
 import numpy as np
 import paddle
 import pytest
 
-from paddle_psp.engine import infer
-from paddle_psp.engine.infer import Augmentation, InferOptions
-from paddle_psp.errors import UserError
+from paddle_psp.inference import tta
+from paddle_psp.inference.tta import Augmentation, InferOptions
+from paddle_psp.core.errors import UserError
 
 NUM_CLASSES = 5
 
@@ -115,17 +115,17 @@ ALL_FLIPS = [(False, False), (True, False), (False, True), (True, True)]
 
 
 def test_flip_combinations_follow_paddleseg_order():
-    assert infer.flip_combinations() == [(False, False)]
-    assert infer.flip_combinations(True) == [(False, False), (True, False)]
-    assert infer.flip_combinations(False, True) == [(False, False), (False, True)]
-    assert infer.flip_combinations(True, True) == ALL_FLIPS
+    assert tta.flip_combinations() == [(False, False)]
+    assert tta.flip_combinations(True) == [(False, False), (True, False)]
+    assert tta.flip_combinations(False, True) == [(False, False), (False, True)]
+    assert tta.flip_combinations(True, True) == ALL_FLIPS
 
 
 def test_plain_inference_is_the_forward_output(image):
     net = ToyNet()
     expected = run_one(net, image)
-    np.testing.assert_allclose(infer.infer_logits(net, image), expected, rtol=1e-6, atol=1e-6)
-    np.testing.assert_array_equal(infer.infer_labels(net, image), expected.argmax(axis=0))
+    np.testing.assert_allclose(tta.infer_logits(net, image), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(tta.infer_labels(net, image), expected.argmax(axis=0))
 
 
 @pytest.mark.parametrize('legacy', [False, True])
@@ -134,7 +134,7 @@ def test_tta_matches_reference(image, legacy):
     scales = (0.75, 1.0, 1.3)
     options = InferOptions.create(aug=True, scales=scales, flip_horizontal=True, flip_vertical=True,
                                   legacy=legacy)
-    got = infer.infer_logits(net, image, options=options)
+    got = tta.infer_logits(net, image, options=options)
     expected = tta_reference(net, image, scales, ALL_FLIPS, legacy=legacy)
     np.testing.assert_allclose(got, expected, atol=2e-4)
     assert (got.argmax(axis=0) == expected.argmax(axis=0)).mean() > 0.995
@@ -144,9 +144,9 @@ def test_legacy_and_current_tta_differ(image):
     net = ToyNet()
     current = tta_reference(net, image, (0.5, 1.0), ALL_FLIPS[:2])
     legacy = tta_reference(net, image, (0.5, 1.0), ALL_FLIPS[:2], legacy=True)
-    got_current = infer.infer_logits(net, image, options=InferOptions.create(True, (0.5, 1.0), True))
+    got_current = tta.infer_logits(net, image, options=InferOptions.create(True, (0.5, 1.0), True))
     legacy_options = InferOptions.create(True, (0.5, 1.0), True, legacy=True)
-    got_legacy = infer.infer_logits(net, image, options=legacy_options)
+    got_legacy = tta.infer_logits(net, image, options=legacy_options)
     np.testing.assert_allclose(got_current, current, atol=2e-4)
     np.testing.assert_allclose(got_legacy, legacy, atol=2e-4)
     assert np.abs(softmax_chw(current) - legacy).max() > 1e-2  # chained rescaling changes the result
@@ -155,7 +155,7 @@ def test_legacy_and_current_tta_differ(image):
 def test_flips_of_one_scale_run_as_one_batch(image):
     net = ToyNet()
     options = InferOptions.create(aug=True, scales=(0.5, 1.0), flip_horizontal=True, flip_vertical=True)
-    infer.infer_logits(net, image, options=options)
+    tta.infer_logits(net, image, options=options)
     assert net.batches == [(4, 3, 11, 17), (4, 3, 21, 34)]
 
 
@@ -163,7 +163,7 @@ def test_sliding_window_matches_reference(image):
     net = ToyNet()
     crop, stride = (16, 12), (10, 7)
     options = InferOptions.create(is_slide=True, crop_size=crop, stride=stride)
-    got = infer.infer_logits(net, image, options=options)
+    got = tta.infer_logits(net, image, options=options)
     assert len(net.batches) == len(window_positions(21, 12, 7)) * len(window_positions(34, 16, 10)) == 9
     np.testing.assert_allclose(got, slide_reference(net, image, crop, stride), atol=1e-5)
     whole = run_one(net, image)
@@ -172,7 +172,7 @@ def test_sliding_window_matches_reference(image):
 
 def test_window_larger_than_image_runs_whole_image(image):
     net = ToyNet()
-    got = infer.infer_logits(net, image, options=InferOptions.create(is_slide=True, crop_size=(64, 64),
+    got = tta.infer_logits(net, image, options=InferOptions.create(is_slide=True, crop_size=(64, 64),
                                                                      stride=(32, 32)))
     np.testing.assert_allclose(got, run_one(net, image), atol=1e-6)
 
@@ -181,7 +181,7 @@ def test_sliding_window_with_tta_matches_reference(image):
     net = ToyNet()
     crop, stride = (20, 14), (12, 9)
     options = InferOptions.create(True, (0.8, 1.2), True, False, True, crop, stride)
-    got = infer.infer_logits(net, image, options=options)
+    got = tta.infer_logits(net, image, options=options)
     expected = tta_reference(net, image, (0.8, 1.2), ALL_FLIPS[:2], window=(crop, stride))
     np.testing.assert_allclose(got, expected, atol=2e-4)
 
@@ -191,7 +191,7 @@ def test_padding_is_cropped_back(image):
     padded = np.zeros((3, 32, 40), np.float32)
     padded[:, :21, :34] = image
     trans_info = [('padding', (21, 34))]
-    got = infer.infer_logits(net, padded, trans_info, InferOptions.create(True, (1.0, 0.6), True))
+    got = tta.infer_logits(net, padded, trans_info, InferOptions.create(True, (1.0, 0.6), True))
     expected = tta_reference(net, padded, (1.0, 0.6), ALL_FLIPS[:2])[:, :21, :34]
     assert got.shape == (NUM_CLASSES, 21, 34)
     np.testing.assert_allclose(got, expected, atol=2e-4)
@@ -200,15 +200,15 @@ def test_padding_is_cropped_back(image):
 def test_subsets_from_one_pass_match_separate_runs(image):
     net = ToyNet()
     subsets = {'ss': [Augmentation(1.0, False, False)],
-               'flip': infer.augmentations((1.0,), flip_horizontal=True),
-               'ms_flip': infer.augmentations((0.75, 1.0, 1.25), flip_horizontal=True)}
-    got = infer.subset_logits(net, image, subsets)
+               'flip': tta.augmentations((1.0,), flip_horizontal=True),
+               'ms_flip': tta.augmentations((0.75, 1.0, 1.25), flip_horizontal=True)}
+    got = tta.subset_logits(net, image, subsets)
     assert len(net.batches) == 3  # one batch per scale for all three subsets together
     separate = {'ss': InferOptions(), 'flip': InferOptions.create(True, 1.0, True),
                 'ms_flip': InferOptions.create(True, (0.75, 1.0, 1.25), True)}
     for name, options in separate.items():
-        np.testing.assert_allclose(got[name], infer.infer_logits(ToyNet(), image, options=options), atol=1e-5)
-    per_aug = dict(infer.iter_augmented_logits(ToyNet(), image, subsets['ms_flip']))
+        np.testing.assert_allclose(got[name], tta.infer_logits(ToyNet(), image, options=options), atol=1e-5)
+    per_aug = dict(tta.iter_augmented_logits(ToyNet(), image, subsets['ms_flip']))
     assert set(per_aug) == set(subsets['ms_flip'])
     np.testing.assert_allclose(per_aug[Augmentation(1.0, True, False)],
                                cv_resize(flip_chw(run_one(ToyNet(), flip_chw(image, True, False)), True, False),
@@ -219,9 +219,9 @@ def test_layer_forward_wraps_a_dygraph_layer(image):
     paddle.seed(3)
     layer = paddle.nn.Conv2D(3, NUM_CLASSES, 3, padding=1)
     layer.train()
-    forward = infer.layer_forward(layer)
+    forward = tta.layer_forward(layer)
     assert not layer.training
-    got = infer.infer_logits(forward, image, options=InferOptions.create(True, 1.0, True))
+    got = tta.infer_logits(forward, image, options=InferOptions.create(True, 1.0, True))
     weight, bias = layer.weight.numpy(), layer.bias.numpy()
 
     def conv(chw):  # reference 3x3 convolution with zero padding
@@ -254,25 +254,25 @@ def test_bad_options_are_one_line_user_errors(kwargs, key):
 
 def test_forward_with_wrong_output_shape_is_reported(image):
     with pytest.raises(ValueError, match='forward returned logits of shape'):
-        infer.infer_logits(lambda batch: batch[:, :, ::2], image)
+        tta.infer_logits(lambda batch: batch[:, :, ::2], image)
 
 
 def parse_flags(argv):
     import argparse
     parser = argparse.ArgumentParser()
-    infer.add_arguments(parser, ('--aug_pred', '--aug_eval'))
+    tta.add_arguments(parser, ('--aug_pred', '--aug_eval'))
     return parser.parse_args(argv)
 
 
 def test_flags_override_the_configs_test_config():
     test_config = {'aug_eval': True, 'scales': [0.75, 1.0], 'flip_horizontal': True, 'is_slide': True,
                    'crop_size': [64, 32], 'stride': [32, 16]}
-    assert infer.options_from_args(parse_flags([]), test_config) == InferOptions(
+    assert tta.options_from_args(parse_flags([]), test_config) == InferOptions(
         (0.75, 1.0), True, False, (64, 32), (32, 16), False)
-    options = infer.options_from_args(parse_flags(['--scales', '1.25', '--flip_vertical', '--legacy_tta',
+    options = tta.options_from_args(parse_flags(['--scales', '1.25', '--flip_vertical', '--legacy_tta',
                                                    '--stride', '16', '16']), test_config)
     assert options == InferOptions((1.25,), True, True, (64, 32), (16, 16), True)
-    assert infer.options_from_args(parse_flags(['--scales', '2.0', '--flip_horizontal']), {}) == InferOptions()
-    assert infer.options_from_args(parse_flags(['--aug_pred', '--scales', '2.0']), {}).scales == (2.0,)
+    assert tta.options_from_args(parse_flags(['--scales', '2.0', '--flip_horizontal']), {}) == InferOptions()
+    assert tta.options_from_args(parse_flags(['--aug_pred', '--scales', '2.0']), {}).scales == (2.0,)
     assert options.summary() == ('legacy TTA scales 1.25 flips h+v (4 augmentations), sliding window 64x32 '
                                  'stride 16x16')

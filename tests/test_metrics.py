@@ -78,25 +78,6 @@ def test_empty_confusion_matrix_gives_zeros_not_errors():
     assert np.isnan(scores['class_IoU']).all()
 
 
-def test_class_names():
-    names = metrics.class_names('Cityscapes', 19)
-    assert len(names) == 19 and names[0] == 'road' and names[10] == 'sky' and names[18] == 'bicycle'
-    names = metrics.class_names('PascalVOC', 21)
-    assert names[0] == 'background' and names[15] == 'person' and names[20] == 'tvmonitor'
-    assert metrics.class_names('Cityscapes', 5) == ['0', '1', '2', '3', '4']  # count differs: indices
-    assert metrics.class_names('Dataset', 3) == ['0', '1', '2']
-
-
-def test_dataset_type_name_finds_known_base_class():
-    from paddleseg.datasets import Cityscapes
-
-    class MyCity(Cityscapes):
-        def __init__(self):
-            pass
-    assert metrics.dataset_type_name(MyCity()) == 'Cityscapes'
-    assert metrics.dataset_type_name(object()) == 'object'
-
-
 def test_report_names_every_class_and_marks_undefined_scores():
     matrix = np.array([[5, 1, 0], [2, 6, 0], [0, 0, 0]])
     scores = metrics.scores_from_confusion(matrix)

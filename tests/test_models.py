@@ -1,17 +1,15 @@
 """Our models against PaddleSeg 2.8's own classes: same keys, same shapes, same outputs."""
-import copy
 import subprocess
 import sys
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 import pytest
 import yaml
 
 import paddle_psp
 from paddle_psp.data.synthetic import make_cityscapes_like
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError
 from paddle_psp.models import ResNetVd, ZooDeepLabV3, ZooPSPNet, ZooResNet50_vd, ZooResNet101_vd, load_weights
 from paddle_psp.models.pspnet import PyramidPooling
 from paddle_psp.models.summary import count_parameters
@@ -69,34 +67,51 @@ def test_same_keys_shapes_and_outputs_as_paddleseg(model, depth):
     assert np.abs(got[0].numpy() - expected).max() <= 1e-4
 
 
-def concat_then_conv(module, x):
-    """PyramidPooling as the paper draws it: upsample every pooled branch, concat, 3x3 conv-BN-ReLU."""
-    pooled = [F.interpolate(stage(x), x.shape[2:], mode='bilinear', align_corners=module.align_corners)
-              for stage in module.stages]
-    return module.conv_bn_relu2(paddle.concat([x] + pooled[::-1], axis=1))
-
-
 @pytest.mark.parametrize('align_corners, dim_reduction, pooling, training', [
     (False, True, 'avg', True), (True, True, 'avg', False), (False, False, 'max', True),
     (True, False, 'max', False)])
 def test_factored_pyramid_pooling_equals_concat_then_conv(align_corners, dim_reduction, pooling, training):
-    """Same outputs and same gradients (input and every parameter), batch statistics or running ones."""
+    """fusion='factored' against fusion='concat' (the paper's form): same state dict keys, outputs and
+    gradients (input and every parameter), batch statistics or running ones."""
     paddle.seed(0)
     ours = PyramidPooling(16, 8, [1, 2, 3, 6], pooling, dim_reduction, align_corners)
-    ours.train() if training else ours.eval()
-    reference = copy.deepcopy(ours)
+    reference = PyramidPooling(16, 8, [1, 2, 3, 6], pooling, dim_reduction, align_corners, fusion='concat')
+    assert ours.fusion == 'factored' and "fusion='factored'" in repr(ours)
+    assert list(reference.state_dict()) == list(ours.state_dict())
+    reference.set_state_dict(ours.state_dict())
     rng = np.random.default_rng(0)
     image = rng.standard_normal((2, 16, 13, 10)).astype('float32')  # odd, non-square, not bin multiples
     weights = paddle.to_tensor(rng.standard_normal((2, 8, 13, 10)).astype('float32'))
     results = []
-    for module, forward in ((ours, ours.forward), (reference, lambda x: concat_then_conv(reference, x))):
+    for module in (ours, reference):
+        module.train() if training else module.eval()
         x = paddle.to_tensor(image, stop_gradient=False)
-        out = forward(x)
+        out = module(x)
         (out * weights).sum().backward()
-        results.append([out.numpy(), x.grad.numpy()] + [p.grad.numpy() for p in module.parameters() if not p.stop_gradient])
+        results.append([out.numpy(), x.grad.numpy()]
+                       + [p.grad.numpy() for p in module.parameters() if not p.stop_gradient])
     for mine, theirs in zip(*results):
         np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-4)
     assert np.abs(results[0][0]).max() > 0.1
+
+
+def test_pspnet_fusion_forms_agree_and_bad_fusion_is_named():
+    paddle.seed(0)
+    factored = ZooPSPNet(5, ResNetVd(18), pp_out_channels=32)
+    concat = ZooPSPNet(5, ResNetVd(18), pp_out_channels=32, fusion='concat')
+    concat.set_state_dict(factored.state_dict())
+    factored.eval()
+    concat.eval()
+    image = paddle.to_tensor(np.random.default_rng(0).standard_normal((1, 3, 72, 56)).astype('float32'))
+    with paddle.no_grad():
+        np.testing.assert_allclose(factored(image)[0].numpy(), concat(image)[0].numpy(), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="fusion: expected one of \\['factored', 'concat'\\], got 'sum'"):
+        ZooPSPNet(5, ResNetVd(18), fusion='sum')
+
+
+def test_auxiliary_head_channels_default_to_a_quarter_of_its_input_as_paddleseg():
+    assert ZooPSPNet(5, ResNetVd(18)).head.auxlayer.conv.weight.shape == [5, 64, 1, 1]  # stage 3: 256 channels
+    assert ZooPSPNet(5, ResNetVd(18), aux_channels=32).head.auxlayer.conv.weight.shape == [5, 32, 1, 1]
 
 
 def test_pspnet_resnet50_parameter_count_matches_paddleseg():
@@ -212,7 +227,7 @@ def test_registered_names_leave_paddleseg_builtins_alone():
     assert manager.MODELS['ZooPSPNet'] is ZooPSPNet and manager.MODELS['ZooDeepLabV3'] is ZooDeepLabV3
     assert manager.BACKBONES['ZooResNet50_vd'] is ZooResNet50_vd
     assert manager.BACKBONES['ZooResNet101_vd'] is ZooResNet101_vd
-    assert manager.LOSSES['ZooCrossEntropyLoss'] is paddle_psp.engine.losses.ZooCrossEntropyLoss
+    assert manager.LOSSES['ZooCrossEntropyLoss'] is paddle_psp.models.losses.ZooCrossEntropyLoss
     assert manager.MODELS['PSPNet'] is PSPNet and manager.BACKBONES['ResNet50_vd'] is ResNet50_vd
 
 

@@ -9,9 +9,11 @@ import yaml
 from PIL import Image
 
 from conftest import write_checkpoints
-from paddle_psp.engine import export, infer, predict
+from paddle_psp.data import datasets
+from paddle_psp.inference import export, predict, predictor
+from paddle_psp.inference import tta
 from paddle_psp.engine.config import load_config
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError
 
 NUM_CLASSES = 19
 
@@ -40,23 +42,11 @@ def dygraph_logits(model, path):
         return model(paddle.to_tensor(normalized(path)))[0].numpy()
 
 
-def test_palettes():
-    from cityscapesscripts.helpers.labels import labels
-    official = {label.trainId: label.color for label in labels if 0 <= label.trainId < 19}
-    palette = predict.palette_for('Cityscapes')
-    assert [tuple(palette[i]) for i in range(19)] == [official[i] for i in range(19)]
-    voc = predict.palette_for('PascalVOC')
-    expected = {0: (0, 0, 0), 1: (128, 0, 0), 2: (0, 128, 0), 3: (128, 128, 0), 4: (0, 0, 128),
-                15: (192, 128, 128), 20: (0, 64, 128), 255: (224, 224, 192)}
-    assert {i: tuple(voc[i]) for i in expected} == expected
-    assert voc.shape == (256, 3) and len({tuple(c) for c in voc}) == 256
-
-
 def test_predict_folder_writes_palette_pngs_and_overlays(setup, tmp_path):
     save_dir = str(tmp_path / 'out')
     assert predict.main(['--config', setup['config'], '--model_path', setup['checkpoint'],
                          '--image_path', setup['image_dir'], '--save_dir', save_dir, '--dygraph']) == 0
-    palette = predict.palette_for('Cityscapes')
+    palette = datasets.palette('Cityscapes')
     for path in setup['images']:
         relative = os.path.relpath(path, setup['image_dir'])  # synthcity/<name>.png: sub-folders kept
         stem = os.path.splitext(relative)[0]
@@ -83,8 +73,8 @@ def test_predict_list_file_single_file_and_tta(setup, tmp_path):
                          '--flip_horizontal', '--dygraph']) == 0
     got = np.array(Image.open(os.path.join(save_dir, 'pseudo_color_prediction',
                                            os.path.basename(path))))
-    options = infer.InferOptions.create(aug=True, scales=(0.75, 1.0), flip_horizontal=True)
-    expected = infer.infer_labels(infer.layer_forward(setup['model']), normalized(path)[0], None, options)
+    options = tta.InferOptions.create(aug=True, scales=(0.75, 1.0), flip_horizontal=True)
+    expected = tta.infer_labels(tta.layer_forward(setup['model']), normalized(path)[0], None, options)
     np.testing.assert_array_equal(got, expected)
 
 
@@ -151,7 +141,7 @@ def test_export_logits_with_fixed_shape_replace_the_dygraph_model(setup, tmp_pat
     export.export(setup['config'], setup['checkpoint'], save_dir, input_shape=[1, 3, 64, 128], output_op='none')
     deploy = yaml.safe_load(open(os.path.join(save_dir, 'deploy.yaml')))['Deploy']
     assert deploy['input_shape'] == [1, 3, 64, 128] and deploy['output_dtype'] == 'float32'
-    forward = export.inference_forward(save_dir)
+    forward = predictor.inference_forward(save_dir)
     for path in setup['images'][:2]:
         np.testing.assert_allclose(forward(normalized(path)), dygraph_logits(setup['model'], path), atol=1e-3,
                                    rtol=1e-3)

@@ -5,10 +5,10 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_psp.engine import export, predictor
+from paddle_psp.inference import export, predictor
 from paddle_psp.models import ZooDeepLabV3, ZooPSPNet, ZooResNet50_vd
 from paddle_psp.models.resnet_vd import ResNetVd
-from paddle_psp.models.weights import randomize
+from paddle_psp.weights.state_dict import randomize
 
 NUM_CLASSES = 7
 

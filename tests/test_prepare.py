@@ -13,7 +13,7 @@ from PIL import Image
 
 from paddle_psp import cli
 from paddle_psp.data import prepare
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError
 
 # Official Cityscapes label id -> train id (the 19 evaluated classes); every other id 0..33 is ignored (255).
 # Written out here from the Cityscapes label table, independently of the code under test.

@@ -14,7 +14,7 @@ from PIL import Image
 from conftest import SUBPROCESS_ENV
 from paddle_psp import cli, quickstart
 from paddle_psp.engine.config import load_config
-from paddle_psp.zoo import TABLE_HEADER
+from paddle_psp.weights.zoo import TABLE_HEADER
 
 SHORT_ITERS = 40  # the full quickstart trains 120; 40 keeps this test near two minutes
 MIOU_FLOOR = 0.35  # measured 0.49 at 40 iterations; chance is 0.08 (majority class) / 0.20 (uniform)

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from paddle_psp import runtime
-from paddle_psp.log import logger
+from paddle_psp.core import runtime
+from paddle_psp.core.log import logger
 
 AVX512 = 'fpu sse2 avx2 fma avx512f avx512dq avx512cd avx512bw avx512vl avx512_bf16'
 
@@ -68,7 +68,7 @@ def run_python(code, **env):
     return result.stdout
 
 
-APPLY_TWICE = ('import os; from paddle_psp import runtime; print(runtime.apply_cpu_tuning()); '
+APPLY_TWICE = ('import os; from paddle_psp.core import runtime; print(runtime.apply_cpu_tuning()); '
                'runtime.apply_cpu_tuning(); print("env", os.environ.get("MKL_DEBUG_CPU_TYPE"))')
 
 
@@ -85,7 +85,7 @@ def test_apply_sets_the_environment_and_logs_one_line():
 def test_apply_does_nothing_when_switched_off():
     out = run_python(APPLY_TWICE, PADDLE_PSP_NO_TUNING='1')
     assert 'cpu tuning: off (PADDLE_PSP_NO_TUNING=1)' in out and 'env None' in out and '{}' in out
-    out = run_python('import os; from paddle_psp import runtime; runtime.apply_cpu_tuning(enabled=False); '
+    out = run_python('import os; from paddle_psp.core import runtime; runtime.apply_cpu_tuning(enabled=False); '
                      'print("env", os.environ.get("MKL_DEBUG_CPU_TYPE"), '
                      'os.environ.get("PADDLE_PSP_NO_TUNING"))')
     assert 'env None 1' in out

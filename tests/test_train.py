@@ -17,7 +17,7 @@ from paddle_psp import cli
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine.config import load_config
 from paddle_psp.engine.train import BatchCollator, EpochShardSampler, SeededSamples
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError
 
 PADDLESEG = shutil.which('paddleseg', path=os.path.dirname(sys.executable)) or shutil.which('paddleseg')
 LOG_LINE = re.compile(r'\[TRAIN\] epoch: (\d+), iter: (\d+)/(\d+), loss: ([\d.]+), lr: ([\d.]+), '

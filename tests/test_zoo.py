@@ -1,4 +1,5 @@
 """The zoo manifest agrees with the published tables and the configs; the README table tooling works."""
+import json
 import os
 import re
 import subprocess
@@ -8,14 +9,12 @@ import pytest
 from paddleseg.cvlibs.config import parse_from_yaml
 from paddleseg.datasets import Cityscapes, PascalVOC
 
-from paddle_psp import zoo
-from paddle_psp.errors import UserError
+from paddle_psp.weights import zoo
+from paddle_psp.core.errors import UserError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(REPO_ROOT), 'shared')
-SEEDS_DIR = os.path.join(SHARED, 'seeds')
-SEED_TABLE_FILES = ('000_9754fb7aaa3729cd.txt', '004_36fb086aa04736cd.txt')  # PSPNet, DeepLabV3 READMEs
-REFERENCE_MD = os.path.join(SHARED, 'REFERENCE.md')
+# The published model-zoo tables and the re-measured ms+flip column; its 'source' key says where they come from.
+PUBLISHED_TABLES = os.path.join(REPO_ROOT, 'tests', 'data', 'published_tables.json')
 CHECKPOINT_URL = re.compile(
     r'^https://bj\.bcebos\.com/paddleseg/dygraph/(cityscapes|pascal_voc12)/(\w+)/model\.pdparams$')
 CHECKPOINT_DIR = {'cityscapes': 'cityscapes', 'voc12aug': 'pascal_voc12'}
@@ -29,27 +28,15 @@ def split_cells(row):
     return [cell.strip() for cell in re.split(r'(?<!\\)\|', row.strip().strip('|'))]
 
 
-def parse_seed_tables(text):
-    """{section title: [row line, ...]} for the data rows of every '### title' table in a README."""
-    sections = {}
-    title = None
-    for line in text.splitlines():
-        if line.startswith('### '):
-            title = line[4:].strip()
-            sections[title] = []
-        elif title and line.startswith('|') and not line.startswith(('| Model', '|:-')):
-            sections[title].append(line.strip())
-    return sections
+def published():
+    """The published tables as stored in tests/data (header, alignment, rows by section title, re-measured)."""
+    with open(PUBLISHED_TABLES, encoding='utf-8') as f:
+        return json.load(f)
 
 
 def seed_rows_by_dataset():
-    """Seed data rows of both seed READMEs, grouped by section title, PSPNet file first."""
-    grouped = {}
-    for file_name in SEED_TABLE_FILES:
-        with open(os.path.join(SEEDS_DIR, file_name), encoding='utf-8') as f:
-            for title, rows in parse_seed_tables(f.read()).items():
-                grouped.setdefault(title, []).extend(rows)
-    return grouped
+    """Published data rows grouped by section title, PSPNet rows first."""
+    return published()['sections']
 
 
 def parse_row(row):
@@ -63,23 +50,9 @@ def parse_row(row):
 
 
 def remeasured_from_reference():
-    """{(model, backbone, dataset): ms+flip} from REFERENCE.md's 'Re-measured' sentence.
-
-    Its order is the seed table's, read down each dataset column: R50 and R101 on Cityscapes, then on
-    VOC (this matches PaddleSeg's current configs/pspnet and configs/deeplabv3 READMEs).
-    """
-    with open(REFERENCE_MD, encoding='utf-8') as f:
-        text = ' '.join(f.read().split())
-    match = re.search(
-        r'Re-measured ms\+flip after the TTA fix: PSPNet ([\d., ]+); DeepLabV3 ([\d., ]+)', text)
-    order = [(backbone, dataset) for dataset in ('cityscapes', 'voc12aug')
-             for backbone in ('ResNet50_OS8', 'ResNet101_OS8')]
-    found = {}
-    for model, numbers in zip(('PSPNet', 'DeepLabV3'), match.groups()):
-        values = [float(v) for v in numbers.strip(' ,').split(', ')]
-        assert len(values) == 4
-        found.update({(model, backbone, dataset): v for (backbone, dataset), v in zip(order, values)})
-    return found
+    """{(model, backbone, dataset): ms+flip} re-measured after PaddleSeg's TTA fix."""
+    return {(row['model'], row['backbone'], row['dataset']): row['miou_ms_flip']
+            for row in published()['remeasured_ms_flip']}
 
 
 @pytest.fixture(scope='module')
@@ -98,15 +71,15 @@ def test_manifest_matches_published_tables(seeds):
             entry['dataset'] = titles[title]
             expected[entry['name']] = entry
     assert sorted(zoo.names()) == sorted(expected)
-    for name, published in expected.items():
+    for name, row in expected.items():
         entry = zoo.get(name)
-        wrong = {key: (entry.get(key), value) for key, value in published.items() if entry.get(key) != value}
+        wrong = {key: (entry.get(key), value) for key, value in row.items() if entry.get(key) != value}
         assert not wrong, f'{name}: manifest != seed table (ours, seed): {wrong}'
 
 
 def test_remeasured_ms_flip_matches_reference():
     remeasured = remeasured_from_reference()
-    assert remeasured[('PSPNet', 'ResNet50_OS8', 'cityscapes')] == 79.66  # stated explicitly in REFERENCE.md
+    assert remeasured[('PSPNet', 'ResNet50_OS8', 'cityscapes')] == 79.66  # PaddleSeg's current PSPNet README
     for entry in zoo.entries():
         key = (entry['model'], entry['backbone'], entry['dataset'])
         assert entry['miou_ms_flip_remeasured'] == remeasured[key], entry['name']
@@ -148,9 +121,7 @@ def test_markdown_table_reproduces_seed_tables(seeds):
     for title, rows in seeds.items():
         block = '\n'.join([f'### {title}', '', zoo.TABLE_HEADER, zoo.TABLE_ALIGN] + rows)
         assert block + '\n\n' in table, f'{title}: generated table differs from the seed rows'
-    with open(os.path.join(SEEDS_DIR, SEED_TABLE_FILES[0]), encoding='utf-8') as f:
-        seed_text = f.read()
-    assert zoo.TABLE_HEADER in seed_text and zoo.TABLE_ALIGN in seed_text
+    assert (zoo.TABLE_HEADER, zoo.TABLE_ALIGN) == (published()['header'], published()['align'])
     assert table.index('### Cityscapes') < table.index('### Pascal VOC 2012 + Aug')
 
 
@@ -250,7 +221,7 @@ def test_missing_readme(tmp_path, capsys):
 
 def test_module_entry_point(tmp_path):
     path = write_readme(tmp_path, body=zoo.markdown_table())
-    result = subprocess.run([sys.executable, '-m', 'paddle_psp.zoo', '--check-readme', str(path)],
+    result = subprocess.run([sys.executable, '-m', 'paddle_psp.weights.zoo', '--check-readme', str(path)],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
 

@@ -25,13 +25,12 @@ Examples::
 Modules: :mod:`.plan` (targets, settings, how one image's forward passes serve the three columns),
 :mod:`.progress` (the resumable per-image records), :mod:`.runner` (scoring and timing),
 :mod:`.report` (results, ``benchmark.json``, ``benchmark.md``), :mod:`.environment` (versions, device,
-peak memory), :mod:`.display` (progress on screen), :mod:`.cli` (``paddleseg benchmark``).
+peak memory), :mod:`.cli` (``paddleseg benchmark``).
 """
-from paddle_psp.benchmark.display import ProgressBar
 from paddle_psp.benchmark.plan import COLUMNS, ColumnPlan, Settings, Target, checkpoint_target, zoo_targets
 from paddle_psp.benchmark.progress import PROGRESS_DIR, ProgressLog
 from paddle_psp.benchmark.report import RESULTS_JSON, RESULTS_MARKDOWN, markdown
-from paddle_psp.benchmark.runner import DEFAULT_SAVE_DIR, ensure_writable_dir, run
+from paddle_psp.benchmark.runner import DEFAULT_SAVE_DIR, ProgressBar, ensure_writable_dir, run
 
 __all__ = ['COLUMNS', 'ColumnPlan', 'DEFAULT_SAVE_DIR', 'PROGRESS_DIR', 'ProgressBar', 'ProgressLog', 'RESULTS_JSON',
            'RESULTS_MARKDOWN', 'Settings', 'Target', 'checkpoint_target', 'ensure_writable_dir', 'markdown', 'run',

@@ -5,7 +5,7 @@ import os
 from paddle_psp.benchmark.plan import DEFAULT_SCALES, Settings, checkpoint_target, zoo_targets
 from paddle_psp.benchmark.report import RESULTS_JSON, RESULTS_MARKDOWN
 from paddle_psp.benchmark.runner import DEFAULT_SAVE_DIR, run
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError
 
 
 def build_parser():

@@ -10,14 +10,15 @@ import re
 
 import numpy as np
 
-from paddle_psp import zoo
-from paddle_psp.engine import infer, metrics
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError
+from paddle_psp.engine import metrics
+from paddle_psp.inference import tta
+from paddle_psp.weights import zoo
 
 COLUMNS = ('miou', 'miou_flip', 'miou_ms_flip')
 COLUMN_TITLES = {'miou': 'mIoU', 'miou_flip': 'mIoU (flip)', 'miou_ms_flip': 'mIoU (ms+flip)'}
 DEFAULT_SCALES = (0.75, 1.0, 1.25)
-SINGLE = infer.Augmentation(1.0, False, False)
+SINGLE = tta.Augmentation(1.0, False, False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Target:
     Attributes:
         name (str): The zoo name, or a label for a checkpoint (names the progress file).
         config (str): YAML config whose ``val_dataset`` and ``model`` are used.
-        checkpoint (str): A path, URL or zoo name for :func:`paddle_psp.hub.resolve`.
+        checkpoint (str): A path, URL or zoo name for :func:`paddle_psp.weights.hub.resolve`.
         entry (dict|None): The zoo manifest entry (published numbers, links); None for other checkpoints.
     """
     name: str
@@ -54,7 +55,7 @@ def zoo_targets(name=None, model=None, dataset=None, backbone=None):
     if not selected:
         raise UserError(f'--zoo {name or "all"}: no entry has model={model}, dataset={dataset}, '
                         f'backbone={backbone}; expected filters that some entry matches (see python -m '
-                        'paddle_psp.zoo)')
+                        'paddle_psp.weights.zoo)')
     return [Target(e['name'], zoo.config_path(e['name']), e['name'], e) for e in selected]
 
 
@@ -94,7 +95,7 @@ class Settings:
     log_every: int = 10
 
     def __post_init__(self):
-        object.__setattr__(self, 'scales', infer.check_scales(self.scales, '--scales'))
+        object.__setattr__(self, 'scales', tta.check_scales(self.scales, '--scales'))
         if len(set(self.scales)) != len(self.scales):
             raise UserError(f'--scales {" ".join(f"{s:g}" for s in self.scales)}: a scale is repeated; '
                             'expected each scale once')
@@ -109,7 +110,7 @@ class Settings:
         """The :class:`ColumnPlan` for a config: window settings from the flags, else its ``test_config``."""
         window = {key: getattr(self, key) if getattr(self, key) is not None else test_config.get(key)
                   for key in ('is_slide', 'crop_size', 'stride')}
-        crop_size, stride = (infer.check_window(window['crop_size'], window['stride']) if window['is_slide']
+        crop_size, stride = (tta.check_window(window['crop_size'], window['stride']) if window['is_slide']
                              else (None, None))
         return ColumnPlan(self.scales, self.legacy, crop_size, stride)
 
@@ -131,8 +132,8 @@ class ColumnPlan:
 
     def column_augmentations(self):
         """Column -> the augmentations a separate ``paddleseg val`` run of that column averages."""
-        return {'miou': [SINGLE], 'miou_flip': infer.augmentations((1.0,), True),
-                'miou_ms_flip': infer.augmentations(self.scales, True)}
+        return {'miou': [SINGLE], 'miou_flip': tta.augmentations((1.0,), True),
+                'miou_ms_flip': tta.augmentations(self.scales, True)}
 
     def forwards_per_image(self):
         """Forward passes (images through the network) this plan runs per image."""
@@ -154,12 +155,12 @@ class ColumnPlan:
         if not self.legacy:
             # ms+flip first, so the union keeps its order and its sum adds up as a separate run does
             ordered = {name: columns[name] for name in ('miou_ms_flip', 'miou', 'miou_flip')}
-            return infer.subset_logits(forward, image, ordered, None, self.crop_size, self.stride)
-        plain = dict(infer.iter_augmented_logits(forward, image, columns['miou_flip'], None, self.crop_size,
+            return tta.subset_logits(forward, image, ordered, None, self.crop_size, self.stride)
+        plain = dict(tta.iter_augmented_logits(forward, image, columns['miou_flip'], None, self.crop_size,
                                                  self.stride))
-        chained = infer.subset_logits(forward, image, {'ms': columns['miou_ms_flip']}, None, self.crop_size,
+        chained = tta.subset_logits(forward, image, {'ms': columns['miou_ms_flip']}, None, self.crop_size,
                                       self.stride, legacy=True)['ms']
-        probabilities = [infer.softmax(plain[aug][np.newaxis])[0] for aug in columns['miou_flip']]
+        probabilities = [tta.softmax(plain[aug][np.newaxis])[0] for aug in columns['miou_flip']]
         return {'miou': plain[SINGLE], 'miou_flip': sum(probabilities) / len(probabilities),
                 'miou_ms_flip': chained}
 

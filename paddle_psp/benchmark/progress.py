@@ -5,14 +5,15 @@ records depend on (config, checkpoint, dataset, plan); then one line per scored 
 matrix increments per column and its timings. A run killed at any point continues with ``--resume``
 where it stopped, each image counted once.
 """
-import fcntl
+import contextlib
 import json
 import os
 
 import numpy as np
 
-from paddle_psp import atomic
-from paddle_psp.errors import UserError
+from paddle_psp.core import atomic
+from paddle_psp.core.errors import UserError
+from paddle_psp.core.util import LockBusy, file_lock
 
 PROGRESS_DIR = 'progress'
 FORMAT_VERSION = 1
@@ -64,9 +65,10 @@ class ProgressLog:
             raise
 
     def _lock(self):
+        self._held = contextlib.ExitStack()
         try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            self._held.enter_context(file_lock(self.path + '.lock', wait=False))
+        except LockBusy:
             raise UserError(f'{self.path}: another benchmark process is writing it; expected one process per '
                             'output directory') from None
 
@@ -117,6 +119,7 @@ class ProgressLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+            self._held.close()
 
 
 def encode_confusion(matrix):

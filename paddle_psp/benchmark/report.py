@@ -8,11 +8,13 @@ import re
 
 import numpy as np
 
-from paddle_psp import atomic, zoo
 from paddle_psp.benchmark.plan import COLUMN_TITLES, COLUMNS
 from paddle_psp.benchmark.progress import decode_confusion
+from paddle_psp.core import atomic
+from paddle_psp.core.log import logger
+from paddle_psp.data.datasets import class_names, dataset_kind
 from paddle_psp.engine import metrics
-from paddle_psp.log import logger
+from paddle_psp.weights import zoo
 
 RESULTS_JSON = 'benchmark.json'
 RESULTS_MARKDOWN = 'benchmark.md'
@@ -20,7 +22,7 @@ RESULTS_MARKDOWN = 'benchmark.md'
 
 def summarize(target, cfg, dataset, plan, indices, records, num_classes):
     """The results entry of a target from its records: scores per column, published deltas, timings."""
-    names = metrics.class_names(metrics.dataset_type_name(dataset), num_classes)
+    names = class_names(dataset, num_classes)
     chosen = [records[i] for i in indices]
     entry = dict(_describe_target(target, cfg, dataset), num_images=len(indices),
                  num_images_available=len(dataset), plan=plan.describe(), columns={})
@@ -86,7 +88,7 @@ def _describe_target(target, cfg, dataset):
     if 'output_stride' in backbone:
         backbone_name += f'_OS{backbone["output_stride"]}'
     return {'name': target.name, 'zoo': False, 'model': re.sub(r'^Zoo', '', str(model_cfg.get('type'))),
-            'backbone': backbone_name, 'dataset': metrics.dataset_type_name(dataset),
+            'backbone': backbone_name, 'dataset': dataset_kind(dataset),
             'resolution': _train_crop(cfg), 'training_iters': cfg.dic.get('iters')}
 
 

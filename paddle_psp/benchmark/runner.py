@@ -12,19 +12,20 @@ import json
 import os
 import time
 
-from paddle_psp import hub
-from paddle_psp.benchmark.display import show_progress
 from paddle_psp.benchmark.environment import environment, peak_memory, reset_peak_memory
 from paddle_psp.benchmark.plan import image_confusions
 from paddle_psp.benchmark.progress import FORMAT_VERSION, ProgressLog, encode_confusion, progress_path
 from paddle_psp.benchmark.report import (RESULTS_JSON, RESULTS_MARKDOWN, log_entry, markdown, summarize,
                                          write_results)
-from paddle_psp.engine import infer
+from paddle_psp.core.errors import UserError
+from paddle_psp.core.log import logger
+from paddle_psp.core.util import Progress, sha256_file
+from paddle_psp.data.datasets import IGNORE_INDEX
 from paddle_psp.engine.config import build_val_dataset, load_config
-from paddle_psp.engine.predictor import fast_forward
-from paddle_psp.errors import UserError
-from paddle_psp.log import logger
-from paddle_psp.models.weights import load_for_eval
+from paddle_psp.inference import tta
+from paddle_psp.inference.predictor import fast_forward
+from paddle_psp.weights import hub
+from paddle_psp.weights.state_dict import load_for_eval
 
 DEFAULT_SAVE_DIR = os.path.join('.', 'output', 'benchmark')
 
@@ -100,10 +101,10 @@ def benchmark_target(target, settings, save_dir):
     plan = settings.plan(cfg.test_config)
     indices = list(range(len(dataset) if settings.limit is None else min(settings.limit, len(dataset))))
     checkpoint = hub.resolve(target.checkpoint)
-    num_classes, ignore_index = dataset.num_classes, getattr(dataset, 'ignore_index', 255)
+    num_classes, ignore_index = dataset.num_classes, getattr(dataset, 'ignore_index', IGNORE_INDEX)
     fingerprint = {'target': target.name, 'config': os.path.abspath(target.config),
                    'config_sha256': _sha256_text(json.dumps(cfg.dic, sort_keys=True, default=str)),
-                   'checkpoint_sha256': _sha256_file(checkpoint),
+                   'checkpoint_sha256': sha256_file(checkpoint),
                    'data_root': os.path.abspath(dataset.dataset_root), 'num_classes': num_classes,
                    'ignore_index': ignore_index, 'plan': plan.describe(),
                    'forward': 'dygraph' if settings.dygraph else 'fast_forward'}
@@ -161,8 +162,8 @@ def _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, re
     session['model_load_seconds'] = time.perf_counter() - start
     logger.info(f'[BENCHMARK] {target.name}: {len(missing)} images, {plan.forwards_per_image()} forward '
                 f'passes each ({plan.separate_forwards_per_image()} in separate runs)')
-    bar = show_progress(target.name, len(indices), done, settings.log_every)
-    num_classes, ignore_index = dataset.num_classes, getattr(dataset, 'ignore_index', 255)
+    bar = ProgressBar(target.name, len(indices), done, settings.log_every)
+    num_classes, ignore_index = dataset.num_classes, getattr(dataset, 'ignore_index', IGNORE_INDEX)
     for index in missing:
         image_start, before = time.perf_counter(), forward.snapshot()
         confusions = image_confusions(plan, forward, dataset[index], num_classes, ignore_index)
@@ -177,6 +178,11 @@ def _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, re
         bar.update(done)
     bar.close()
     return session
+
+
+def ProgressBar(label, total, done, every, stream=None):
+    """Progress with ETA: a bar on stderr when it is a terminal, else a log line every ``every`` images."""
+    return Progress(label, total, done, every, unit='image', log_prefix='[BENCHMARK] ', stream=stream)
 
 
 # ------------------------------------------------------------------------------------------------ forward
@@ -196,7 +202,7 @@ class TimedForward:
 
     def __call__(self, batch):
         start = time.perf_counter()
-        logits = infer.logits_array(self.forward(batch))  # to host memory: the work is done
+        logits = tta.logits_array(self.forward(batch))  # to host memory: the work is done
         self.seconds += time.perf_counter() - start
         self.calls += 1
         self.images += int(batch.shape[0])
@@ -217,14 +223,6 @@ def _describe_settings(settings):
 
 def _sha256_text(text):
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as file:
-        for block in iter(lambda: file.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _now():

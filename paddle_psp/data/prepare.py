@@ -47,26 +47,14 @@ from typing import Callable, NamedTuple
 import cv2
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from paddle_psp import atomic
-from paddle_psp.errors import UserError
+from paddle_psp.core import atomic
+from paddle_psp.core.errors import UserError, one_line
+from paddle_psp.core.util import Progress
+from paddle_psp.data.datasets import (CITYSCAPES_LAYOUT, IGNORE_INDEX, IMAGE_SUFFIX, LABEL_IDS_SUFFIX, SBD_LAYOUT,
+                                      TRAIN_IDS_SUFFIX, VOC_CLASSES, VOC_LAYOUT, unpaired_cityscapes_frame)
 
-CITYSCAPES_DOWNLOAD = 'https://www.cityscapes-dataset.com/downloads/'
-VOC_DOWNLOAD = 'http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar'
-SBD_DOWNLOAD = 'http://home.bharathh.info/pubs/codes/SBD/download.html'
-IGNORE = 255
-LABEL_IDS_SUFFIX = '_gtFine_labelIds.png'
-TRAIN_IDS_SUFFIX = '_gtFine_labelTrainIds.png'
-IMAGE_SUFFIX = '_leftImg8bit.png'
-VOC_ALLOWED = np.append(np.arange(21), IGNORE)
-CITYSCAPES_LAYOUT = (
-    'expected ROOT/leftImg8bit/SPLIT/CITY/*_leftImg8bit.png and ROOT/gtFine/SPLIT/CITY/*_gtFine_labelIds.png '
-    f'as unpacked from leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip ({CITYSCAPES_DOWNLOAD})')
-VOC_LAYOUT = ('expected the VOCdevkit folder of VOCtrainval_11-May-2012.tar, holding VOC2012/JPEGImages, '
-              f'VOC2012/SegmentationClass and VOC2012/ImageSets/Segmentation ({VOC_DOWNLOAD})')
-SBD_LAYOUT = ("expected SBD's benchmark_RELEASE folder from benchmark.tgz or its dataset/ subfolder, holding "
-              f'cls/*.mat, train.txt and val.txt ({SBD_DOWNLOAD})')
+VOC_ALLOWED = np.append(np.arange(len(VOC_CLASSES)), IGNORE_INDEX)
 
 
 class Job(NamedTuple):
@@ -92,11 +80,6 @@ class Result(NamedTuple):
 
 # ---------------------------------------------------------------- reading and writing label images
 
-def _reason(err):
-    """``err`` as one line of text."""
-    return ' '.join(str(err).split()) or type(err).__name__
-
-
 def _listing(values, most=8):
     """``'1, 2, 3, ...'`` for the first ``most`` values."""
     shown = ', '.join(str(v) for v in values[:most])
@@ -115,7 +98,8 @@ def read_index_png(path):
             mode = image.mode
             values = np.asarray(image)
     except (OSError, SyntaxError, ValueError) as err:
-        raise UserError(f'{path}: cannot decode PNG ({_reason(err)}); expected an intact label PNG') from err
+        raise UserError(f'{path}: cannot decode PNG ({one_line(err, limit=None)}); '
+                        'expected an intact label PNG') from err
     if mode not in ('L', 'P'):
         raise UserError(f'{path}: PNG mode {mode}; expected an 8-bit single-channel or palette-indexed PNG')
     return values
@@ -136,7 +120,7 @@ def cityscapes_lut():
     lut = np.full(256, -1, dtype=np.int16)
     for label in labels:
         if label.id >= 0:
-            lut[label.id] = IGNORE if label.trainId in (-1, 255) else label.trainId
+            lut[label.id] = IGNORE_INDEX if label.trainId in (-1, IGNORE_INDEX) else label.trainId
     return lut
 
 
@@ -180,7 +164,8 @@ def sbd_mat_labels(path):
     try:
         mat = loadmat(path)
     except Exception as err:  # a damaged file makes scipy raise OSError, ValueError, zlib.error, ...
-        raise UserError(f'{path}: cannot read MAT file ({_reason(err)}); expected an SBD cls/*.mat') from err
+        raise UserError(f'{path}: cannot read MAT file ({one_line(err, limit=None)}); '
+                        'expected an SBD cls/*.mat') from err
     struct = mat.get('GTcls')
     fields = struct.dtype.names if isinstance(struct, np.ndarray) else None
     if not fields or 'Segmentation' not in fields or struct.size != 1:
@@ -234,14 +219,13 @@ def run_jobs(jobs, workers=2, force=False, desc='converting'):
         int: The number of label images converted.
     """
     pending = list(jobs) if force else [job for job in jobs if not _up_to_date(job)]
-    with tqdm(total=len(pending), desc=desc, unit='img', file=sys.stderr,
-              disable=not sys.stderr.isatty()) as bar:
+    with Progress(desc, len(pending), unit='img') as bar:
         if workers > 1 and len(pending) > 1:
-            _convert_in_pool(pending, workers, bar.update)
+            _convert_in_pool(pending, workers, bar.advance)
         else:
             for job in pending:
                 convert(job)
-                bar.update()
+                bar.advance()
     return len(pending)
 
 
@@ -264,17 +248,13 @@ def _require_dir(path, layout):
         raise UserError(f'{path}: no such directory; {layout}')
 
 
-def _check_images_match(root, split, stems):
+def _check_images_match(root, split):
     """Every label of ``split`` has its image and every image its label (PaddleSeg pairs them by order)."""
-    images = glob.glob(os.path.join(root, 'leftImg8bit', split, '*', '*' + IMAGE_SUFFIX))
-    image_stems = {os.path.relpath(path, root)[:-len(IMAGE_SUFFIX)].split(os.sep, 2)[2] for path in images}
-    no_image, no_label = sorted(stems - image_stems), sorted(image_stems - stems)
-    if no_image:
-        raise UserError(f'{os.path.join(root, "leftImg8bit", split, no_image[0] + IMAGE_SUFFIX)}: missing for '
-                        f'its gtFine label; {CITYSCAPES_LAYOUT}')
-    if no_label:
-        raise UserError(f'{os.path.join(root, "gtFine", split, no_label[0] + LABEL_IDS_SUFFIX)}: missing for '
-                        f'its leftImg8bit image; {CITYSCAPES_LAYOUT}')
+    unpaired = unpaired_cityscapes_frame(root, split, LABEL_IDS_SUFFIX)
+    if unpaired is not None:
+        _, lacks, missing = unpaired
+        partner = 'gtFine label' if lacks == 'image' else 'leftImg8bit image'
+        raise UserError(f'{missing}: missing for its {partner}; {CITYSCAPES_LAYOUT}')
 
 
 def plan_cityscapes(root):
@@ -289,7 +269,7 @@ def plan_cityscapes(root):
     if not label_files:
         raise UserError(f'{os.path.join(root, "gtFine")}: no SPLIT/CITY/*{LABEL_IDS_SUFFIX}; {CITYSCAPES_LAYOUT}')
     decode = functools.partial(cityscapes_train_ids, lut=cityscapes_lut())
-    jobs, lines, stems = [], {}, {}
+    jobs, lines = [], {}
     for label_ids in label_files:
         split, stem = os.path.relpath(label_ids, os.path.join(root, 'gtFine'))[:-len(LABEL_IDS_SUFFIX)].split(
             os.sep, 1)
@@ -297,9 +277,8 @@ def plan_cityscapes(root):
         unix_stem = stem.replace(os.sep, '/')
         lines.setdefault(split, []).append(
             f'leftImg8bit/{split}/{unix_stem}{IMAGE_SUFFIX} gtFine/{split}/{unix_stem}{TRAIN_IDS_SUFFIX}')
-        stems.setdefault(split, set()).add(stem)
-    for split, split_stems in stems.items():
-        _check_images_match(root, split, split_stems)
+    for split in lines:
+        _check_images_match(root, split)
     return jobs, lines
 
 

@@ -11,13 +11,13 @@ import os
 import cv2
 import numpy as np
 
-from paddle_psp.atomic import atomic_path, write_text
+from paddle_psp.core.atomic import atomic_path, write_text
+from paddle_psp.data.datasets import (CITYSCAPES_CLASSES, CITYSCAPES_COLOURS, CITYSCAPES_IMAGES, CITYSCAPES_LABELS,
+                                      IGNORE_INDEX, IMAGE_SUFFIX, TRAIN_IDS_SUFFIX)
 
 CITY = 'synthcity'
-# train id -> (name, base RGB colour)
-CLASSES = {0: ('road', (128, 64, 128)), 2: ('building', (70, 70, 70)), 8: ('vegetation', (107, 142, 35)),
-           10: ('sky', (70, 130, 180)), 13: ('car', (0, 0, 142))}
-IGNORE = 255
+# train id -> (name, base RGB colour): road, building, vegetation, sky, car
+CLASSES = {i: (CITYSCAPES_CLASSES[i], CITYSCAPES_COLOURS[i]) for i in (0, 2, 8, 10, 13)}
 
 
 def make_cityscapes_like(root, num_train=24, num_val=8, size=(256, 128), seed=0):
@@ -42,9 +42,9 @@ def make_cityscapes_like(root, num_train=24, num_val=8, size=(256, 128), seed=0)
         for index in range(count):
             image, label = draw_scene(rng, size)
             stem = f'{CITY}_{index:06d}_000019'
-            _write_png(os.path.join(root, 'leftImg8bit', mode, CITY, f'{stem}_leftImg8bit.png'),
+            _write_png(os.path.join(root, CITYSCAPES_IMAGES, mode, CITY, stem + IMAGE_SUFFIX),
                        cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            _write_png(os.path.join(root, 'gtFine', mode, CITY, f'{stem}_gtFine_labelTrainIds.png'), label)
+            _write_png(os.path.join(root, CITYSCAPES_LABELS, mode, CITY, stem + TRAIN_IDS_SUFFIX), label)
     write_text(stamp, json.dumps(spec))
     return root
 
@@ -73,7 +73,7 @@ def draw_scene(rng, size):
         cx = rng.randint(0, width - car_w)
         cy = rng.randint(horizon - car_h // 2, max(horizon, int(height * 0.85) - car_h) + 1)
         label[cy:cy + car_h, cx:cx + car_w] = 13
-    label[int(height * 0.92):] = IGNORE  # ego vehicle
+    label[int(height * 0.92):] = IGNORE_INDEX  # ego vehicle
     return _paint(rng, label), label
 
 
@@ -83,7 +83,7 @@ def _paint(rng, label):
     for cls, (_, colour) in CLASSES.items():
         tint = np.array(colour, np.float32) + rng.uniform(-25, 25, 3)
         image[label == cls] = tint
-    image[label == IGNORE] = (20, 20, 20)
+    image[label == IGNORE_INDEX] = (20, 20, 20)
     image += rng.normal(0, 12, image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
 

@@ -14,8 +14,8 @@ import tempfile
 
 import paddle
 
-from paddle_psp.atomic import fsync_path, replace_dir, umask
-from paddle_psp.errors import UserError
+from paddle_psp.core.atomic import fsync_path, replace_dir, umask
+from paddle_psp.core.errors import UserError, one_line
 
 MODEL_FILE = 'model.pdparams'
 OPTIMIZER_FILE = 'model.pdopt'
@@ -85,7 +85,7 @@ def load_checkpoint(path, need_optimizer=True):
         model_state = paddle.load(os.path.join(path, MODEL_FILE))
         optimizer_state = paddle.load(os.path.join(path, OPTIMIZER_FILE)) if need_optimizer else None
     except Exception as err:  # paddle raises many types for a damaged file
-        raise UserError(f'{path}: damaged checkpoint: {" ".join(str(err).split())[:200]}') from None
+        raise UserError(f'{path}: damaged checkpoint: {one_line(err)}') from None
     return model_state, optimizer_state, info
 
 

@@ -1,6 +1,6 @@
 """Read a PaddleSeg YAML config (``_base_`` inheritance, overrides, ``--opts``), validate it, build its parts.
 
-Every problem a user can cause becomes a one-line :class:`paddle_psp.errors.UserError` naming the file and
+Every problem a user can cause becomes a one-line :class:`paddle_psp.core.errors.UserError` naming the file and
 key: a missing or malformed file, an unknown ``type`` (with close matches), an unknown ``--opts`` key, a
 missing dataset root (with the command that prepares it), a batch size larger than the dataset. Components
 come from PaddleSeg's registry (``import paddle_psp`` adds ours), built without PaddleSeg's asserts and
@@ -15,7 +15,6 @@ import ast
 import copy
 import difflib
 import functools
-import glob
 import inspect
 import os
 import re
@@ -25,8 +24,9 @@ import yaml
 from paddleseg.cvlibs import manager
 
 import paddle_psp  # noqa: F401  (registers our models, backbones and loss)
-from paddle_psp.errors import UserError
-from paddle_psp.log import logger
+from paddle_psp.core.errors import UserError, one_line
+from paddle_psp.core.log import logger
+from paddle_psp.data.datasets import IGNORE_INDEX, PREPARED_LAYOUTS, dataset_kind, unpaired_cityscapes_frame
 
 BASE_KEY = '_base_'
 INHERIT_KEY = '_inherited_'
@@ -36,12 +36,6 @@ KNOWN_TOP_LEVEL = set(TRAIN_KEYS) | {'val_dataset', 'test_config', 'export', 'di
 CREATABLE = {'': {'batch_size', 'iters', 'to_static_training', 'test_config'},
              'test_config': {'is_slide', 'crop_size', 'stride', 'aug_eval', 'scales', 'flip_horizontal',
                              'flip_vertical'}}
-# Dataset type -> (folders that must exist under dataset_root, command that prepares it).
-DATASET_LAYOUTS = {
-    'Cityscapes': (('leftImg8bit', 'gtFine'), 'paddleseg prepare cityscapes --root {root}'),
-    'PascalVOC': ((os.path.join('VOC2012', 'ImageSets', 'Segmentation'),),
-                  'paddleseg prepare voc12aug --voc {root} --sbd SBD_DIR'),
-}
 OPTIMIZER_ALIASES = {'sgd': 'SGD', 'adam': 'Adam'}
 
 
@@ -452,7 +446,7 @@ class SegConfig:
     def ignore_index(self):
         """The dataset's ignore index (255 unless the dataset says otherwise)."""
         key = 'train_dataset' if 'train_dataset' in self.dic else 'val_dataset'
-        return self.section(key).get('ignore_index', getattr(self.dataset_class, 'IGNORE_INDEX', 255))
+        return self.section(key).get('ignore_index', getattr(self.dataset_class, 'IGNORE_INDEX', IGNORE_INDEX))
 
     @property
     def model(self):
@@ -556,7 +550,8 @@ class SegConfig:
         try:
             return factory(self.model, self.lr_scheduler)
         except (TypeError, ValueError, AssertionError, RuntimeError) as err:
-            raise UserError(f'{self.path}: optimizer: cannot create {opt_cfg["type"]}: {_one_line(err)}') from None
+            raise UserError(f'{self.path}: optimizer: cannot create {opt_cfg["type"]}: '
+                            f'{one_line(err, limit=300, last_line=True)}') from None
 
 
 def build_component(cfg, keypath, path):
@@ -584,14 +579,15 @@ def _construct(component_class, params, keypath, path):
         raise
     except (TypeError, ValueError, AssertionError, KeyError, RuntimeError, OSError) as err:
         name = getattr(component_class, '__name__', str(component_class))
-        raise UserError(f'{path}: {keypath}: cannot create {name}: {_one_line(err)}') from None
+        raise UserError(f'{path}: {keypath}: cannot create {name}: '
+                        f'{one_line(err, limit=300, last_line=True)}') from None
 
 
 def check_dataset_root(dataset_cfg, key, path):
     """A UserError saying how to prepare the dataset when ``dataset_root`` lacks it (before PaddleSeg,
     whose PascalVOC would start a download)."""
     root = dataset_cfg.get('dataset_root')
-    folders, command = DATASET_LAYOUTS.get(dataset_cfg.get('type'), ((), 'paddleseg prepare --help'))
+    folders, command = PREPARED_LAYOUTS.get(dataset_cfg.get('type'), ((), 'paddleseg prepare --help'))
     if root is None:
         raise UserError(f'{path}: {key}.dataset_root: missing; expected the dataset folder')
     missing = [f for f in folders if not os.path.isdir(os.path.join(root, f))]
@@ -603,7 +599,7 @@ def check_dataset_root(dataset_cfg, key, path):
 
 def check_file_list(dataset, key):
     """Every listed image and label exists, and (Cityscapes) every image has its label and vice versa."""
-    if type(dataset).__name__ == 'Cityscapes':
+    if dataset_kind(dataset) == 'Cityscapes':
         check_cityscapes_pairs(dataset.dataset_root, dataset.mode, key)
     for image_path, label_path in getattr(dataset, 'file_list', []):
         for file_path in (image_path, label_path):
@@ -613,18 +609,9 @@ def check_file_list(dataset, key):
 
 def check_cityscapes_pairs(root, mode, key):
     """PaddleSeg pairs sorted image and label lists blindly; name the first file without its partner."""
-    suffixes = {'image': ('leftImg8bit', '_leftImg8bit.png'), 'label': ('gtFine', '_gtFine_labelTrainIds.png')}
-    frames = {}
-    for kind, (folder, suffix) in suffixes.items():
-        paths = glob.glob(os.path.join(root, folder, mode, '*', '*' + suffix))
-        frames[kind] = {os.path.relpath(p, os.path.join(root, folder, mode))[:-len(suffix)]: p for p in paths}
-    for frame in sorted(frames['image'].keys() ^ frames['label'].keys()):
-        has, lacks = ('image', 'label') if frame in frames['image'] else ('label', 'image')
-        missing = os.path.join(root, suffixes[lacks][0], mode, frame + suffixes[lacks][1])
-        raise UserError(f'{frames[has][frame]}: has no {lacks} in {key} ({missing} is missing); expected '
+    unpaired = unpaired_cityscapes_frame(root, mode)
+    if unpaired is not None:
+        present, lacks, missing = unpaired
+        raise UserError(f'{present}: has no {lacks} in {key} ({missing} is missing); expected '
                         'one *_gtFine_labelTrainIds.png per *_leftImg8bit.png')
 
-
-def _one_line(err):
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return (lines[-1] if lines else type(err).__name__)[:300]

@@ -3,7 +3,7 @@
 The library function :func:`evaluate` is also what training calls for ``--do_eval``. PaddleSeg 2.8's own
 ``core.evaluate`` fails on Paddle 3, so this is a re-implementation of its semantics: each image goes
 through the val transforms, is inferred (optionally with TTA / sliding window, see
-:mod:`paddle_psp.engine.infer`), the logits are mapped back to the original size (VOC's padding cropped
+:mod:`paddle_psp.inference.tta`), the logits are mapped back to the original size (VOC's padding cropped
 off), and the argmax is scored against the label with pixels labelled 255 ignored.
 """
 import argparse
@@ -12,11 +12,13 @@ import time
 import numpy as np
 import paddle
 
-from paddle_psp.engine import infer, metrics
+from paddle_psp.engine import metrics
 from paddle_psp.engine.config import add_config_arguments, load_config
-from paddle_psp.engine.predictor import fast_forward
-from paddle_psp.log import logger
-from paddle_psp.models.weights import load_for_eval
+from paddle_psp.inference import tta as infer
+from paddle_psp.inference.predictor import fast_forward
+from paddle_psp.core.log import logger
+from paddle_psp.data.datasets import IGNORE_INDEX, class_names
+from paddle_psp.weights.state_dict import load_for_eval
 
 LOG_EVERY_SECONDS = 30
 
@@ -55,7 +57,7 @@ def evaluate(model, dataset, aug_eval=False, scales=(1.0,), flip_horizontal=Fals
 
 def evaluate_with_options(model, dataset, options, num_workers=0, print_detail=True):
     """:func:`evaluate` with the inference settings given as an :class:`infer.InferOptions`."""
-    names = metrics.class_names(metrics.dataset_type_name(dataset), dataset.num_classes)
+    names = class_names(dataset, dataset.num_classes)
     was_training = isinstance(model, paddle.nn.Layer) and model.training
     forward = infer.layer_forward(model) if isinstance(model, paddle.nn.Layer) else model
     try:
@@ -77,7 +79,7 @@ def _score(forward, dataset, options, num_workers, print_detail):
     if world > 1 and not paddle.distributed.is_initialized():
         paddle.distributed.init_parallel_env()
     indices = list(range(rank, len(dataset), world))
-    confusion = metrics.ConfusionMatrix(dataset.num_classes, getattr(dataset, 'ignore_index', 255))
+    confusion = metrics.ConfusionMatrix(dataset.num_classes, getattr(dataset, 'ignore_index', IGNORE_INDEX))
     if print_detail:
         logger.info(f'[EVAL] {len(dataset)} images, {options.summary()}')
     start = last_log = time.time()

@@ -8,43 +8,8 @@ small dataset with few classes the mean is over the classes that occur.
 """
 import numpy as np
 
-from paddle_psp.log import logger
-
-IGNORE_INDEX = 255
-
-CITYSCAPES_CLASSES = (
-    'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign', 'vegetation',
-    'terrain', 'sky', 'person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle', 'bicycle')
-VOC_CLASSES = (
-    'background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
-    'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train',
-    'tvmonitor')
-# PaddleSeg dataset type name -> class names in train-id order
-DATASET_CLASSES = {'Cityscapes': CITYSCAPES_CLASSES, 'PascalVOC': VOC_CLASSES}
-
-
-def dataset_type_name(dataset):
-    """The PaddleSeg type name of ``dataset`` (a known base class such as 'Cityscapes' if any, else its own)."""
-    for cls in type(dataset).__mro__:
-        if cls.__name__ in DATASET_CLASSES:
-            return cls.__name__
-    return type(dataset).__name__
-
-
-def class_names(type_name, num_classes):
-    """Class names for a dataset type ('Cityscapes': 19, 'PascalVOC': 21); the indices as strings otherwise.
-
-    Args:
-        type_name (str|None): PaddleSeg dataset type name, e.g. ``val_dataset.type`` of a config.
-        num_classes (int): Number of classes; names are used only when their count matches.
-
-    Returns:
-        list[str]: ``num_classes`` names.
-    """
-    names = DATASET_CLASSES.get(type_name)
-    if names is not None and len(names) == num_classes:
-        return list(names)
-    return [str(i) for i in range(num_classes)]
+from paddle_psp.core.log import logger
+from paddle_psp.data.datasets import IGNORE_INDEX
 
 
 def confusion_matrix(pred, label, num_classes, ignore_index=IGNORE_INDEX):

@@ -22,8 +22,9 @@ import paddle
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine.config import load_config
 from paddle_psp.engine.vdl import ScalarWriter
-from paddle_psp.errors import UserError
-from paddle_psp.log import logger
+from paddle_psp.core.errors import UserError, one_line
+from paddle_psp.core.log import logger
+from paddle_psp.core.util import format_duration, has_gpu
 
 # Test hook: the process SIGKILLs itself right after the checkpoint of this iteration is complete.
 KILL_AFTER_SAVE_ENV = 'PADDLE_PSP_KILL_AFTER_SAVE'
@@ -81,10 +82,10 @@ def check_flags(args):
 
 def select_device(requested):
     """'cpu' or 'gpu': the request, else gpu when this Paddle build has CUDA and a GPU."""
-    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    if requested == 'gpu' and not has_gpu:
+    gpu = has_gpu()
+    if requested == 'gpu' and not gpu:
         raise UserError('--device gpu: this Paddle build has no CUDA or no GPU is visible; expected --device cpu')
-    return requested or ('gpu' if has_gpu else 'cpu')
+    return requested or ('gpu' if gpu else 'cpu')
 
 
 # ------------------------------------------------------------------------------------------- the data
@@ -137,8 +138,7 @@ def describe_failure(files, err):
                 Image.open(path).load()
             except Exception:
                 return f'{path}: unreadable label; expected a single-channel PNG of class ids'
-    message = ' '.join(str(err).split())[:200] or type(err).__name__
-    return f'{image_path}: could not be loaded and transformed: {message}'
+    return f'{image_path}: could not be loaded and transformed: {one_line(err)}'
 
 
 def die_with_parent(worker_id=None):
@@ -500,12 +500,6 @@ class Window:
         """(mean losses, mean reader cost, mean batch cost)."""
         n = max(self.count, 1)
         return [v / n for v in self.losses], self.reader_cost / n, self.batch_cost / n
-
-
-def format_duration(seconds):
-    """``HH:MM:SS``."""
-    seconds = int(seconds)
-    return f'{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}'
 
 
 if __name__ == '__main__':

@@ -5,12 +5,13 @@ import paddle.nn.functional as F
 
 from paddleseg.cvlibs import manager
 
-from paddle_psp.models.base import SegmentationModel, check_positive_list
+from paddle_psp.models.base import SegmentationHead, SegmentationModel, check_positive_list
 from paddle_psp.models.layers import ConvBN
 
 
 class ASPP(nn.Layer):
-    """Parallel atrous convs (1x1 for rate 1) and image pooling, concatenated and fused by a 1x1 conv."""
+    """Atrous spatial pyramid pooling: parallel atrous 3x3 convs (a 1x1 conv for rate 1) and image-level
+    features (global average pool, 1x1 conv, upsampled back), concatenated and fused by a 1x1 conv."""
 
     def __init__(self, in_channels, out_channels, rates, image_pooling, align_corners):
         super().__init__()
@@ -20,7 +21,6 @@ class ASPP(nn.Layer):
             nn.AdaptiveAvgPool2D(1), ConvBN(in_channels, out_channels, 1)) if image_pooling else None
         branches = len(rates) + (1 if image_pooling else 0)
         self.conv_bn_relu = ConvBN(out_channels * branches, out_channels, 1, bias=True)
-        self.dropout = nn.Dropout(0.1)
         self.align_corners = align_corners
 
     def forward(self, x):
@@ -28,19 +28,19 @@ class ASPP(nn.Layer):
         if self.global_avg_pool is not None:
             outputs.append(F.interpolate(self.global_avg_pool(x), paddle.shape(x)[2:], mode='bilinear',
                                          align_corners=self.align_corners))
-        return self.dropout(self.conv_bn_relu(paddle.concat(outputs, axis=1)))
+        return self.conv_bn_relu(paddle.concat(outputs, axis=1))
 
 
-class DeepLabV3Head(nn.Layer):
-    """ASPP -> 1x1 classifier (no extra 3x3 conv, as PaddleSeg)."""
+class DeepLabV3Head(SegmentationHead):
+    """ASPP on the last feature -> dropout -> 1x1 classifier (no extra 3x3 conv, as PaddleSeg)."""
 
     def __init__(self, num_classes, in_channels, aspp_ratios, aspp_out_channels, image_pooling, align_corners):
         super().__init__()
         self.aspp = ASPP(in_channels, aspp_out_channels, aspp_ratios, image_pooling, align_corners)
-        self.cls = nn.Conv2D(aspp_out_channels, num_classes, 1)
+        self.add_classifier(aspp_out_channels, num_classes, name='cls')
 
-    def forward(self, features):
-        return [self.cls(self.aspp(features[-1]))]
+    def decode(self, features):
+        return self.aspp(features[-1])
 
 
 @manager.MODELS.add_component
@@ -62,6 +62,5 @@ class ZooDeepLabV3(SegmentationModel):
                  aspp_out_channels=256, image_pooling=True, align_corners=False, pretrained=None):
         super().__init__(num_classes, backbone, backbone_indices, align_corners, pretrained)
         check_positive_list('aspp_ratios', aspp_ratios)
-        self.head = DeepLabV3Head(self.num_classes, self.in_channels()[-1], list(aspp_ratios), aspp_out_channels,
-                                  image_pooling, align_corners)
-        self.init_weights()
+        self.set_head(DeepLabV3Head(self.num_classes, self.in_channels()[-1], list(aspp_ratios),
+                                    aspp_out_channels, image_pooling, align_corners))

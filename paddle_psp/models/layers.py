@@ -1,4 +1,5 @@
 """Building blocks shared by the backbone and the heads."""
+import paddle
 import paddle.nn as nn
 
 
@@ -28,8 +29,26 @@ class ConvBN(nn.Layer):
         self._batch_norm = nn.BatchNorm2D(out_channels)
         self.relu = nn.ReLU() if relu else None
 
+    @property
+    def conv(self):
+        """The convolution (``paddle.nn.Conv2D``), for code that computes it another way."""
+        return self._conv
+
     def forward(self, x):
         if self.avg_down is not None:
             x = self.avg_down(x)
-        x = self._batch_norm(self._conv(x))
-        return self.relu(x) if self.relu is not None else x
+        return self.normalize(self._conv(x))
+
+    def normalize(self, y):
+        """What follows the convolution: batch norm, then the optional ReLU, of a convolution output ``y``."""
+        y = self._batch_norm(y)
+        return self.relu(y) if self.relu is not None else y
+
+    def fold_bias(self):
+        """Move the convolution's bias into the batch norm's running mean, in place (exact in eval mode:
+        ``BN(conv(x) + b)`` is ``BN'(conv(x))`` with running mean ``mean - b``). No-op without a bias."""
+        if self._conv.bias is None:
+            return
+        with paddle.no_grad():
+            self._batch_norm._mean.set_value(self._batch_norm._mean - self._conv.bias)
+        self._conv.bias = None

@@ -8,7 +8,7 @@ import paddle.nn as nn
 from paddleseg.cvlibs import manager
 
 from paddle_psp.models.layers import ConvBN
-from paddle_psp.models.weights import load_weights
+from paddle_psp.weights.state_dict import load_weights
 
 STAGE_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 # Dilation of stages 3 and 4 (index 2, 3) for each output stride; earlier stages are never dilated.

@@ -6,7 +6,7 @@ A *spec* is one of:
 * a ``file://`` URL to either of those;
 * an http(s) URL to a ``.pdparams`` file, or to a ``.tar.gz`` / ``.tgz`` / ``.tar`` / ``.zip`` archive
   holding ``model.pdparams`` at its top or in a top-level folder (PaddleSeg's ImageNet backbones);
-* a zoo name such as ``pspnet_resnet50_os8_cityscapes_1024x512_80k``, looked up in ``paddle_psp.zoo``.
+* a zoo name such as ``pspnet_resnet50_os8_cityscapes_1024x512_80k``, looked up in :mod:`paddle_psp.weights.zoo`.
 
 Cache layout, the one PaddleSeg 2.8 uses, so that an existing PaddleSeg cache is reused::
 
@@ -15,7 +15,7 @@ Cache layout, the one PaddleSeg 2.8 uses, so that an existing PaddleSeg cache is
         <stem>/model.pdparams         from an archive .../<stem>.tar.gz (stem: file name up to its first dot)
         <parent>/<file>.part          an interrupted download, resumed with an HTTP Range request
         <stem>.tar.gz.part            an interrupted archive download (same for .tgz, .tar, .zip)
-        <parent>.lock, <stem>.lock    fcntl locks: one process downloads, the others wait, then reuse it
+        <parent>.lock, <stem>.lock    file locks: one process downloads, the others wait, then reuse it
         .unpack-*                     an archive being unpacked, renamed into place once verified
 
 Names are taken from the original URL (percent-decoded), never from a mirror. A download reaches its
@@ -33,17 +33,14 @@ Environment variables:
 
 Transient failures (connection errors, timeouts, HTTP 408/429/5xx, short bodies) are retried with
 exponential backoff (:class:`RetryPolicy`); what is still missing afterwards is a one-line
-:class:`~paddle_psp.errors.UserError` naming the URL and the cache path where a file fetched by hand
+:class:`~paddle_psp.core.errors.UserError` naming the URL and the cache path where a file fetched by hand
 can be put.
 """
 import argparse
 import contextlib
 import dataclasses
-import fcntl
 import gzip
-import hashlib
 import http.client
-import importlib
 import os
 import posixpath
 import re
@@ -58,16 +55,17 @@ import urllib.request
 import zipfile
 import zlib
 
-from paddle_psp.atomic import replace_dir
-from paddle_psp.errors import UserError, one_line
-from paddle_psp.models.weights import read_state_dict
+from paddle_psp.core.atomic import replace_dir
+from paddle_psp.core.errors import UserError, one_line
+from paddle_psp.core.util import CHUNK_BYTES, Progress, file_lock, sha256_file
+from paddle_psp.weights import zoo
+from paddle_psp.weights.pdparams import read_state_dict
 
 CHECKPOINT_NAME = 'model.pdparams'
 ARCHIVE_SUFFIXES = ('.tar.gz', '.tgz', '.tar', '.zip')
 MIRROR_ENV = 'PADDLE_PSP_MIRROR'
 MIRRORED_BASE = re.compile(r'^https?://bj\.bcebos\.com(?=/)')
 RETRY_STATUS = (408, 425, 429)
-CHUNK_BYTES = 1 << 20
 USER_AGENT = 'paddle-psp (urllib)'
 
 
@@ -184,7 +182,6 @@ def _resolve_local(path, sha256):
 
 
 def _resolve_zoo_name(name, sha256, force, retry):
-    zoo = importlib.import_module('paddle_psp.zoo')
     known = zoo.names()
     if name not in known:
         raise UserError(f'{name}: no such file, URL or zoo name; expected a path, a URL or one of: '
@@ -213,7 +210,8 @@ def _resolve_url(url, sha256, force, retry):
     if not force and os.path.isfile(entry.path):
         return _reuse_cached(entry, sha256)
     os.makedirs(os.path.dirname(entry.lock), exist_ok=True)
-    with _file_lock(entry.lock):
+    waiting = f'waiting for another process to finish {entry.folder} ...'
+    with file_lock(entry.lock, on_wait=lambda: _say(waiting)):
         if force:
             _discard(entry.part)
         elif os.path.isfile(entry.path):  # another process fetched it while this one waited
@@ -259,21 +257,6 @@ def _reuse_cached(entry, sha256):
         _check_sha256(entry.path, sha256, label=entry.path,
                       hint=f'; delete it or run "paddleseg download {entry.url} --force"')
     return entry.path
-
-
-@contextlib.contextmanager
-def _file_lock(path):
-    """Hold an exclusive ``flock`` on ``path``; tell the user when another process holds it."""
-    with open(path, 'a') as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            _say(f'waiting for another process to finish {os.path.splitext(path)[0]} ...')
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _discard(path):
@@ -346,17 +329,9 @@ def _looks_like_html(head):
 
 
 def _check_sha256(path, expected, label, hint=''):
-    actual = _sha256_of(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise UserError(f'{label}: SHA-256 is {actual}; expected the pinned {expected}{hint}')
-
-
-def _sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(CHUNK_BYTES), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_checkpoint(path, url):
@@ -472,7 +447,7 @@ def _receive(response, entry, offset):
         _discard(entry.part)
         raise _Transient('the server resumed at another offset than asked')
     length = _content_length(response)
-    with open(entry.part, 'ab' if offset else 'wb') as out, _Progress(offset, length) as progress:
+    with open(entry.part, 'ab' if offset else 'wb') as out, _progress(entry, offset, length) as progress:
         received = _copy(response, out, progress)
         out.flush()
         os.fsync(out.fileno())
@@ -499,37 +474,10 @@ def _copy(response, out, progress):
     return received
 
 
-class _Progress:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
-
-    def __init__(self, done, remaining):
-        self.done = done
-        self.total = None if remaining is None else done + remaining
-        self.enabled = sys.stderr is not None and sys.stderr.isatty()
-        self._drawn_at = 0.0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self._draw()
-            sys.stderr.write('\n')
-
-    def advance(self, size):
-        """Count ``size`` more bytes; redraw at most ten times a second."""
-        self.done += size
-        if self.enabled and time.monotonic() - self._drawn_at >= 0.1:
-            self._draw()
-            self._drawn_at = time.monotonic()
-
-    def _draw(self):
-        line = f'{self.done / 2 ** 20:.1f} MiB'
-        if self.total:
-            share = min(1.0, self.done / self.total)
-            line = f'[{"=" * int(30 * share):<30}] {100 * share:5.1f}% {line} of {self.total / 2 ** 20:.1f}'
-        sys.stderr.write('\r' + line)
-        sys.stderr.flush()
+def _progress(entry, done, remaining):
+    """A bar in MiB on stderr while ``entry`` downloads, drawn only when stderr is a terminal."""
+    total = None if remaining is None else done + remaining
+    return Progress(os.path.basename(entry.path), total, done, unit='MiB', scale=2 ** 20)
 
 
 # ----------------------------------------------------------------------------- CLI

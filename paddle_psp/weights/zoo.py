@@ -3,7 +3,7 @@
 The manifest lives in ``zoo.json`` next to this module (shipped as package data). The YAML configs
 live in ``configs/`` at the root of a source checkout and are not installed.
 
-Run ``python -m paddle_psp.zoo`` to print the README zoo table, ``--write-readme README.md`` to
+Run ``python -m paddle_psp.weights.zoo`` to print the README zoo table, ``--write-readme README.md`` to
 refresh the table between the ``<!-- zoo:start -->`` and ``<!-- zoo:end -->`` markers, and
 ``--check-readme README.md`` to fail (exit status 1) when that table is out of date.
 """
@@ -14,11 +14,11 @@ import json
 import os
 import sys
 
-from paddle_psp import atomic
-from paddle_psp.errors import UserError
+from paddle_psp.core import atomic
+from paddle_psp.core.errors import UserError
 
 MANIFEST_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'zoo.json')
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 README_START = '<!-- zoo:start -->'
 README_END = '<!-- zoo:end -->'
 TABLE_HEADER = ('| Model | Backbone | Resolution | Training Iters | mIoU | mIoU (flip) | mIoU (ms+flip) '
@@ -248,9 +248,9 @@ def write_readme(path):
 
 
 def _build_parser():
-    """Command-line parser of ``python -m paddle_psp.zoo``."""
+    """Command-line parser of ``python -m paddle_psp.weights.zoo``."""
     parser = argparse.ArgumentParser(
-        prog='python -m paddle_psp.zoo',
+        prog='python -m paddle_psp.weights.zoo',
         description='Print the model zoo table, or check/refresh it in a README.')
     group = parser.add_mutually_exclusive_group()
     group.add_argument('--check-readme', metavar='README', help='exit 1 if the zoo table in README is stale')
@@ -274,14 +274,14 @@ def main(argv=None):
             if check_readme(args.check_readme):
                 return 0
             print(f'{args.check_readme}: zoo table is out of date; '
-                  f'run: python -m paddle_psp.zoo --write-readme {args.check_readme}', file=sys.stderr)
+                  f'run: python -m paddle_psp.weights.zoo --write-readme {args.check_readme}', file=sys.stderr)
             return 1
         if args.write_readme:
             changed = write_readme(args.write_readme)
             print(f'{args.write_readme}: zoo table {"updated" if changed else "already up to date"}')
             return 0
     except UserError as error:
-        print(f'python -m paddle_psp.zoo: error: {error}', file=sys.stderr)
+        print(f'python -m paddle_psp.weights.zoo: error: {error}', file=sys.stderr)
         return 2
     print(markdown_table())
     return 0

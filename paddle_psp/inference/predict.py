@@ -12,47 +12,17 @@ import numpy as np
 from paddleseg.transforms import Compose
 from PIL import Image
 
-from paddle_psp.atomic import atomic_path
-from paddle_psp.engine import infer
+from paddle_psp.core.atomic import atomic_path
+from paddle_psp.core.errors import UserError
+from paddle_psp.core.log import logger
+from paddle_psp.data import datasets
 from paddle_psp.engine.config import add_config_arguments, load_config
-from paddle_psp.engine.predictor import fast_forward
-from paddle_psp.errors import UserError
-from paddle_psp.log import logger
-from paddle_psp.models.weights import load_for_eval
+from paddle_psp.inference import tta
+from paddle_psp.inference.predictor import fast_forward
+from paddle_psp.weights.state_dict import load_for_eval
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 IMAGE_WEIGHT = 0.6
-# Cityscapes' official colours of the 19 train ids (cityscapesscripts' labels.py).
-CITYSCAPES_COLOURS = (
-    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
-    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0),
-    (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32))
-
-
-def voc_palette():
-    """The standard Pascal VOC palette: the bits of each index interleaved into R, G, B (0 is black).
-
-    Returns:
-        np.ndarray: uint8 (256, 3) RGB.
-    """
-    palette = np.zeros((256, 3), np.uint8)
-    for index in range(256):
-        value = index
-        for bit in range(8):
-            for channel in range(3):
-                palette[index, channel] |= ((value >> channel) & 1) << (7 - bit)
-            value >>= 3
-    return palette
-
-
-def palette_for(dataset_type):
-    """The RGB palette (uint8 (256, 3)) of a dataset type: Cityscapes' colours, else VOC's."""
-    palette = voc_palette()
-    if dataset_type == 'Cityscapes':
-        palette[:len(CITYSCAPES_COLOURS)] = CITYSCAPES_COLOURS
-    return palette
-
-
 def list_images(image_path):
     """The images to predict and the folder their output names are relative to.
 
@@ -115,16 +85,16 @@ def overlay(image_bgr, labels, palette):
     return cv2.addWeighted(image_bgr, IMAGE_WEIGHT, np.ascontiguousarray(colours), 1 - IMAGE_WEIGHT, 0)
 
 
-def predict(forward, transforms, image_paths, save_dir, palette, options=infer.InferOptions(), base=None):
+def predict(forward, transforms, image_paths, save_dir, palette, options=tta.InferOptions(), base=None):
     """Predict each image once and write its pseudo-colour PNG and overlay.
 
     Args:
-        forward (callable): ``forward(batch) -> logits`` (see :mod:`infer`), e.g. ``layer_forward(model)``.
+        forward (callable): ``forward(batch) -> logits`` (see :mod:`paddle_psp.inference.tta`), e.g. ``layer_forward(model)``.
         transforms (list): The val transforms (PaddleSeg transform objects).
         image_paths (list[str]): Images.
         save_dir (str): Output folder.
         palette (np.ndarray): uint8 (256, 3) RGB colours of the class ids.
-        options (infer.InferOptions, optional): TTA / sliding window. Default: plain inference.
+        options (tta.InferOptions, optional): TTA / sliding window. Default: plain inference.
         base (str, optional): Folder the output names are relative to. Default: None (file names).
 
     Returns:
@@ -135,7 +105,7 @@ def predict(forward, transforms, image_paths, save_dir, palette, options=infer.I
     for index, path in enumerate(image_paths, 1):
         image = read_image(path)
         sample = compose({'img': image.astype(np.float32), 'trans_info': []})
-        labels = infer.infer_labels(forward, sample['img'], sample['trans_info'], options)
+        labels = tta.infer_labels(forward, sample['img'], sample['trans_info'], options)
         name = output_name(path, base)
         colour_path = os.path.join(save_dir, 'pseudo_color_prediction', os.path.splitext(name)[0] + '.png')
         _save(colour_path, lambda tmp: colourize(labels, palette).save(tmp, format='PNG'))
@@ -168,7 +138,7 @@ def build_parser():
     parser.add_argument('--image_path', required=True, help='an image, a folder of images or a list file')
     parser.add_argument('--save_dir', default='./output/result', help='output folder (default ./output/result)')
     parser.add_argument('--opts', nargs='+', default=[], metavar='KEY=VALUE', help='config overrides')
-    infer.add_arguments(parser, ('--aug_pred', '--aug_eval'))
+    tta.add_arguments(parser, ('--aug_pred', '--aug_eval'))
     return parser
 
 
@@ -176,10 +146,10 @@ def main(argv):
     """``paddleseg predict``: returns 0 after writing the predictions."""
     args = build_parser().parse_args(argv)
     cfg = load_config(args.config, opts=args.opts)
-    options = infer.options_from_args(args, cfg.test_config)
+    options = tta.options_from_args(args, cfg.test_config)
     image_paths, base = list_images(args.image_path)
     transforms = cfg.val_transforms
-    palette = palette_for(cfg.section('val_dataset').get('type'))
+    palette = datasets.palette(cfg.section('val_dataset').get('type'))
     model = load_for_eval(cfg.model, args.model_path)
     logger.info(f'[PREDICT] {len(image_paths)} images, {options.summary()}')
     predict(fast_forward(model, fast=not args.dygraph), transforms, image_paths, args.save_dir, palette, options, base)

@@ -10,7 +10,7 @@ MKL reads the variable at its first computation, not when paddle is imported: ca
 :func:`apply_cpu_tuning` after ``import paddle_psp`` (which imports paddle and computes nothing) still
 works, as long as no tensor op has run yet (measured: same speed as setting it in the shell). Child
 processes inherit it. ``PADDLE_PSP_NO_TUNING=1`` switches the tuning off; variables the user already set
-are never overridden. Paddle Inference with oneDNN (:mod:`paddle_psp.engine.predictor`) does not depend
+are never overridden. Paddle Inference with oneDNN (:mod:`paddle_psp.inference.predictor`) does not depend
 on it: oneDNN picks AVX-512 on AMD by itself.
 
 Memory: glibc's malloc serves freed-and-reallocated tensors below its adaptive mmap threshold (up to
@@ -30,10 +30,10 @@ import ctypes.util
 import os
 import platform
 
-from paddle_psp.log import logger
+from paddle_psp.core.log import logger
+from paddle_psp.core.util import CPUINFO, cpu_vendor, cpuinfo_field, read_cpuinfo, usable_cpus  # noqa: F401 (CPUINFO)
 
 NO_TUNING_VAR = 'PADDLE_PSP_NO_TUNING'
-CPUINFO = '/proc/cpuinfo'
 # MKL 2019 (bundled with Paddle) code paths selectable on AMD, best first, with the cpuinfo flags each needs.
 MKL_CPU_TYPES = (('7', ('avx512f', 'avx512cd', 'avx512bw', 'avx512dq', 'avx512vl'), 'AVX-512'),
                  ('5', ('avx2', 'fma'), 'AVX2'))
@@ -47,33 +47,14 @@ TUNING_VARIABLES = ('MKL_DEBUG_CPU_TYPE', MMAP_THRESHOLD_VAR)
 _state = {'logged': False}
 
 
-def read_cpuinfo(path=CPUINFO):
-    """The text of ``/proc/cpuinfo`` ('' where there is none, e.g. macOS or Windows)."""
-    try:
-        with open(path, encoding='utf-8', errors='replace') as handle:
-            return handle.read()
-    except OSError:
-        return ''
-
-
-def cpuinfo_field(name, text=None):
-    """The first value of field ``name`` in cpuinfo ``text`` (read from the system by default), or ''."""
-    text = read_cpuinfo() if text is None else text
-    for line in text.splitlines():
-        key, _, value = line.partition(':')
-        if key.strip() == name:
-            return value.strip()
-    return ''
-
-
 def is_amd_cpu(text=None):
     """Whether the CPU's ``vendor_id`` is ``AuthenticAMD``."""
-    return cpuinfo_field('vendor_id', text) == 'AuthenticAMD'
+    return cpu_vendor(read_cpuinfo() if text is None else text) == 'AuthenticAMD'
 
 
 def mkl_cpu_type(text=None):
     """(MKL_DEBUG_CPU_TYPE value, ISA name) of the best MKL code path the CPU supports, or (None, None)."""
-    flags = set(cpuinfo_field('flags', text).split())
+    flags = set(cpuinfo_field('flags', read_cpuinfo() if text is None else text).split())
     for value, needed, isa in MKL_CPU_TYPES:
         if flags.issuperset(needed):
             return value, isa
@@ -94,7 +75,7 @@ def physical_cores(text=None):
             physical = value.strip()
         elif key == 'core id':
             cores.add((physical, value.strip()))
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+    usable = usable_cpus()
     return max(1, min(len(cores), usable) if cores else usable)
 
 
@@ -171,15 +152,16 @@ def _log_once(added):
     if _state['logged']:
         return
     _state['logged'] = True
-    cores = f'{physical_cores()} cores'
+    cpuinfo = read_cpuinfo()
+    cores = f'{physical_cores(cpuinfo)} cores'
     if tuning_disabled():
         logger.info(f'cpu tuning: off ({NO_TUNING_VAR}=1), {cores}')
         return
     active = {key: os.environ[key] for key in TUNING_VARIABLES if key in os.environ}
     if not active:
-        logger.info(f'cpu tuning: none needed ({cpuinfo_field("vendor_id") or "unknown CPU"}), {cores}')
+        logger.info(f'cpu tuning: none needed ({cpu_vendor(cpuinfo) or "unknown CPU"}), {cores}')
         return
-    cpu = ['AMD' if is_amd_cpu() else '', mkl_cpu_type()[1]]
+    cpu = ['AMD' if is_amd_cpu(cpuinfo) else '', mkl_cpu_type(cpuinfo)[1]]
     notes = {'MKL_DEBUG_CPU_TYPE': ', '.join(filter(None, cpu))}
     settings = []
     for key, value in active.items():

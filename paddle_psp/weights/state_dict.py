@@ -1,24 +1,16 @@
-"""Load a ``.pdparams`` state dict into a layer, reporting exactly what was and was not loaded; random
-weights that give non-degenerate logits, for benchmarks and tests."""
+"""Load a checkpoint into a layer, reporting exactly what was and was not loaded; random weights that give
+non-degenerate logits, for benchmarks and tests.
+
+Checkpoints are named by a spec (a file, a folder, a URL or a zoo name) that :func:`paddle_psp.weights.hub.resolve`
+turns into a local file; this module sits above the hub and the hub never imports it.
+"""
 import numpy as np
 import paddle
 
-from paddle_psp.errors import UserError, one_line
-from paddle_psp.log import logger
-
-
-def read_state_dict(path, label=None):
-    """Read a Paddle state dict from ``path``; a UserError naming ``label`` (default: the file) if it is not one."""
-    label = label or path
-    try:
-        state = paddle.load(path, return_numpy=True)
-    except Exception as err:  # paddle raises many types for a foreign file
-        raise UserError(f'{label}: not a Paddle checkpoint (.pdparams state dict): {one_line(err)}') from None
-    if not isinstance(state, dict) or not state or not all(
-            isinstance(v, (paddle.Tensor, np.ndarray)) for v in state.values()):
-        raise UserError(f'{label}: not a Paddle checkpoint (.pdparams state dict): loads as a {type(state).__name__}, '
-                        'expected a dict of tensors')
-    return state
+from paddle_psp.core.errors import UserError
+from paddle_psp.core.log import logger
+from paddle_psp.weights import hub
+from paddle_psp.weights.pdparams import read_state_dict
 
 
 def load_weights(layer, spec, strict=False):
@@ -30,14 +22,13 @@ def load_weights(layer, spec, strict=False):
     Args:
         layer (paddle.nn.Layer): The model or backbone.
         spec (str): A local file, a directory holding model.pdparams, a URL or a zoo name
-            (see :func:`paddle_psp.hub.resolve`).
+            (see :func:`paddle_psp.weights.hub.resolve`).
         strict (bool, optional): Raise a UserError unless every tensor of ``layer`` was loaded (weights of
             another model). Default: False.
 
     Returns:
         dict: ``loaded``, ``missing``, ``unexpected`` and ``mismatched`` key lists.
     """
-    from paddle_psp import hub  # imported here: hub needs this module to check downloads
     path = hub.resolve(spec)
     state = read_state_dict(path)
     own = layer.state_dict()

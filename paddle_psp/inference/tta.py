@@ -24,7 +24,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from paddle_psp.errors import UserError
+from paddle_psp.core.errors import UserError
 
 Augmentation = collections.namedtuple('Augmentation', ['scale', 'flip_horizontal', 'flip_vertical'])
 Augmentation.__doc__ = 'One test-time augmentation: a scale and whether the image is flipped each way.'

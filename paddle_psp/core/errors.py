@@ -1,0 +1,30 @@
+"""The one exception type the CLI turns into a one-line message, and the one way to squeeze an error onto a line."""
+
+
+class UserError(Exception):
+    """Bad input from the user: a file, key or value, named in the message.
+
+    The CLI prints ``paddleseg: error: <message>`` and exits with status 2.
+    Subclasses ``Exception`` (not ``ValueError``) so that programming errors are
+    never mistaken for user errors.
+    """
+
+
+def one_line(err, limit=200, last_line=False):
+    """``err``'s message squeezed onto one line, or its type's name when the message is empty.
+
+    The one way the package turns a foreign exception into text for a one-line :class:`UserError`.
+
+    Args:
+        err (BaseException|object): The exception (or anything with a ``str``).
+        limit (int|None, optional): At most this many characters; None keeps them all. Default: 200.
+        last_line (bool, optional): Keep only the last non-empty line, where a multi-line message (Paddle's
+            C++ errors, with their traceback first) puts its summary. Default: False: join all lines.
+
+    Returns:
+        str: The message on one line.
+    """
+    lines = [' '.join(line.split()) for line in str(err).splitlines()]
+    lines = [line for line in lines if line]
+    text = (lines[-1] if last_line else ' '.join(lines)) if lines else ''
+    return text[:limit] or type(err).__name__
