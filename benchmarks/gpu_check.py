@@ -41,7 +41,7 @@ from PIL import Image
 
 from paddle_psp.core.util import has_gpu
 from paddle_psp.data.synthetic import make_cityscapes_like
-from paddle_psp.engine.config import load_config
+from paddle_psp.config import load_config
 from paddle_psp.engine.train import AMP_BLACK_LIST
 from paddle_psp.inference.export import MODEL_FILES
 from paddle_psp.inference.predict import list_images, output_name, read_image

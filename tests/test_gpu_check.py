@@ -18,7 +18,7 @@ SCRIPT = os.path.join(REPO_ROOT, 'benchmarks', 'gpu_check.py')
 sys.path.insert(0, os.path.dirname(SCRIPT))
 import gpu_check  # noqa: E402  (a script in benchmarks/, importable once that folder is on the path)
 from paddle_psp.data.synthetic import make_cityscapes_like  # noqa: E402
-from paddle_psp.engine.config import load_config  # noqa: E402
+from paddle_psp.config import load_config  # noqa: E402
 from paddle_psp.weights.state_dict import randomize  # noqa: E402
 
 requires_no_gpu = pytest.mark.skipif(gpu_check.has_gpu(), reason='this machine has a GPU')

@@ -19,9 +19,10 @@ import paddle
 import pytest
 
 from conftest import SUBPROCESS_ENV
-from paddle_psp.engine.config import load_config
+from paddle_psp.config import load_config
 
-PADDLESEG = shutil.which('paddleseg', path=os.path.dirname(sys.executable)) or shutil.which('paddleseg')
+# `paddleseg train` with a test-only hook that writes each rank's final state (see that file)
+TRAIN_WITH_HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train_with_hooks.py')
 ITERS = 2
 BATCH = 2  # per rank: 2 ranks x 2 images x 2 iterations = one epoch of the 8 images
 TIMEOUT = 300  # seconds for all processes of one run together
@@ -60,10 +61,10 @@ def run_together(commands, directory, env):
 
 def train(directory, config, nodes=1, nproc=1, batch_size=BATCH):
     """``paddleseg train`` on ``nodes`` launchers of ``nproc`` processes each (one plain process when both
-    are 1); returns the directory of the ranks' final states (PADDLE_PSP_DUMP_RANKS)."""
+    are 1); returns the directory of the ranks' final states (``--dump_ranks``)."""
     os.makedirs(directory)
     dump = os.path.join(directory, 'dump')
-    env = {**os.environ, **SUBPROCESS_ENV, 'OMP_NUM_THREADS': '1', 'PADDLE_PSP_DUMP_RANKS': dump}
+    env = {**os.environ, **SUBPROCESS_ENV, 'OMP_NUM_THREADS': '1'}
     master = f'127.0.0.1:{free_port()}'
     commands = []
     for node in range(nodes):
@@ -71,8 +72,9 @@ def train(directory, config, nodes=1, nproc=1, batch_size=BATCH):
                     '--max_restart', '0', '--log_dir', os.path.join(directory, f'log{node}')]
         if nodes > 1:
             launcher += ['--nnodes', str(nodes), '--master', master, '--rank', str(node)]
-        commands.append((launcher if nodes * nproc > 1 else []) + [
-            PADDLESEG, 'train', '--config', config, '--save_dir', os.path.join(directory, f'out{node}'),
+        commands.append((launcher if nodes * nproc > 1 else [sys.executable]) + [
+            TRAIN_WITH_HOOKS, '--dump_ranks', dump, '--config', config,
+            '--save_dir', os.path.join(directory, f'out{node}'),
             '--batch_size', str(batch_size), '--iters', str(ITERS), '--save_interval', str(ITERS),
             '--device', 'cpu'])
     results = run_together(commands, directory, env)
