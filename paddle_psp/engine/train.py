@@ -154,20 +154,26 @@ class Trainer:
         self.data_format = getattr(self.core_model, 'data_format', 'NCHW')
         self.ema = ModelEMA(self.core_model) if args.use_ema else None
         if self.nranks > 1:
-            paddle.distributed.init_parallel_env()
+            if not paddle.distributed.is_initialized():
+                paddle.distributed.init_parallel_env()
             self.model = paddle.DataParallel(self.model)
         self.hooks = self._standard_hooks()
         self.batches_per_epoch = None  # known once the loader exists
 
     def _choose_seed(self):
         """--seed, else the resumed run's, else a random one (PaddleSeg then seeds nothing; exact resume
-        needs one, so it is drawn, logged and saved in every checkpoint)."""
+        needs one, so it is drawn, logged when training starts and saved in every checkpoint); every rank
+        uses rank 0's."""
         if self.args.seed is not None:
             return self.args.seed
         if self.resume:
             return self.resume.seed
         seed = secrets.randbelow(2 ** 31)
-        logger.info(f'seed: {seed} (drawn; --seed {seed} repeats this run)')
+        if self.nranks > 1:
+            paddle.distributed.init_parallel_env()
+            shared = paddle.to_tensor([seed], dtype='int64')
+            paddle.distributed.broadcast(shared, src=0)
+            seed = int(shared.numpy()[0])
         return seed
 
     def _set_data_format(self):
@@ -279,6 +285,8 @@ class Trainer:
                              self.cfg.num_classes, self.cfg.ignore_index, start_batch=self.start_iter,
                              num_workers=self.args.num_workers)
         self.batches_per_epoch = loader.batch_sampler.batches_per_epoch
+        if self.args.seed is None and not self.resume:
+            logger.info(f'seed: {self.seed} (drawn; --seed {self.seed} repeats this run)')
         for hook in self.hooks:
             hook.before_train(self)
         batches = iter(loader)
