@@ -12,7 +12,7 @@ from paddleseg.transforms import Normalize, Padding
 from PIL import Image
 
 from conftest import write_checkpoints
-from paddle_psp import cli
+import paddle_psp_cli as cli
 from paddle_psp.data.synthetic import CLASSES
 from paddle_psp.engine import evaluate
 from paddle_psp.inference import tta as infer

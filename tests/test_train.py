@@ -13,7 +13,7 @@ import paddle
 import pytest
 
 from conftest import SUBPROCESS_ENV
-from paddle_psp import cli
+import paddle_psp_cli as cli
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.config import load_config
 from paddle_psp.engine.loader import BatchCollator, EpochShardSampler, SeededSamples
