@@ -17,14 +17,13 @@ from paddle_psp.engine import metrics
 from paddle_psp.engine.auc_roc import AucRoc
 from paddle_psp.config import load_config
 from paddle_psp.inference import tta as infer
-from paddle_psp.inference.predictor import fast_forward
+from paddle_psp.inference.checkpoint_forward import checkpoint_forward
 from paddle_psp.core.atomic import write_text
 from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 from paddle_psp.core.outputs import require_file, writing
 from paddle_psp.data.datasets import IGNORE_INDEX, class_names
-from paddle_psp.weights.state_dict import load_for_eval
 from paddle_psp_cli.parsers import val_parser
 from paddle_psp_cli.stages import Stages
 
@@ -176,14 +175,7 @@ def main(argv):
     options = infer.options_from_args(args, cfg.test_config)
     dataset = cfg.val_dataset
     stages.mark('config and dataset')
-    model = cfg.model
-    stages.mark('model build')
-    model = load_for_eval(model, args.model_path)
-    stages.mark('checkpoint')
-    forward = fast_forward(model, fast=not args.dygraph)
-    stages.mark('predictor')
-    if args.profile:
-        forward = stages.first_call(forward, 'first forward')
+    forward = checkpoint_forward(cfg, args.model_path, not args.dygraph, stages)
     scores = evaluate_with_options(forward, dataset, options, args.num_workers, auc_roc=args.auc_roc)
     if args.profile:
         logger.info(f'[EVAL] start-up: {stages.summary()}')

@@ -18,8 +18,7 @@ from paddle_psp.core.log import logger
 from paddle_psp.data import datasets
 from paddle_psp.config import load_config
 from paddle_psp.inference import tta
-from paddle_psp.inference.predictor import fast_forward
-from paddle_psp.weights.state_dict import load_for_eval
+from paddle_psp.inference.checkpoint_forward import checkpoint_forward
 from paddle_psp_cli.parsers import predict_parser
 from paddle_psp_cli.stages import Stages
 
@@ -160,14 +159,7 @@ def main(argv):
     if args.custom_color:
         palette = custom_palette(palette, args.custom_color)
     stages.mark('config')
-    model = cfg.model
-    stages.mark('model build')
-    model = load_for_eval(model, args.model_path)
-    stages.mark('checkpoint')
-    forward = fast_forward(model, fast=not args.dygraph)
-    stages.mark('predictor')
-    if args.profile:
-        forward = stages.first_call(forward, 'first forward')
+    forward = checkpoint_forward(cfg, args.model_path, not args.dygraph, stages)
     logger.info(f'[PREDICT] {len(image_paths)} images, {options.summary()}')
     predict(forward, transforms, image_paths, args.save_dir, palette, options, base)
     if args.profile:
