@@ -134,5 +134,5 @@ def main(argv):
     cfg = load_config(args.config, opts=args.opts)
     options = infer.options_from_args(args, cfg.test_config)
     dataset = cfg.val_dataset
-    model = load_for_eval(cfg.model, args.model_path)
+    model = load_for_eval(cfg.build_model(pretrained=False), args.model_path)
     return evaluate_with_options(fast_forward(model, fast=not args.dygraph), dataset, options, args.num_workers)

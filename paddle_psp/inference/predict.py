@@ -150,7 +150,7 @@ def main(argv):
     image_paths, base = list_images(args.image_path)
     transforms = cfg.val_transforms
     palette = datasets.palette(cfg.section('val_dataset').get('type'))
-    model = load_for_eval(cfg.model, args.model_path)
+    model = load_for_eval(cfg.build_model(pretrained=False), args.model_path)
     logger.info(f'[PREDICT] {len(image_paths)} images, {options.summary()}')
     predict(fast_forward(model, fast=not args.dygraph), transforms, image_paths, args.save_dir, palette, options, base)
     logger.info(f'[PREDICT] saved in {os.path.join(args.save_dir, "pseudo_color_prediction")} and '
