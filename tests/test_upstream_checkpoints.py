@@ -104,7 +104,7 @@ def test_an_iter_folder_without_the_optimizer_state_is_incomplete(tmp_path):
         ckpt.ResumeState.load(str(path))
 
 
-# ------------------------------------------------------------------------------------ evaluation verbs
+# ---------------------------------------------------------------- verbs given a checkpoint (--model_path)
 @pytest.fixture
 def offline(monkeypatch):
     """A URL on a closed local port; every connection attempt of this process is recorded and refused."""
@@ -121,21 +121,25 @@ def offline(monkeypatch):
     return f'http://127.0.0.1:{port}', attempts
 
 
-def test_evaluation_verbs_never_fetch_pretrained_weights(tmp_path, synthetic_root, offline, capsys):
+def test_verbs_given_a_checkpoint_never_fetch_pretrained_weights(tmp_path, synthetic_root, offline, capsys):
+    """val, predict, export and benchmark of a config with PaddleSeg's type names and unreachable pretrained
+    URLs, given PaddleSeg's best_model/ folder."""
     url, attempts = offline
     paths = write_checkpoints(tmp_path, synthetic_root, seed=0)
     best = tmp_path / 'output' / 'best_model'  # PaddleSeg's layout: model.pdparams only
     os.makedirs(best)
     os.replace(paths['checkpoint'], best / 'model.pdparams')
     opts = ['--opts', f'model.backbone.pretrained={url}/resnet50_vd_ssld_v2.tar.gz',
-            f'model.pretrained={url}/pspnet.pdparams']
+            f'model.pretrained={url}/pspnet.pdparams', 'model.type=PSPNet', 'model.backbone.type=ResNet50_vd']
     common = ['--config', paths['config'], '--model_path', str(best)]
     image = os.path.join(synthetic_root, 'leftImg8bit', 'val')
     image = os.path.join(image, os.listdir(image)[0])
     image = os.path.join(image, sorted(os.listdir(image))[0])
     commands = {'val': [],
                 'predict': ['--image_path', image, '--save_dir', str(tmp_path / 'predicted')],
-                'export': ['--save_dir', str(tmp_path / 'exported'), '--input_shape', '1', '3', '64', '128']}
+                'export': ['--save_dir', str(tmp_path / 'exported'), '--input_shape', '1', '3', '64', '128'],
+                'benchmark': ['--save_dir', str(tmp_path / 'benchmark'), '--dygraph', '--limit', '1', '--scales',
+                              '1.0']}
     for verb, flags in commands.items():
         capsys.readouterr()
         assert cli.main([verb] + common + flags + opts) == 0, capsys.readouterr().err
