@@ -64,22 +64,19 @@ def _substitute_model(model):
     """Rename the model and its backbone when both have ours and every argument fits ours."""
     if not isinstance(model, dict) or not isinstance(model.get('backbone'), dict):
         return []
-    backbone = model['backbone']
-    ours = set(MODELS.values()) | set(BACKBONES.values())
-    if model.get('type') not in set(MODELS) | ours or backbone.get('type') not in set(BACKBONES) | ours:
+    pairs = ((model, MODELS, 'model'), (model['backbone'], BACKBONES, 'model.backbone'))
+    if not all(node.get('type') in table or node.get('type') in table.values() for node, table, _ in pairs):
+        return []  # another model or backbone: PaddleSeg's classes (or ours) as named
+    upstream = [(node, table, keypath) for node, table, keypath in pairs if node['type'] in table]
+    if not all(_fits(node) for node, _, _ in upstream):
         return []
-    if not (_fits(model, MODELS) and _fits(backbone, BACKBONES)) or \
-            model['type'] in ours and backbone['type'] in ours:
-        return []
-    return [('model', _rename(node, table, keypath))
-            for node, table, keypath in ((model, MODELS, 'model'), (backbone, BACKBONES, 'model.backbone'))
-            if node['type'] in table]
+    return [('model', _rename(node, table, keypath)) for node, table, keypath in upstream]
 
 
-def _fits(node, table):
+def _fits(node):
     """Whether our class for ``node`` (PaddleSeg's ``type``) computes what PaddleSeg's would."""
     fixed = ONLY_VALUE.get(node['type'], {})
-    return node['type'] not in table or all(node[key] == value for key, value in fixed.items() if key in node)
+    return all(node[key] == value for key, value in fixed.items() if key in node)
 
 
 def _rename(node, table, keypath):
