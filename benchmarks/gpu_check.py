@@ -46,7 +46,8 @@ from paddle_psp.engine.train import AMP_BLACK_LIST
 from paddle_psp.inference.export import MODEL_FILES
 from paddle_psp.inference.predict import list_images, output_name, read_image
 from paddle_psp.weights.state_dict import load_for_eval
-from speed import MODELS, loaded_model, make_weights
+from speed import MODELS
+from speed_paths import loaded_model, make_weights
 
 SKIP_LINE = 'skipped: no GPU'
 AGREEMENT = 0.999
