@@ -139,7 +139,7 @@ def check_train(work, roots, gpus):
 def check_sync_batch_norm(config, checkpoint, data):
     paddle.set_device('gpu')
     cfg = load_config(config, opts=dataset_options(data)[1:])
-    model = load_for_eval(cfg.model, checkpoint)
+    model = load_for_eval(cfg.build_model(pretrained=False), checkpoint)
     sample = paddle.to_tensor(np.asarray(cfg.val_dataset[0]['img'])[None])
     with paddle.no_grad():
         before = model(sample)[0].argmax(axis=1).numpy()

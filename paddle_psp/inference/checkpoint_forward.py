@@ -8,7 +8,7 @@ from paddle_psp.weights.state_dict import load_for_eval
 
 
 def checkpoint_forward(cfg, model_path, fast, stages):
-    """``forward(batch) -> logits`` of ``cfg.model`` with the weights at ``model_path``.
+    """``forward(batch) -> logits`` of the config's model with the weights at ``model_path``.
 
     Args:
         cfg (paddle_psp.config.SegConfig): The loaded config.
@@ -19,7 +19,7 @@ def checkpoint_forward(cfg, model_path, fast, stages):
     Returns:
         callable: See :func:`fast_forward`; its first call ends the 'first forward' stage.
     """
-    model = cfg.model
+    model = cfg.build_model(pretrained=False)  # the checkpoint replaces any pretrained weights: no download
     stages.mark('model build')
     model = load_for_eval(model, model_path)
     stages.mark('checkpoint')

@@ -84,7 +84,7 @@ def export(config, model_path, save_dir, input_shape=None, output_op='argmax', o
         raise UserError(f'--output_op {output_op}: expected one of {", ".join(OUTPUT_OPS)}')
     cfg = load_config(config, opts=opts)
     transforms = _plain(cfg.section('val_dataset').get('transforms', []))
-    save_static_model(load_for_eval(cfg.model, model_path), save_dir, shape, output_op)
+    save_static_model(load_for_eval(cfg.build_model(pretrained=False), model_path), save_dir, shape, output_op)
     deploy = {'Deploy': {'model': MODEL_FILES[0], 'params': MODEL_FILES[1], 'transforms': transforms,
                          'input_shape': shape, 'output_op': output_op,
                          'output_dtype': 'int32' if output_op == 'argmax' else 'float32'}}
