@@ -46,7 +46,8 @@ from paddle_psp.engine.train import AMP_BLACK_LIST
 from paddle_psp.inference.export import MODEL_FILES
 from paddle_psp.inference.predict import list_images, output_name, read_image
 from paddle_psp.weights.state_dict import load_for_eval
-from speed import MODELS, loaded_model, make_weights
+from speed import MODELS
+from speed_paths import loaded_model, make_weights
 
 SKIP_LINE = 'skipped: no GPU'
 AGREEMENT = 0.999
@@ -138,7 +139,7 @@ def check_train(work, roots, gpus):
 def check_sync_batch_norm(config, checkpoint, data):
     paddle.set_device('gpu')
     cfg = load_config(config, opts=dataset_options(data)[1:])
-    model = load_for_eval(cfg.model, checkpoint)
+    model = load_for_eval(cfg.build_model(pretrained=False), checkpoint)
     sample = paddle.to_tensor(np.asarray(cfg.val_dataset[0]['img'])[None])
     with paddle.no_grad():
         before = model(sample)[0].argmax(axis=1).numpy()

@@ -7,7 +7,7 @@ Run ``python benchmarks/run.py --help`` for every option (see paddle_psp/benchma
 """
 import sys
 
-from paddle_psp.cli import main
+from paddle_psp_cli import main
 
 if __name__ == '__main__':
     sys.exit(main(['benchmark'] + sys.argv[1:]))

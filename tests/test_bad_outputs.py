@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from paddle_psp import cli
+import paddle_psp_cli as cli
 from paddle_psp.core import outputs
 from paddle_psp.weights import fetch, hub
 from test_prepare import make_cityscapes, make_voc_sbd

@@ -10,7 +10,7 @@ from test_hub import DYGRAPH, cached, checkpoint, seg_home, send, server  # noqa
 from test_prepare import make_cityscapes
 
 def paddleseg(*argv, **env):
-    run = subprocess.run([sys.executable, '-m', 'paddle_psp.cli', *argv], capture_output=True, text=True,
+    run = subprocess.run([sys.executable, '-m', 'paddle_psp_cli', *argv], capture_output=True, text=True,
                          timeout=300, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), **env))
     assert run.returncode == 0, run.stderr
     return run

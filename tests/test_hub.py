@@ -18,7 +18,7 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_psp import cli
+import paddle_psp_cli as cli
 from paddle_psp.weights import fetch, hub
 from paddle_psp.core.errors import UserError
 

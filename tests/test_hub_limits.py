@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from paddle_psp import cli
+import paddle_psp_cli as cli
 from paddle_psp.core.errors import UserError
 from paddle_psp.weights import fetch, hub
 from test_hub import (DYGRAPH, assert_nothing_acceptable, assert_one_line, cached, checkpoint, file_member,  # noqa: F401

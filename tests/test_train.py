@@ -13,7 +13,7 @@ import paddle
 import pytest
 
 from conftest import SUBPROCESS_ENV
-from paddle_psp import cli
+import paddle_psp_cli as cli
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.config import load_config
 from paddle_psp.engine.loader import BatchCollator, EpochShardSampler, SeededSamples
@@ -200,11 +200,11 @@ def corrupt_images(root):
 
 
 def incomplete_checkpoint(tmp_path, config):
-    """A checkpoint directory whose save was interrupted before checkpoint.json."""
+    """A checkpoint directory whose save was interrupted before model.pdopt and checkpoint.json (with both
+    model files and no checkpoint.json it would be PaddleSeg's layout, which resumes)."""
     path = tmp_path / 'old' / 'iter_2'
     os.makedirs(path)
     paddle.save(load_config(config).model.state_dict(), str(path / 'model.pdparams'))
-    paddle.save({'LR_Scheduler': {'last_epoch': 2}}, str(path / 'model.pdopt'))
     return ['--resume_model', str(path)]
 
 

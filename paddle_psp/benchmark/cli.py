@@ -5,7 +5,9 @@ import os
 from paddle_psp.benchmark.plan import DEFAULT_SCALES, Settings, checkpoint_target, zoo_targets
 from paddle_psp.benchmark.report import RESULTS_JSON, RESULTS_MARKDOWN
 from paddle_psp.benchmark.runner import DEFAULT_SAVE_DIR, run
+from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
+from paddle_psp_cli.parsers import add_device_argument
 
 
 def build_parser():
@@ -16,6 +18,7 @@ def build_parser():
                     'one set of forward passes per image.',
         epilog='examples:\n  paddleseg benchmark --zoo all --dataset cityscapes --data_root data/cityscapes\n'
                '  paddleseg benchmark --config my.yml --model_path output/iter_1000/model.pdparams --limit 20')
+    add_device_argument(parser)
     what = parser.add_argument_group('what to benchmark (zoo entries, or a config and a checkpoint)')
     what.add_argument('--zoo', metavar='NAME|all', help='a zoo entry name, or all (narrowed by the filters)')
     what.add_argument('--model', help='zoo filter: PSPNet or DeepLabV3')
@@ -74,6 +77,7 @@ def targets_from_args(args):
 def main(argv=None):
     """``paddleseg benchmark``: prints the table; returns 0."""
     args = build_parser().parse_args(argv)
+    use_device(args.device)
     targets = targets_from_args(args)
     settings = Settings(scales=tuple(args.scales), legacy=args.legacy_tta, is_slide=args.is_slide,
                         crop_size=args.crop_size, stride=args.stride, limit=args.limit,

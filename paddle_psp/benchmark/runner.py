@@ -157,7 +157,7 @@ def _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, re
     if not missing:
         return session
     start = time.perf_counter()
-    model = load_for_eval(cfg.model, checkpoint)
+    model = load_for_eval(cfg.build_model(pretrained=False), checkpoint)
     forward = TimedForward(build_forward(model, settings.dygraph))
     session['model_load_seconds'] = time.perf_counter() - start
     logger.info(f'[BENCHMARK] {target.name}: {len(missing)} images, {plan.forwards_per_image()} forward '

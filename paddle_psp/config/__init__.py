@@ -19,7 +19,7 @@ from paddle_psp.config.overrides import apply_opts, apply_overrides
 from paddle_psp.config.read import read_yaml_tree
 from paddle_psp.config.validate import validate
 
-__all__ = ['SegConfig', 'add_config_arguments', 'build_component', 'build_val_dataset', 'load_config']
+__all__ = ['SegConfig', 'build_component', 'build_val_dataset', 'load_config']
 
 
 def load_config(path, opts=None, learning_rate=None, batch_size=None, iters=None):
@@ -46,9 +46,3 @@ def load_config(path, opts=None, learning_rate=None, batch_size=None, iters=None
     validate(dic, path)
     return SegConfig(dic, path)
 
-
-def add_config_arguments(parser, config_help):
-    """Add ``--config`` (help ``config_help``) and ``--model_path`` to an argparse ``parser``, both required."""
-    parser.add_argument('--config', required=True, help=config_help)
-    parser.add_argument('--model_path', required=True,
-                        help='checkpoint: a model.pdparams file, a folder holding one, a URL or a zoo name')

@@ -1,5 +1,7 @@
 """Building a validated config's parts: :class:`SegConfig` builds the model, datasets, loss, LR schedule
 and optimizer on first access, from PaddleSeg's registries, without PaddleSeg's asserts and config dumps.
+PaddleSeg built-ins that fail on Paddle 3, or that ours replace with the same weights, are replaced first
+(:mod:`paddle_psp.config.upstream`).
 
 Constructor errors (PaddleSeg's asserts included) become one-line UserErrors naming the key.
 """
@@ -10,6 +12,7 @@ import paddle
 import yaml
 
 from paddle_psp.config.registry import constructor_params, lookup_class, lr_scheduler_class, optimizer_type
+from paddle_psp.config.upstream import substitute_upstream
 from paddle_psp.config.validate import TRAIN_KEYS, check_dataset_root, check_file_list
 from paddle_psp.core.errors import UserError, one_line
 from paddle_psp.data.datasets import IGNORE_INDEX
@@ -20,13 +23,16 @@ class SegConfig:
     (once each).
 
     Attributes:
-        dic (dict): The merged, overridden config (PaddleSeg layout).
+        dic (dict): The merged, overridden config (PaddleSeg layout), PaddleSeg built-ins replaced by ours.
         path (str): The YAML file it came from.
+        substitutions (list[str]): ``'keypath Old -> New'`` for each built-in replaced (see
+            :func:`paddle_psp.config.upstream.substitute_upstream`).
     """
 
     def __init__(self, dic, path):
         self.dic = dic
         self.path = path
+        self.substitutions = substitute_upstream(dic, path)
 
     def __str__(self):
         return yaml.safe_dump(self.dic, sort_keys=False)
@@ -92,9 +98,18 @@ class SegConfig:
 
     @functools.cached_property
     def model(self):
-        """The segmentation model (``num_classes`` filled in from the dataset when absent)."""
+        """The segmentation model (``num_classes`` filled in from the dataset when absent), with the
+        ``pretrained`` weights the config names (downloaded if needed)."""
+        return self.build_model()
+
+    def build_model(self, pretrained=True):
+        """A new segmentation model; ``pretrained=False``: without the weights any ``pretrained`` key of the
+        model section (the model's, the backbone's) names, for a checkpoint that replaces them (nothing is
+        downloaded)."""
         model_cfg = copy.deepcopy(self.section('model'))
         model_cfg.setdefault('num_classes', self.num_classes)
+        if not pretrained:
+            _drop_pretrained(model_cfg)
         return build_component(model_cfg, 'model', self.path)
 
     @functools.cached_property
@@ -203,6 +218,19 @@ def build_component(cfg, keypath, path):
                      else v for i, v in enumerate(value)]
         params[key] = value
     return _construct(component_class, params, keypath, path)
+
+
+def _drop_pretrained(node):
+    """Set every ``pretrained`` key of component dict ``node`` and the components nested in it to None."""
+    if isinstance(node, list):
+        for item in node:
+            _drop_pretrained(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == 'pretrained':
+                node[key] = None
+            else:
+                _drop_pretrained(value)
 
 
 def _construct(component_class, params, keypath, path):

@@ -5,6 +5,11 @@ A checkpoint is written into a hidden temporary directory beside it, ``checkpoin
 flushed to disk, then renamed to ``iter_N`` in one step. A kill at any moment leaves either no ``iter_N``
 or a complete one (plus a ``.tmp_*`` directory that the next run removes). Pruning
 moves a checkpoint into a ``.tmp_*`` directory before deleting it, so no half-deleted ``iter_N`` remains.
+
+PaddleSeg's tools/train.py writes ``iter_N/{model.pdparams, model.pdopt}`` without ``checkpoint.json``; since
+ours never shows an ``iter_N`` without it, such a folder is PaddleSeg's: its iteration is the N of the folder
+name (as PaddleSeg's resume reads it), its optimizer state keys are the saving process' internal parameter
+names, which its ``model.pdparams`` records (``paddle.save`` keeps each tensor's name).
 """
 import dataclasses
 import json
@@ -17,6 +22,7 @@ import paddle
 
 from paddle_psp.core.atomic import fsync_path, replace_dir, umask
 from paddle_psp.core.errors import UserError, one_line
+from paddle_psp.core.log import logger
 
 MODEL_FILE = 'model.pdparams'
 OPTIMIZER_FILE = 'model.pdopt'
@@ -81,17 +87,22 @@ def load_checkpoint(path, need_optimizer=True):
         UserError: The directory is missing, incomplete or inconsistent with its name.
     """
     info = read_info(path)
-    needed = [MODEL_FILE] + ([OPTIMIZER_FILE] if need_optimizer else [])
-    for file_name in needed:
+    if need_optimizer:
+        return _load_files(path, (MODEL_FILE, OPTIMIZER_FILE)) + (info,)
+    return _load_files(path, (MODEL_FILE,)) + (None, info)
+
+
+def _load_files(path, file_names):
+    """``paddle.load`` of each of ``file_names`` in checkpoint directory ``path``; UserError if one is absent
+    or damaged."""
+    for file_name in file_names:
         if not os.path.isfile(os.path.join(path, file_name)):
             raise UserError(f'{path}: incomplete checkpoint (no {file_name}); expected a directory written by '
                             'paddleseg train')
     try:
-        model_state = paddle.load(os.path.join(path, MODEL_FILE))
-        optimizer_state = paddle.load(os.path.join(path, OPTIMIZER_FILE)) if need_optimizer else None
+        return tuple(paddle.load(os.path.join(path, file_name)) for file_name in file_names)
     except Exception as err:  # paddle raises many types for a damaged file
         raise UserError(f'{path}: damaged checkpoint: {one_line(err)}') from None
-    return model_state, optimizer_state, info
 
 
 @dataclasses.dataclass
@@ -125,16 +136,40 @@ class ResumeState:
 
     @classmethod
     def load(cls, path):
-        """Read checkpoint directory ``path`` (see :func:`load_checkpoint`); UserError if it is unusable."""
+        """Read checkpoint directory ``path`` (see :func:`load_checkpoint`), ours or PaddleSeg's ``iter_N``;
+        UserError if it is unusable."""
+        if is_paddleseg_checkpoint(path):
+            return cls.load_paddleseg(path)
         model_state, optimizer_state, info = load_checkpoint(path)
-        ema_path = os.path.join(path, EMA_FILE)
-        try:
-            ema_state = paddle.load(ema_path) if os.path.isfile(ema_path) else None
-        except Exception as err:  # paddle raises many types for a damaged file
-            raise UserError(f'{ema_path}: damaged checkpoint: {one_line(err)}') from None
         return cls(path=path, iteration=info['iter'], seed=info.get('seed', 0), batch_size=info.get('batch_size'),
                    nranks=info.get('nranks'), param_names=info.get('param_names'), model_state=model_state,
-                   optimizer_state=optimizer_state, ema_state=ema_state)
+                   optimizer_state=optimizer_state, ema_state=_load_ema(path))
+
+    @classmethod
+    def load_paddleseg(cls, path):
+        """Read an ``iter_N`` folder written by PaddleSeg's tools/train.py (no ``checkpoint.json``): the
+        iteration from its name; batch size and ranks unknown; seed 0 (its data order cannot be repeated)."""
+        model_state, optimizer_state = _load_files(path, (MODEL_FILE, OPTIMIZER_FILE))
+        iteration = int(ITER_DIR.match(os.path.basename(os.path.normpath(path))).group(1))
+        names = {key: tensor.name for key, tensor in model_state.items() if getattr(tensor, 'name', None)}
+        logger.info(f'{path}: a PaddleSeg tools/train.py checkpoint (no {INFO_FILE}): iter {iteration} from '
+                    'its name')
+        return cls(path=path, iteration=iteration, seed=0, batch_size=None, nranks=None,
+                   param_names=names if len(names) == len(model_state) else None, model_state=model_state,
+                   optimizer_state=optimizer_state, ema_state=_load_ema(path))
+
+
+def _load_ema(path):
+    """The ``--use_ema`` average saved in checkpoint directory ``path`` (ours or PaddleSeg's), or None."""
+    return _load_files(path, (EMA_FILE,))[0] if os.path.isfile(os.path.join(path, EMA_FILE)) else None
+
+
+def is_paddleseg_checkpoint(path):
+    """Whether ``path`` is an ``iter_N`` folder as PaddleSeg's tools/train.py writes it: model.pdparams and
+    model.pdopt, no checkpoint.json."""
+    files = set(os.listdir(path)) if os.path.isdir(path) else set()
+    return bool(ITER_DIR.match(os.path.basename(os.path.normpath(path)))) and INFO_FILE not in files and \
+        {MODEL_FILE, OPTIMIZER_FILE} <= files
 
 
 def read_info(path):
@@ -144,7 +179,8 @@ def read_info(path):
     info_path = os.path.join(path, INFO_FILE)
     if not os.path.isfile(info_path):
         raise UserError(f'{path}: incomplete checkpoint (no {INFO_FILE}: its save was interrupted or it was '
-                        'not written by paddleseg train); expected a complete save_dir/iter_N')
+                        'not written by paddleseg train); expected a complete save_dir/iter_N (or PaddleSeg\'s '
+                        f'iter_N with {MODEL_FILE} and {OPTIMIZER_FILE})')
     try:
         with open(info_path) as file:
             info = json.load(file)

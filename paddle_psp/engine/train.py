@@ -238,7 +238,7 @@ class Trainer:
             optimizer_state = ckpt.remap_optimizer_state(optimizer_state, resume.param_names,
                                                          ckpt.parameter_names(self.model))
         self.optimizer.set_state_dict(optimizer_state)
-        if (resume.batch_size, resume.nranks) != (self.batch_size, self.nranks):
+        if resume.batch_size is not None and (resume.batch_size, resume.nranks) != (self.batch_size, self.nranks):
             logger.warning(f'resuming with batch_size {self.batch_size} on {self.nranks} ranks, the checkpoint '
                            f'used {resume.batch_size} on {resume.nranks}: data order will differ')
         logger.info(f'resumed from {resume.path} at iter {resume.iteration}')
