@@ -6,6 +6,7 @@ import os
 import numpy as np
 import paddle
 import pytest
+import yaml
 
 from paddle_psp.config import load_config
 from paddle_psp.core.errors import UserError
@@ -196,14 +197,17 @@ def test_nhwc_evaluates_as_nchw(tmp_path, make_config, model):
 
 
 def test_nhwc_refused_for_a_model_without_data_format(tmp_path, make_config):
-    """PaddleSeg's own PSPNet takes no data_format (its tools/train.py allows NHWC for DeepLabV3P only)."""
+    """PaddleSeg's UNet takes no data_format (its tools/train.py allows NHWC for DeepLabV3P only)."""
     config = make_config(tmp_path)
-    args = train.build_parser().parse_args(['--config', config, '--data_format', 'NHWC',
-                                            '--opts', 'model.type=PSPNet'])
+    with open(config) as file:
+        dic = yaml.safe_load(file)
+    dic['model'] = {'type': 'UNet', 'num_classes': 19}
+    with open(config, 'w') as file:
+        yaml.safe_dump(dic, file)
+    args = train.build_parser().parse_args(['--config', config, '--data_format', 'NHWC'])
     with pytest.raises(UserError) as err:
         train.Trainer(args)
-    assert str(err.value) == ('--data_format NHWC: model: PSPNet takes no data_format; expected --data_format '
-                              'NCHW')
+    assert str(err.value) == '--data_format NHWC: model: UNet takes no data_format; expected --data_format NCHW'
 
 
 def test_repeats_lengthens_the_epoch_as_paddleseg(tmp_path, make_config, synthetic_root):
