@@ -162,8 +162,8 @@ class Trainer:
 
     def _choose_seed(self):
         """--seed, else the resumed run's, else a random one (PaddleSeg then seeds nothing; exact resume
-        needs one, so it is drawn, logged when training starts and saved in every checkpoint); every rank
-        uses rank 0's."""
+        needs one, so it is drawn, logged after the first iteration and saved in every checkpoint); every
+        rank uses rank 0's."""
         if self.args.seed is not None:
             return self.args.seed
         if self.resume:
@@ -285,8 +285,6 @@ class Trainer:
                              self.cfg.num_classes, self.cfg.ignore_index, start_batch=self.start_iter,
                              num_workers=self.args.num_workers)
         self.batches_per_epoch = loader.batch_sampler.batches_per_epoch
-        if self.args.seed is None and not self.resume:
-            logger.info(f'seed: {self.seed} (drawn; --seed {self.seed} repeats this run)')
         for hook in self.hooks:
             hook.before_train(self)
         batches = iter(loader)
@@ -300,6 +298,8 @@ class Trainer:
             paddle.seed(derive_seed(self.seed, 0xD509, iteration, self.rank))  # dropout
             lr = self.optimizer.get_lr()
             losses = self.train_step(images, labels)
+            if iteration == 1 and self.args.seed is None:  # after the first batch proved the data good
+                logger.info(f'seed: {self.seed} (drawn; --seed {self.seed} repeats this run)')
             step = Step(iteration, lr, losses, indices, reader_cost, time.time() - tic)
             for hook in self.hooks:
                 hook.after_step(self, step)
