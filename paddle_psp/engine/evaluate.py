@@ -12,7 +12,9 @@ import time
 import numpy as np
 import paddle
 
+from paddle_psp.core.errors import UserError
 from paddle_psp.engine import metrics
+from paddle_psp.engine.loader import label_problem
 from paddle_psp.config import add_config_arguments, load_config
 from paddle_psp.inference import tta as infer
 from paddle_psp.inference.predictor import fast_forward
@@ -83,12 +85,17 @@ def _score(forward, dataset, options, num_workers, print_detail):
     if print_detail:
         logger.info(f'[EVAL] {len(dataset)} images, {options.summary()}')
     start = last_log = time.time()
-    for done, sample in enumerate(_samples(dataset, indices, num_workers), 1):
-        pred = infer.infer_labels(forward, sample['img'], sample['trans_info'], options)
+    files = getattr(dataset, 'file_list', None)
+    for done, (index, sample) in enumerate(zip(indices, _samples(dataset, indices, num_workers)), 1):
+        label_path = files[index][1] if files else f'label {index}'
         label = np.asarray(sample['label'])
+        problem = label_problem(label, confusion.num_classes, confusion.ignore_index, label_path)
+        if problem:
+            raise UserError(problem)
+        pred = infer.infer_labels(forward, sample['img'], sample['trans_info'], options)
         if label.size != pred.size:
-            raise ValueError(f'image {done}: prediction {list(pred.shape)} and label {list(label.shape)} '
-                             'differ in size; val transforms must record each resize / padding in trans_info')
+            raise UserError(f'{label_path}: prediction {list(pred.shape)} and label {list(label.shape)} differ in '
+                            'size; expected val transforms that record each resize / padding in trans_info')
         confusion.update(pred, label)
         if print_detail and (time.time() - last_log > LOG_EVERY_SECONDS or done == len(indices)):
             last_log = time.time()
