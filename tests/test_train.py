@@ -7,13 +7,11 @@ import shutil
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import paddle
 import pytest
 
 from conftest import SUBPROCESS_ENV
-from paddle_psp import cli
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.config import load_config
 from paddle_psp.engine.loader import BatchCollator, EpochShardSampler, SeededSamples
