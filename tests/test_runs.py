@@ -30,7 +30,7 @@ def records(logdir, tag):
 
 def assert_nothing_looks_complete_that_is_not(save_dir):
     """Every visible checkpoint directory is complete and loadable; partial ones are hidden ``.tmp_*``."""
-    for entry in os.listdir(save_dir):
+    for entry in os.listdir(save_dir) if os.path.isdir(save_dir) else []:
         path = os.path.join(save_dir, entry)
         if os.path.isdir(path) and not entry.startswith(ckpt.TEMP_PREFIX):
             ckpt.load_checkpoint(path, need_optimizer=entry != ckpt.BEST_DIR)

@@ -3,7 +3,8 @@
 The loop (:class:`paddle_psp.engine.train.Trainer`) calls every hook in order: ``before_train`` once,
 ``after_step`` after each iteration with a :class:`Step`, ``after_train`` once at the end. Order matters:
 :class:`EvalHook` puts its metrics into the step before :class:`CheckpointHook` saves them, and
-:class:`VisualDLHook` writes the scalars the hooks before it put into the step. Extra hooks (e.g. a test's
+:class:`VisualDLHook` writes (and at a checkpoint iteration flushes) the scalars the hooks before it put
+into the step before the checkpoint is saved. Extra hooks (e.g. a test's
 fault injection) come after these, so they see the checkpoint of the step complete.
 """
 import dataclasses

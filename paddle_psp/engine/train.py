@@ -223,14 +223,15 @@ class Trainer:
         return scaler
 
     def _standard_hooks(self):
-        """Logging, evaluation (--do_eval), checkpoints and VisualDL (--use_vdl, rank 0), in that order."""
+        """Logging, evaluation (--do_eval), VisualDL (--use_vdl, rank 0) and checkpoints, in that order: the
+        records of an iteration are on disk before its checkpoint, so a resumed run loses none."""
         args = self.args
         hooks = [LogHook(args.log_iters)]
         if args.do_eval:
             hooks.append(EvalHook(self.val_dataset, args.save_interval, args.num_workers))
-        hooks.append(CheckpointHook(args.save_dir, args.save_interval, args.keep_checkpoint_max))
         if args.use_vdl and self.rank == 0:
             hooks.append(VisualDLHook(args.save_dir, args.save_interval, self.vdl_file))
+        hooks.append(CheckpointHook(args.save_dir, args.save_interval, args.keep_checkpoint_max))
         return hooks
 
     def optimizer_state(self):
