@@ -55,32 +55,21 @@ def check_num_classes(dic, path):
                             f'{dataset_classes} classes; expected {dataset_classes} (or leave it out)')
 
 
-def check_sizes(node, path, keypath=''):
+def check_sizes(dic, path):
     """Every size-like argument (``crop_size``, ``target_size``, ...) given as numbers is positive."""
-    if isinstance(node, list):
-        for index, item in enumerate(node):
-            check_sizes(item, path, f'{keypath}.{index}')
-        return
-    if not isinstance(node, dict):
-        return
-    for key, value in node.items():
-        where = f'{keypath}.{key}' if keypath else str(key)
-        numbers = value if isinstance(value, (list, tuple)) else [value]
-        if key in SIZE_KEYS and any(isinstance(n, (int, float)) and not isinstance(n, bool) and n <= 0
-                                    for n in numbers):
-            raise UserError(f'{path}: {where}: {value!r}; expected positive sizes')
-        check_sizes(value, path, where)
+    for keypath, node in sections(dic):
+        for key, value in node.items():
+            numbers = value if isinstance(value, (list, tuple)) else [value]
+            if key in SIZE_KEYS and any(isinstance(n, (int, float)) and not isinstance(n, bool) and n <= 0
+                                        for n in numbers):
+                raise UserError(f'{path}: {keypath + "." if keypath else ""}{key}: {value!r}; expected positive sizes')
 
 
-def check_types(node, path, keypath=''):
+def check_types(dic, path):
     """Every ``type`` names a registered component and every sibling key is one of its arguments."""
-    if isinstance(node, list):
-        for index, item in enumerate(node):
-            check_types(item, path, f'{keypath}.{index}')
-        return
-    if not isinstance(node, dict):
-        return
-    if 'type' in node:
+    for keypath, node in sections(dic):
+        if 'type' not in node:
+            continue
         params = constructor_params(component_class(node, keypath, path))
         ignored = {'type', 'warmup_iters', 'warmup_start_lr'} if keypath == 'lr_scheduler' else {'type'}
         for key in node:
@@ -89,8 +78,18 @@ def check_types(node, path, keypath=''):
                 raise UserError(f'{path}: {keypath}.{key}: not an argument of {node["type"]}; '
                                 + (f'did you mean {", ".join(hint)}?' if hint else
                                    f'expected one of {", ".join(sorted(params))}'))
-    for key, value in node.items():
-        check_types(value, path, f'{keypath}.{key}' if keypath else str(key))
+
+
+def sections(node, keypath=''):
+    """``(key path, dict)`` of every mapping in a config tree, outer ones first (list items by index)."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from sections(item, f'{keypath}.{index}')
+    elif isinstance(node, dict):
+        yield keypath, node
+        for key, value in node.items():
+            yield from sections(value, f'{keypath}.{key}' if keypath else str(key))
+
 
 
 def check_loss(dic, path):
