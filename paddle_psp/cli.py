@@ -13,7 +13,7 @@ VERBS = {
     'val': ('paddle_psp.engine.evaluate', 'evaluate a checkpoint (mIoU, Acc, Kappa, Dice), with TTA / sliding window'),
     'predict': ('paddle_psp.inference.predict', 'write colour predictions for images'),
     'export': ('paddle_psp.inference.export', 'export a Paddle Inference model and deploy.yaml'),
-    'benchmark': ('paddle_psp.benchmark', 'fill the mIoU / flip / ms+flip table for zoo entries or a checkpoint'),
+    'benchmark': ('paddle_psp.benchmark.cli', 'fill the mIoU / flip / ms+flip table for zoo entries or a checkpoint'),
     'download': ('paddle_psp.weights.hub', 'download and cache a zoo checkpoint or a URL'),
     'prepare': ('paddle_psp.data.prepare', 'convert Cityscapes / VOC+SBD from their official formats'),
     'quickstart': ('paddle_psp.quickstart', 'the built-in demo: small synthetic dataset, train, benchmark'),
