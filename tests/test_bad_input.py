@@ -199,6 +199,7 @@ ROWS = [
     (EXPORT + ['--save_dir', '{tmp}/ro'], {'{tmp}/ro': 'readonly'}, '--save_dir {tmp}/ro: not writable'),
     (EXPORT + ['--save_dir', '{tmp}/out'], {'{tmp}/out/deploy.yaml': 'dir'}, '{tmp}/out/deploy.yaml: is a directory'),
     (BENCHMARK + ['--save_dir', '{tmp}/file'], {'{tmp}/file': 'file'}, '--save_dir {tmp}/file'),
+    (BENCHMARK + ['--save_dir', ''], {}, '--save_dir'),
 ]
 
 

@@ -85,6 +85,7 @@ class SeededSamples(paddle.io.Dataset):
 
 def label_problem(labels, num_classes, ignore_index, label_path):
     """'' when every value of ``labels`` is a class id or the ignore index, else a message naming the file."""
+    labels = np.asarray(labels)
     bad = (labels < 0) | ((labels >= num_classes) & (labels != ignore_index))
     if not bad.any():
         return ''
