@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from conftest import SUBPROCESS_ENV, tiny_config_dict, write_config
-from paddle_psp import benchmark, cli
+import paddle_psp_cli as cli
+from paddle_psp import benchmark
 from paddle_psp.benchmark import cli as benchmark_cli
 from paddle_psp.benchmark.runner import drop_pretrained
 from paddle_psp.core.errors import UserError

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import paddle
 import pytest
@@ -181,79 +180,7 @@ def test_data_parallel_two_cpu_ranks(big_tmp_path, make_config):
     assert len(logged(logs[0])) == 4 and not logged(logs[1]) and 'saved' not in logs[1]
 
 
-# ------------------------------------------------------------------------------------------ bad input
-def corrupt_labels(root):
-    for path in glob.glob(os.path.join(root, 'gtFine', 'train', '*', '*.png')):
-        label = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-        label[:4] = 19  # one past the last class, not 255
-        cv2.imwrite(path, label)
-
-
-def remove_an_image(root):
-    os.remove(sorted(glob.glob(os.path.join(root, 'leftImg8bit', 'train', '*', '*.png')))[2])
-
-
-def corrupt_images(root):
-    for path in glob.glob(os.path.join(root, 'leftImg8bit', 'train', '*', '*.png')):
-        with open(path, 'wb') as file:
-            file.write(b'not a png')
-
-
-def incomplete_checkpoint(tmp_path, config):
-    """A checkpoint directory whose save was interrupted before model.pdopt and checkpoint.json (with both
-    model files and no checkpoint.json it would be PaddleSeg's layout, which resumes)."""
-    path = tmp_path / 'old' / 'iter_2'
-    os.makedirs(path)
-    paddle.save(load_config(config).model.state_dict(), str(path / 'model.pdparams'))
-    return ['--resume_model', str(path)]
-
-
-BAD_INPUTS = {
-    'missing config': (lambda tmp, cfg: ['--config', str(tmp / 'nope.yml')], None,
-                       'nope.yml: config file not found'),
-    'malformed yaml': (lambda tmp, cfg: ['--config', _write(tmp / 'bad.yml', 'iters: 3\nmodel: {type: [\n')],
-                       None, 'bad.yml:3: malformed YAML'),
-    'unknown type': (lambda tmp, cfg: ['--opts', 'model.backbone.type=ResNet50'], None,
-                     "model.backbone.type: unknown type 'ResNet50'"),
-    'unknown opts key': (lambda tmp, cfg: ['--opts', 'train_dataset.crop=[8,8]'], None,
-                         "--opts train_dataset.crop: unknown key 'train_dataset.crop'"),
-    'missing dataset root': (lambda tmp, cfg: ['--opts', f'train_dataset.dataset_root={tmp}/none'], None,
-                             'paddleseg prepare cityscapes --root'),
-    'batch too large': (lambda tmp, cfg: ['--batch_size', '9'], None,
-                        'batch_size: 9 is larger than train_dataset'),
-    'fp16 on cpu': (lambda tmp, cfg: ['--precision', 'fp16', '--device', 'cpu'], None, 'GPU only'),
-    'bad flag value': (lambda tmp, cfg: ['--save_interval', '0'], None, '--save_interval: expected a positive'),
-    'label out of range': (lambda tmp, cfg: [], corrupt_labels, 'label values [19] outside [0, 19)'),
-    'unreadable image': (lambda tmp, cfg: [], corrupt_images, '_leftImg8bit.png: unreadable image'),
-    'missing image': (lambda tmp, cfg: [], remove_an_image, '_gtFine_labelTrainIds.png: has no image in '
-                      'train_dataset'),
-    'incomplete checkpoint': (incomplete_checkpoint, None, 'iter_2: incomplete checkpoint (no checkpoint.json'),
-}
-
-
-def _write(path, text):
-    path.write_text(text)
-    return str(path)
-
-
-@pytest.mark.parametrize('case', sorted(BAD_INPUTS))
-def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, synthetic_root, make_config, capsys):
-    make_args, damage, expected = BAD_INPUTS[case]
-    root = str(shutil.copytree(synthetic_root, tmp_path / 'data')) if damage else synthetic_root
-    if damage:
-        damage(root)
-    config = make_config(tmp_path, data_root=root, iters=2)
-    args = make_args(tmp_path, config)
-    if '--config' not in args:
-        args = ['--config', config] + args
-    save_dir = tmp_path / 'out'
-    capsys.readouterr()
-    status = cli.main(['train', '--save_dir', str(save_dir), '--save_interval', '1'] + args)
-    err = capsys.readouterr().err.strip()
-    assert status == 2
-    assert err.startswith('paddleseg train: error: ') and '\n' not in err, err
-    assert expected in err
-    assert not save_dir.exists()
+# Bad input (flags, configs, data, save_dir) is one table in tests/test_bad_input.py.
 
 
 # ------------------------------------------------------------------------------------------ the parts

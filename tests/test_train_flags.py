@@ -137,7 +137,7 @@ def test_use_ema_trains_evaluates_keeps_best_and_resumes_exactly(tmp_path, make_
     assert sorted(os.listdir(os.path.join(straight, EMA_BEST_DIR))) == ['checkpoint.json', 'ema_model.pdparams']
     ema_best = _load_numpy(os.path.join(straight, EMA_BEST_DIR, 'ema_model.pdparams'))
     assert all(np.array_equal(ema_best[k], record.ema[best_ema][k]) for k in ema_best)
-    assert ckpt.read_best(straight, EMA_BEST_DIR)['mIoU'] == metrics[best_ema]['ema_mIoU']
+    assert ckpt.read_best(straight, name=EMA_BEST_DIR)['mIoU'] == metrics[best_ema]['ema_mIoU']
 
     resumed = str(tmp_path / 'resumed')
     os.makedirs(resumed)

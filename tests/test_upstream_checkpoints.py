@@ -13,7 +13,7 @@ import paddle
 import pytest
 from paddleseg.cvlibs import manager
 
-from paddle_psp import cli
+import paddle_psp_cli as cli
 from paddle_psp.config import load_config
 from paddle_psp.core.errors import UserError
 from paddle_psp.engine import checkpoint as ckpt

@@ -18,7 +18,7 @@ from paddle_psp.config.upstream import substitute_upstream
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine import evaluate
 from paddle_psp.models.losses import ZooCrossEntropyLoss
-from paddle_psp import cli
+import paddle_psp_cli as cli
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 with open(os.path.join(REPO_ROOT, 'tests', 'data', 'upstream_configs.json')) as _file:

@@ -21,6 +21,7 @@ from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 from paddle_psp.core.util import Progress, sha256_file
 from paddle_psp.data.datasets import IGNORE_INDEX
+from paddle_psp.engine.loader import label_problem
 from paddle_psp.config import build_val_dataset, load_config
 from paddle_psp.inference import tta
 from paddle_psp.inference.predictor import fast_forward
@@ -166,7 +167,11 @@ def _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, re
     num_classes, ignore_index = dataset.num_classes, getattr(dataset, 'ignore_index', IGNORE_INDEX)
     for index in missing:
         image_start, before = time.perf_counter(), forward.snapshot()
-        confusions = image_confusions(plan, forward, dataset[index], num_classes, ignore_index)
+        sample = dataset[index]
+        problem = label_problem(sample['label'], num_classes, ignore_index, dataset.file_list[index][1])
+        if problem:
+            raise UserError(problem)  # scoring would drop those pixels silently
+        confusions = image_confusions(plan, forward, sample, num_classes, ignore_index)
         after = forward.snapshot()
         record = {'index': index, 'image': _image_key(dataset, index, dataset.dataset_root),
                   'seconds': time.perf_counter() - image_start, 'forward_seconds': after[2] - before[2],

@@ -1,7 +1,10 @@
 """Reading a PaddleSeg YAML config: one file, then the tree of ``_base_`` files merged as PaddleSeg merges.
 
 Every problem becomes a one-line :class:`paddle_psp.core.errors.UserError` naming the file (and line).
+Hostile files are bounded before they cost time or memory: the file size, the nesting depth and the number
+of nodes after aliases are expanded (a few anchors referring to each other can stand for billions).
 """
+import math
 import os
 import re
 
@@ -11,10 +14,36 @@ from paddle_psp.core.errors import UserError
 
 BASE_KEY = '_base_'
 INHERIT_KEY = '_inherited_'
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 50
+MAX_NODES = 100_000
 
 
 class _YamlLoader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-4`` (no dot) as a float, as YAML 1.2 does."""
+    """SafeLoader that also reads ``1e-4`` (no dot) as a float, as YAML 1.2 does, and refuses documents
+    nested deeper than ``MAX_DEPTH`` or expanding (through aliases) to more than ``MAX_NODES`` nodes."""
+
+    def compose_node(self, parent, index):
+        depth = getattr(self, '_depth', 0)
+        if depth >= MAX_DEPTH:
+            raise TooLarge(f'nested more than {MAX_DEPTH} levels deep')
+        self._depth = depth + 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth = depth
+
+    def compose_document(self):
+        node = super().compose_document()
+        nodes, depth = expanded_shape(node)
+        if nodes > MAX_NODES or depth > MAX_DEPTH:
+            raise TooLarge('its aliases expand too far'
+                           if nodes < math.inf else 'an alias refers to a node that contains it')
+        return node
+
+
+class TooLarge(yaml.YAMLError):
+    """A YAML document nested or expanding beyond the bounds of a config."""
 
 
 _YamlLoader.add_implicit_resolver(
@@ -22,6 +51,29 @@ _YamlLoader.add_implicit_resolver(
     re.compile(r'^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$'
                r'|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$'),
     list('-+0123456789.'))
+
+
+def expanded_shape(root):
+    """(nodes, depth) of YAML node ``root`` with every alias expanded, computed without expanding anything
+    (and without recursion, as aliases can chain deeper than Python's stack); (inf, inf) when an alias
+    refers to a node containing it."""
+    shape, stack = {}, [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        children = (node.value if isinstance(node, yaml.SequenceNode) else
+                    [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+        if children_done:
+            shape[id(node)] = (1 + sum(shape[id(c)][0] for c in children),
+                               1 + max((shape[id(c)][1] for c in children), default=0))
+        elif id(node) not in shape:
+            shape[id(node)] = None  # on the current path
+            stack.append((node, True))
+            for child in children:
+                if id(child) in shape and shape[id(child)] is None:
+                    return math.inf, math.inf
+                if id(child) not in shape:
+                    stack.append((child, False))
+    return shape[id(root)]
 
 
 def read_yaml_tree(path, _seen=()):
@@ -58,9 +110,14 @@ def read_yaml_file(path):
         raise UserError(f'{path}: is a directory; expected a .yml config file')
     if not path.endswith(('.yml', '.yaml')):
         raise UserError(f'{path}: not a YAML file; expected a .yml or .yaml config file')
+    if os.path.getsize(path) > MAX_FILE_BYTES:
+        raise UserError(f'{path}: {os.path.getsize(path)} bytes; expected a config of at most {MAX_FILE_BYTES} bytes')
     try:
         with open(path, encoding='utf-8') as file:
             dic = yaml.load(file, Loader=_YamlLoader)
+    except TooLarge as err:
+        raise UserError(f'{path}: {err}; expected a config of at most {MAX_DEPTH} levels and {MAX_NODES} values') \
+            from None
     except yaml.YAMLError as err:
         mark = getattr(err, 'problem_mark', None)
         where = f'{path}:{mark.line + 1}' if mark is not None else path

@@ -10,6 +10,11 @@ PaddleSeg's tools/train.py writes ``iter_N/{model.pdparams, model.pdopt}`` witho
 ours never shows an ``iter_N`` without it, such a folder is PaddleSeg's: its iteration is the N of the folder
 name (as PaddleSeg's resume reads it), its optimizer state keys are the saving process' internal parameter
 names, which its ``model.pdparams`` records (``paddle.save`` keeps each tensor's name).
+
+A full disk stops a save with a one-line UserError and leaves the earlier checkpoints as they were.
+
+Every run has an id (``run_id`` in ``checkpoint.json``), kept by a resumed run: pruning and ``best_model``
+concern only the checkpoints of the run that writes them.
 """
 import dataclasses
 import json
@@ -17,12 +22,14 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 
 import paddle
 
 from paddle_psp.core.atomic import fsync_path, replace_dir, umask
 from paddle_psp.core.errors import UserError, one_line
 from paddle_psp.core.log import logger
+from paddle_psp.core.outputs import writing
 
 MODEL_FILE = 'model.pdparams'
 OPTIMIZER_FILE = 'model.pdopt'
@@ -47,16 +54,26 @@ def save_checkpoint(save_dir, name, model_state, optimizer_state, info, extra_st
 
     Returns:
         str: The checkpoint directory.
+
+    Raises:
+        UserError: The disk is full or not writable (the temporary directory is removed, older checkpoints
+            stay as they were).
     """
-    os.makedirs(save_dir, exist_ok=True)
     final = os.path.join(save_dir, name)
+    with writing(final):
+        os.makedirs(save_dir, exist_ok=True)
+        _write_atomically(save_dir, name, final, model_state, optimizer_state, info, extra_states)
+    return final
+
+
+def _write_atomically(save_dir, name, final, model_state, optimizer_state, info, extra_states=None):
     temp = tempfile.mkdtemp(prefix=f'{TEMP_PREFIX}{name}_', dir=save_dir)
     try:
         os.chmod(temp, 0o777 & ~umask())  # mkdtemp makes it private; a checkpoint is an ordinary folder
         states = {MODEL_FILE: model_state, OPTIMIZER_FILE: optimizer_state, **(extra_states or {})}
         for file_name, state in states.items():
             if state is not None:
-                paddle.save(state, os.path.join(temp, file_name))
+                write_state(state, os.path.join(temp, file_name))
         for entry in os.listdir(temp):
             fsync_path(os.path.join(temp, entry))
         with open(os.path.join(temp, INFO_FILE + '.part'), 'w') as file:
@@ -70,7 +87,11 @@ def save_checkpoint(save_dir, name, model_state, optimizer_state, info, extra_st
         shutil.rmtree(temp, ignore_errors=True)
         raise
     fsync_path(save_dir)
-    return final
+
+
+def write_state(state, path):
+    """``paddle.save`` one state dict (a seam where tests inject a full disk or a kill)."""
+    paddle.save(state, path)
 
 
 def load_checkpoint(path, need_optimizer=True):
@@ -121,6 +142,8 @@ class ResumeState:
         param_names (dict or None): :func:`parameter_names` of the saving process (None: not recorded).
         model_state (dict): The weights.
         optimizer_state (dict): Optimizer, LR scheduler and (fp16) GradScaler state.
+        run_id (str or None): The run the checkpoint belongs to (None: not recorded).
+        info (dict): The whole ``checkpoint.json`` (``best``, ``vdl_file``, ...).
         ema_state (dict or None): The ``--use_ema`` average (``ema_model.pdparams``), None when absent.
     """
 
@@ -132,6 +155,8 @@ class ResumeState:
     param_names: dict
     model_state: dict
     optimizer_state: dict
+    run_id: str = None
+    info: dict = dataclasses.field(default_factory=dict)
     ema_state: dict = None
 
     @classmethod
@@ -143,7 +168,7 @@ class ResumeState:
         model_state, optimizer_state, info = load_checkpoint(path)
         return cls(path=path, iteration=info['iter'], seed=info.get('seed', 0), batch_size=info.get('batch_size'),
                    nranks=info.get('nranks'), param_names=info.get('param_names'), model_state=model_state,
-                   optimizer_state=optimizer_state, ema_state=_load_ema(path))
+                   optimizer_state=optimizer_state, run_id=info.get('run_id'), info=info, ema_state=_load_ema(path))
 
     @classmethod
     def load_paddleseg(cls, path):
@@ -193,17 +218,24 @@ def read_info(path):
     return info
 
 
-def read_best(save_dir, name=BEST_DIR):
+def read_best(save_dir, run_id=None, name=BEST_DIR):
     """The ``checkpoint.json`` of ``save_dir/best_model`` (or ``save_dir/name``: ``iter``, ``mIoU``,
-    ``Acc``), or {} when none."""
+    ``Acc``), or {} when there is none (or, given ``run_id``, when it belongs to another run)."""
     best_dir = os.path.join(save_dir, name)
     if not os.path.isfile(os.path.join(best_dir, INFO_FILE)):
         return {}
-    return read_info(best_dir)
+    info = read_info(best_dir)
+    return info if run_id is None or info.get('run_id') == run_id else {}
 
 
-def list_checkpoints(save_dir):
-    """``[(iter, path)]`` of the complete ``iter_N`` checkpoints in ``save_dir``, oldest first."""
+def new_run_id():
+    """A fresh run's id (recorded in its checkpoints, kept when it is resumed)."""
+    return uuid.uuid4().hex[:12]
+
+
+def list_checkpoints(save_dir, run_id=None):
+    """``[(iter, path)]`` of the complete ``iter_N`` checkpoints in ``save_dir``, oldest first (given
+    ``run_id``: only that run's)."""
     if not os.path.isdir(save_dir):
         return []
     found = []
@@ -211,15 +243,41 @@ def list_checkpoints(save_dir):
         match = ITER_DIR.match(entry)
         path = os.path.join(save_dir, entry)
         if match and os.path.isfile(os.path.join(path, INFO_FILE)):
-            found.append((int(match.group(1)), path))
+            if run_id is None or run_of(path) == run_id:
+                found.append((int(match.group(1)), path))
     return sorted(found)
 
 
-def prune_checkpoints(save_dir, keep):
-    """Delete the oldest complete ``iter_N`` checkpoints beyond the newest ``keep`` (keep <= 0: keep all)."""
+def run_of(path):
+    """The ``run_id`` a checkpoint directory records, or None (unreadable or not recorded)."""
+    try:
+        return read_info(path).get('run_id')
+    except UserError:
+        return None
+
+
+def other_runs(save_dir, run_id=None):
+    """Names of the checkpoint directories in ``save_dir`` (``iter_N`` complete or not, ``best_model``)
+    that do not belong to run ``run_id`` (None: a fresh run, to whom none belongs), by iteration."""
+    if not os.path.isdir(save_dir):
+        return []
+    iters = sorted((int(m.group(1)), m.group(0)) for m in map(ITER_DIR.match, os.listdir(save_dir)) if m)
+    names = [name for _, name in iters] + ([BEST_DIR] if os.path.isdir(os.path.join(save_dir, BEST_DIR)) else [])
+    return [name for name in names if run_id is None or run_of(os.path.join(save_dir, name)) != run_id]
+
+
+def latest_checkpoint(save_dir):
+    """The newest complete ``iter_N`` in ``save_dir`` (``--resume_model auto``), or None when there is none."""
+    found = list_checkpoints(save_dir)
+    return found[-1][1] if found else None
+
+
+def prune_checkpoints(save_dir, keep, run_id=None):
+    """Delete run ``run_id``'s oldest complete ``iter_N`` checkpoints beyond its newest ``keep`` (keep <= 0:
+    keep all); other runs' checkpoints are never touched."""
     if keep <= 0:
         return
-    for _, path in list_checkpoints(save_dir)[:-keep]:
+    for _, path in list_checkpoints(save_dir, run_id)[:-keep]:
         doomed = tempfile.mkdtemp(prefix=f'{TEMP_PREFIX}pruned_', dir=save_dir)
         os.rename(path, os.path.join(doomed, os.path.basename(path)))  # gone from view in one step
         shutil.rmtree(doomed)

@@ -108,7 +108,7 @@ class EMAHook(Hook):
             trainer.ema.reset(trainer.core_model)
             if resume is not None:
                 logger.info(f'{resume.path} holds no {EMA_FILE}: the EMA starts from the resumed weights')
-        self.best = ckpt.read_best(self.save_dir, EMA_BEST_DIR) if resume else {}
+        self.best = ckpt.read_best(self.save_dir, trainer.run_id, EMA_BEST_DIR) if resume else {}
 
     def after_step(self, trainer, step):
         trainer.ema.update(trainer.core_model, step.iteration)
@@ -123,7 +123,8 @@ class EMAHook(Hook):
         if trainer.rank != 0:
             return
         if ema_metrics['mIoU'] > self.best.get('mIoU', -1.0):
-            self.best = {'iter': step.iteration, 'mIoU': ema_metrics['mIoU'], 'Acc': ema_metrics['Acc']}
+            self.best = {'iter': step.iteration, 'mIoU': ema_metrics['mIoU'], 'Acc': ema_metrics['Acc'],
+                         'run_id': trainer.run_id}
             ckpt.save_checkpoint(self.save_dir, EMA_BEST_DIR, None, None, self.best,
                                  extra_states={EMA_FILE: trainer.ema.state_dict()})
         logger.info(f'[EVAL] The EMA model with the best validation mIoU ({self.best["mIoU"]:.4f}) was saved '

@@ -16,6 +16,7 @@ import paddle
 from paddle_psp.engine import metrics
 from paddle_psp.engine.auc_roc import AucRoc
 from paddle_psp.config import load_config
+from paddle_psp.engine.loader import label_problem
 from paddle_psp.inference import tta as infer
 from paddle_psp.inference.checkpoint_forward import checkpoint_forward
 from paddle_psp.core.atomic import write_text
@@ -102,13 +103,18 @@ def _score(forward, dataset, options, num_workers, print_detail, auc=None):
     if print_detail:
         logger.info(f'[EVAL] {len(dataset)} images, {options.summary()}')
     start = last_log = time.time()
-    for done, sample in enumerate(_samples(dataset, indices, num_workers), 1):
+    files = getattr(dataset, 'file_list', None)
+    for done, (index, sample) in enumerate(zip(indices, _samples(dataset, indices, num_workers)), 1):
+        label_path = files[index][1] if files else f'label {index}'
+        label = np.asarray(sample['label'])
+        problem = label_problem(label, confusion.num_classes, confusion.ignore_index, label_path)
+        if problem:
+            raise UserError(problem)
         logits = infer.infer_logits(forward, sample['img'], sample['trans_info'], options)
         pred = logits.argmax(axis=0).astype(np.int32)
-        label = np.asarray(sample['label'])
         if label.size != pred.size:
-            raise ValueError(f'image {done}: prediction {list(pred.shape)} and label {list(label.shape)} '
-                             'differ in size; val transforms must record each resize / padding in trans_info')
+            raise UserError(f'{label_path}: prediction {list(pred.shape)} and label {list(label.shape)} differ in '
+                            'size; expected val transforms that record each resize / padding in trans_info')
         confusion.update(pred, label)
         if auc is not None:
             auc.update(logits, label)

@@ -3,7 +3,8 @@
 The loop (:class:`paddle_psp.engine.train.Trainer`) calls every hook in order: ``before_train`` once,
 ``after_step`` after each iteration with a :class:`Step`, ``after_train`` once at the end. Order matters:
 :class:`EvalHook` puts its metrics into the step before :class:`CheckpointHook` saves them, and
-:class:`VisualDLHook` writes the scalars the hooks before it put into the step. Extra hooks (e.g. a test's
+:class:`VisualDLHook` writes (and at a checkpoint iteration flushes) the scalars the hooks before it put
+into the step before the checkpoint is saved. Extra hooks (e.g. a test's
 fault injection) come after these, so they see the checkpoint of the step complete.
 """
 import dataclasses
@@ -13,7 +14,7 @@ from paddle_psp.core.log import logger
 from paddle_psp.core.util import format_duration
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine.evaluate import evaluate
-from paddle_psp.engine.vdl import ScalarWriter
+from paddle_psp.engine.vdl import ScalarWriter, truncate_records
 
 
 @dataclasses.dataclass
@@ -117,13 +118,17 @@ class EvalHook(Hook):
 
 
 class CheckpointHook(Hook):
-    """On rank 0, every ``interval`` iterations: ``best_model/`` when the step's mIoU improved, then
-    ``iter_N`` (weights, optimizer state, the losses since the previous save), pruning old ones.
+    """On rank 0, every ``interval`` iterations: ``iter_N`` (weights, optimizer state, the losses since the
+    previous save, the best so far), then ``best_model/`` when the step's mIoU improved, then pruning of
+    this run's oldest ``iter_N``.
+
+    Saving ``iter_N`` before ``best_model`` makes a kill between the two harmless: the resumed run finds the
+    best recorded in ``iter_N`` and rewrites ``best_model`` from it.
 
     Args:
         save_dir (str): Output directory.
         interval (int): Iterations between checkpoints.
-        keep (int): Newest ``iter_N`` kept (<= 0: all).
+        keep (int): Newest ``iter_N`` of this run kept (<= 0: all).
     """
 
     def __init__(self, save_dir, interval, keep):
@@ -134,9 +139,17 @@ class CheckpointHook(Hook):
         self.pending_losses = {}
 
     def before_train(self, trainer):
-        if trainer.rank == 0:
-            ckpt.remove_temporaries(self.save_dir)
-        self.best = ckpt.read_best(self.save_dir) if trainer.resume else {}
+        if trainer.rank != 0:
+            return
+        ckpt.remove_temporaries(self.save_dir)
+        resume = trainer.resume
+        if resume is None:
+            return
+        # a checkpoint records the best before it; older ones (no 'best') trust best_model/ of the run
+        self.best = resume.info.get('best') or ckpt.read_best(self.save_dir, resume.run_id)
+        if self.best and self.best.get('iter') == resume.iteration and \
+                ckpt.read_best(self.save_dir, trainer.run_id) != self.best:
+            self._save_best(trainer, resume.model_state)  # the kill came between iter_N and best_model
 
     def after_step(self, trainer, step):
         self.pending_losses[step.iteration] = step.losses
@@ -146,33 +159,47 @@ class CheckpointHook(Hook):
             self.pending_losses = {}
             return
         metrics, iteration = step.metrics, step.iteration
-        if metrics and metrics['mIoU'] > self.best.get('mIoU', -1.0):
-            self.best = {'iter': iteration, 'mIoU': metrics['mIoU'], 'Acc': metrics['Acc']}
-            ckpt.save_checkpoint(self.save_dir, ckpt.BEST_DIR, trainer.core_model.state_dict(), None, self.best)
-            logger.info(f'[EVAL] best model so far: mIoU {self.best["mIoU"]:.4f} at iter {iteration}')
+        improved = bool(metrics) and metrics['mIoU'] > self.best.get('mIoU', -1.0)
+        if improved:
+            self.best = {'iter': iteration, 'mIoU': metrics['mIoU'], 'Acc': metrics['Acc'],
+                         'run_id': trainer.run_id}
         info = {'iter': iteration, 'iters': trainer.iters, 'seed': trainer.seed, 'batch_size': trainer.batch_size,
                 'nranks': trainer.nranks, 'config': os.path.abspath(trainer.cfg.path), 'metrics': metrics,
+                'run_id': trainer.run_id, 'vdl_file': trainer.vdl_file, 'best': self.best,
                 'losses': {str(i): v for i, v in sorted(self.pending_losses.items())},
                 'param_names': ckpt.parameter_names(trainer.core_model)}
-        path = ckpt.save_checkpoint(self.save_dir, f'iter_{iteration}', trainer.core_model.state_dict(),
-                                    trainer.optimizer_state(), info, extra_states=trainer.extra_states())
-        ckpt.prune_checkpoints(self.save_dir, self.keep)
+        state = trainer.core_model.state_dict()
+        path = ckpt.save_checkpoint(self.save_dir, f'iter_{iteration}', state, trainer.optimizer_state(), info,
+                                    extra_states=trainer.extra_states())
+        if improved:
+            self._save_best(trainer, state)
+        ckpt.prune_checkpoints(self.save_dir, self.keep, trainer.run_id)
         self.pending_losses = {}
         logger.info(f'saved {path}')
 
+    def _save_best(self, trainer, state):
+        ckpt.save_checkpoint(self.save_dir, ckpt.BEST_DIR, state, None, self.best)
+        logger.info(f'[EVAL] best model so far: mIoU {self.best["mIoU"]:.4f} at iter {self.best["iter"]}')
+
 
 class VisualDLHook(Hook):
-    """Writes the scalars of every step to VisualDL records in ``logdir`` (``--use_vdl``, rank 0), flushed
-    every ``flush_interval`` iterations so a killed run keeps its curves up to its last checkpoint.
+    """Writes the scalars of every step to the run's VisualDL record file in ``logdir`` (``--use_vdl``,
+    rank 0), flushed every ``flush_interval`` iterations so a killed run keeps its curves up to its last
+    checkpoint. A resumed run first drops the records after its checkpoint (see :mod:`paddle_psp.engine.vdl`).
 
     Args:
         logdir (str): The training ``save_dir``.
         flush_interval (int): Iterations between flushes (the checkpoint interval).
+        file_name (str): The run's record file name.
     """
 
-    def __init__(self, logdir, flush_interval):
-        self.writer = ScalarWriter(logdir)
+    def __init__(self, logdir, flush_interval, file_name):
+        self.writer = ScalarWriter(logdir, file_name)
         self.flush_interval = flush_interval
+
+    def before_train(self, trainer):
+        if trainer.resume is not None:
+            truncate_records(os.path.join(self.writer.logdir, self.writer.file_name), trainer.start_iter)
 
     def after_step(self, trainer, step):
         if step.scalars:

@@ -3,7 +3,8 @@
 Augmentation randomness is seeded per sample from (seed, epoch, index) and shuffling per epoch from
 (seed, epoch), so batch ``N`` of a run depends only on the seed, the batch size and the number of ranks.
 A file that cannot be loaded, or a label outside the classes, travels through the loader as a message
-and becomes a one-line UserError naming the file in :func:`unpack_batch`.
+and becomes a one-line UserError naming the file in :func:`unpack_batch`; :func:`label_problem` is the
+same label check for evaluation.
 """
 import os
 import random
@@ -82,6 +83,17 @@ class SeededSamples(paddle.io.Dataset):
             return None, None, index, describe_failure(self.dataset.file_list[index], err)
 
 
+def label_problem(labels, num_classes, ignore_index, label_path):
+    """'' when every value of ``labels`` is a class id or the ignore index, else a message naming the file."""
+    labels = np.asarray(labels)
+    bad = (labels < 0) | ((labels >= num_classes) & (labels != ignore_index))
+    if not bad.any():
+        return ''
+    values = np.unique(labels[bad])[:5].tolist()
+    return (f'{label_path}: label values {values} outside [0, {num_classes}) and not the ignore index '
+            f'{ignore_index}; expected class ids')
+
+
 def describe_failure(files, err):
     """A one-line message naming the image or label file that could not be loaded."""
     import cv2  # lazy: only needed when a sample failed
@@ -150,13 +162,11 @@ class BatchCollator:
 
     def label_failure(self, labels, indices):
         """'' when every label is a class id or the ignore index; else a message naming the label file."""
-        bad = (labels < 0) | ((labels >= self.num_classes) & (labels != self.ignore_index))
-        if not bad.any():
-            return ''
-        row = int(bad.reshape(len(labels), -1).any(axis=1).argmax())
-        values = np.unique(labels[row][bad[row]])[:5].tolist()
-        return (f'{self.file_list[indices[row]][1]}: label values {values} outside [0, {self.num_classes}) '
-                f'and not the ignore index {self.ignore_index}; expected class ids')
+        for label, index in zip(labels, indices):
+            problem = label_problem(label, self.num_classes, self.ignore_index, self.file_list[index][1])
+            if problem:
+                return problem
+        return ''
 
 
 class EpochShardSampler(paddle.io.DistributedBatchSampler):

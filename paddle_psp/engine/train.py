@@ -4,7 +4,13 @@ The loop is short: a batch, a step, then the hooks (:mod:`paddle_psp.engine.hook
 checkpoints, VisualDL) in order. Exact resume: augmentation randomness is seeded per sample from
 (seed, epoch, index), shuffling per epoch from (seed, epoch) (:mod:`paddle_psp.engine.loader`), dropout per
 iteration from (seed, iteration, rank); the optimizer and LR state are in ``model.pdopt``. So
-``--resume_model save_dir/iter_N`` repeats what a run that was never stopped does.
+``--resume_model save_dir/iter_N`` repeats what a run that was never stopped does, and
+``--resume_model auto`` picks the newest complete checkpoint in ``--save_dir`` (or starts fresh when there
+is none), so the same command can simply be run again after a crash.
+
+Runs never mix: ``--save_dir`` is checked before any work, and a fresh run into a folder that holds another
+run's checkpoints is refused. Each run has an id, recorded in its checkpoints: pruning and ``best_model``
+touch only the run's own.
 
 Data parallel (CPU with gloo, or GPUs)::
 
@@ -22,8 +28,10 @@ from paddle_psp.config import load_config
 from paddle_psp.config.registry import constructor_params, lookup_class
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
+from paddle_psp.core.outputs import require_dir
 from paddle_psp.core.util import has_gpu
 from paddle_psp.engine import checkpoint as ckpt
+from paddle_psp.engine import vdl
 from paddle_psp.engine.ema import EMAHook, ModelEMA
 from paddle_psp.engine.hooks import CheckpointHook, EvalHook, LogHook, Step, VisualDLHook
 from paddle_psp.engine.loader import derive_seed, make_loader, unpack_batch
@@ -44,7 +52,8 @@ def build_parser():
     parser.add_argument('--learning_rate', type=float, help='base learning rate (overrides the config)')
     parser.add_argument('--do_eval', action='store_true', help='evaluate at every save; keep best_model/')
     parser.add_argument('--use_vdl', action='store_true', help='write VisualDL scalars to save_dir')
-    parser.add_argument('--resume_model', help='continue from a checkpoint directory save_dir/iter_N')
+    parser.add_argument('--resume_model', help='continue from a checkpoint directory save_dir/iter_N; auto: '
+                        'from the newest complete one in --save_dir, or fresh when there is none')
     parser.add_argument('--save_interval', type=int, default=1000, help='iterations between checkpoints (1000)')
     parser.add_argument('--log_iters', type=int, default=10, help='iterations between log lines (10)')
     parser.add_argument('--keep_checkpoint_max', type=int, default=5, help='newest checkpoints kept (5)')
@@ -80,6 +89,7 @@ def main(argv=None, extra_hooks=()):
     """
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     check_flags(args)
+    args.resume_model = check_save_dir(args.save_dir, args.resume_model)
     trainer = Trainer(args)
     trainer.hooks.extend(extra_hooks)
     trainer.run()
@@ -103,6 +113,29 @@ def check_flags(args):
     if args.precision == 'fp16' and select_device(args.device) == 'cpu':
         raise UserError('--precision fp16: mixed precision (AMP) runs on GPU only; expected --precision fp32 '
                         'on CPU')
+
+
+def check_save_dir(save_dir, resume_model):
+    """Check ``--save_dir`` before any work: a writable folder (or one that can be created), holding no
+    other run's checkpoints. Returns the checkpoint to resume from (``auto`` resolved), or None.
+
+    Raises:
+        UserError: One line naming the folder and the ways on.
+    """
+    require_dir(save_dir, 'a folder for checkpoints and VisualDL logs', '--save_dir')
+    if resume_model == 'auto':
+        resume_model = ckpt.latest_checkpoint(save_dir)
+        logger.info(f'--resume_model auto: resuming from {resume_model}' if resume_model else
+                    f'--resume_model auto: no complete checkpoint in {save_dir}, starting a new run')
+    run_id = ckpt.read_info(resume_model).get('run_id') if resume_model else None
+    others = ckpt.other_runs(save_dir, run_id) if run_id or not resume_model else []
+    if others:
+        listed = others[0] if len(others) == 1 else f'{others[0]} .. {others[-1]}'
+        latest = ckpt.latest_checkpoint(save_dir)
+        resume = f'--resume_model {latest} (or auto)' if latest else '--resume_model with one of its checkpoints'
+        raise UserError(f'--save_dir {save_dir}: holds checkpoints of another run ({listed}); expected another '
+                        f'--save_dir for a new run, or {resume} to continue that run')
+    return resume_model
 
 
 def select_device(requested):
@@ -144,6 +177,8 @@ class Trainer:
         self.resume = ckpt.ResumeState.load(args.resume_model) if args.resume_model else None
         self.start_iter = self.resume.iteration if self.resume else 0
         self.seed = self._choose_seed()
+        self.run_id = (self.resume and self.resume.run_id) or ckpt.new_run_id()
+        self.vdl_file = self._record_file_name()
         self._build_components()
         if self.resume:
             self._restore(self.resume)
@@ -201,6 +236,13 @@ class Trainer:
         """``{file name: state dict}`` a checkpoint holds besides the model and optimizer (the EMA)."""
         return {ckpt.EMA_FILE: self.ema.state_dict()} if self.ema is not None else {}
 
+    def _record_file_name(self):
+        """This run's VisualDL record file: the resumed run's (older checkpoints: the newest there), else new."""
+        if self.resume is None:
+            return vdl.new_record_name(self.run_id)
+        return (self.resume.info.get('vdl_file') or vdl.newest_record_name(self.args.save_dir)
+                or vdl.new_record_name(self.run_id))
+
     def _build_components(self):
         """Datasets, model, loss, LR schedule and optimizer from the config (UserErrors name the key)."""
         cfg = self.cfg
@@ -256,17 +298,18 @@ class Trainer:
         return scaler
 
     def _standard_hooks(self):
-        """Logging, evaluation (--do_eval), EMA (--use_ema), checkpoints, VisualDL (--use_vdl, rank 0) and the
-        profiler (--profiler_options), in that order."""
+        """Logging, evaluation (--do_eval), EMA (--use_ema), VisualDL (--use_vdl, rank 0), checkpoints and
+        the profiler (--profiler_options), in that order: the records of an iteration are on disk before
+        its checkpoint, so a resumed run loses none."""
         args = self.args
         hooks = [LogHook(args.log_iters)]
         if args.do_eval:
             hooks.append(EvalHook(self.val_dataset, args.save_interval, args.num_workers))
         if args.use_ema:
             hooks.append(EMAHook(args.save_dir, args.save_interval, self.val_dataset, args.num_workers))
-        hooks.append(CheckpointHook(args.save_dir, args.save_interval, args.keep_checkpoint_max))
         if args.use_vdl and self.rank == 0:
-            hooks.append(VisualDLHook(args.save_dir, args.save_interval))
+            hooks.append(VisualDLHook(args.save_dir, args.save_interval, self.vdl_file))
+        hooks.append(CheckpointHook(args.save_dir, args.save_interval, args.keep_checkpoint_max))
         if args.profiler_options is not None:
             hooks.append(ProfilerHook(parse_profiler_options(args.profiler_options)))
         return hooks

@@ -23,6 +23,7 @@ from paddle_psp.config import load_config
 from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
+from paddle_psp.core.outputs import require_dir, require_file
 from paddle_psp.weights.state_dict import load_for_eval
 from paddle_psp_cli.parsers import OUTPUT_OPS, export_parser
 
@@ -82,6 +83,9 @@ def export(config, model_path, save_dir, input_shape=None, output_op='argmax', o
     shape = check_input_shape(input_shape)
     if output_op not in OUTPUT_OPS:
         raise UserError(f'--output_op {output_op}: expected one of {", ".join(OUTPUT_OPS)}')
+    require_dir(save_dir, 'a folder for the exported model', '--save_dir')
+    for name in MODEL_FILES + ('deploy.yaml',):
+        require_file(os.path.join(save_dir, name), 'the exported model file')
     cfg = load_config(config, opts=opts)
     transforms = _plain(cfg.section('val_dataset').get('transforms', []))
     save_static_model(load_for_eval(cfg.build_model(pretrained=False), model_path), save_dir, shape, output_op)

@@ -15,6 +15,7 @@ from paddle_psp.core.atomic import atomic_path
 from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
+from paddle_psp.core.outputs import require_dir
 from paddle_psp.data import datasets
 from paddle_psp.config import load_config
 from paddle_psp.inference import tta
@@ -151,6 +152,9 @@ def main(argv):
     stages = Stages(enabled=args.profile)
     stages.mark('imports')
     use_device(args.device)
+    require_dir(args.save_dir, 'a folder for the predictions', '--save_dir')
+    for folder in ('pseudo_color_prediction', 'added_prediction'):
+        require_dir(os.path.join(args.save_dir, folder), 'a folder for the predictions')
     cfg = load_config(args.config, opts=args.opts)
     options = tta.options_from_args(args, cfg.test_config)
     image_paths, base = list_images(args.image_path)
