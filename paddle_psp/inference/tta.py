@@ -25,6 +25,7 @@ import paddle
 import paddle.nn.functional as F
 
 from paddle_psp.core.errors import UserError
+from paddle_psp.inference.cache import cache_help
 
 Augmentation = collections.namedtuple('Augmentation', ['scale', 'flip_horizontal', 'flip_vertical'])
 Augmentation.__doc__ = 'One test-time augmentation: a scale and whether the image is flipped each way.'
@@ -340,7 +341,8 @@ def add_arguments(parser, aug_flags=('--aug_eval',)):
     group.add_argument('--stride', nargs=2, type=int, default=None, metavar=('W', 'H'),
                        help='sliding-window stride')
     parser.add_argument('--dygraph', action='store_true',
-                        help='run the dygraph model instead of the fast CPU path (Paddle Inference + oneDNN)')
+                        help='run the dygraph model instead of the fast CPU path (Paddle Inference + oneDNN; '
+                             f'{cache_help()})')
 
 
 def options_from_args(args, test_config=None):
