@@ -152,7 +152,8 @@ def main(argv):
     palette = datasets.palette(cfg.section('val_dataset').get('type'))
     model = load_for_eval(cfg.model, args.model_path)
     logger.info(f'[PREDICT] {len(image_paths)} images, {options.summary()}')
-    predict(fast_forward(model, fast=not args.dygraph), transforms, image_paths, args.save_dir, palette, options, base)
+    forward = fast_forward(model, fast=not args.dygraph, shapes=options.input_shapes())
+    predict(forward, transforms, image_paths, args.save_dir, palette, options, base)
     logger.info(f'[PREDICT] saved in {os.path.join(args.save_dir, "pseudo_color_prediction")} and '
                 f'{os.path.join(args.save_dir, "added_prediction")}')
     return 0

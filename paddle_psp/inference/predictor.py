@@ -32,7 +32,7 @@ from paddle_psp.models.layers import ConvBN
 from paddle_psp.core.runtime import physical_cores
 
 
-def fast_forward(model, device=None, fast=True, cache_dir=None):
+def fast_forward(model, device=None, fast=True, cache_dir=None, shapes=None):
     """A ``forward(batch) -> logits`` callable: the fastest exact evaluation path for ``model``.
 
     Args:
@@ -42,6 +42,10 @@ def fast_forward(model, device=None, fast=True, cache_dir=None):
         fast (bool, optional): False runs the dygraph model as it is (the reference path). Default: True.
         cache_dir (str, optional): Where exported models are kept. Default: ``$PADDLE_PSP_CACHE`` or
             ``~/.cache/paddle_psp/inference`` (see :mod:`paddle_psp.inference.cache`).
+        shapes (int, optional): Input shapes each image sends to ``forward``, e.g.
+            :meth:`InferOptions.input_shapes` for test-time augmentation over more scales than
+            ``ONEDNN_SHAPE_CACHE``: oneDNN keeps the primitives of at least this many shapes, so that they
+            are not created again for every image. Default: ``ONEDNN_SHAPE_CACHE``.
 
     Returns:
         callable: ``forward(batch)`` taking an NCHW float32 numpy array and returning the logits
@@ -58,7 +62,8 @@ def fast_forward(model, device=None, fast=True, cache_dir=None):
     threads = physical_cores()
     try:
         with _cached_export(model, cache_dir) as model_dir:
-            forward = inference_forward(model_dir, cpu_threads=threads)
+            forward = inference_forward(model_dir, cpu_threads=threads,
+                                        shape_cache=max(ONEDNN_SHAPE_CACHE, shapes or 0))
     except Exception as err:  # any export / load failure: evaluation still runs, on the slower path
         logger.warning(f'fast forward unavailable, running the dygraph model: {type(err).__name__}: '
                        f'{one_line(err, limit=300)}')
@@ -177,7 +182,10 @@ ONEDNN_OPS = {'conv2d', 'fused_conv2d', 'batch_norm', 'relu', 'elementwise_add',
               'fc', 'bilinear_interp_v2', 'scale', 'softmax', 'transpose2', 'reshape2', 'slice', 'fill_constant',
               'eye', 'shape', 'cast', 'dropout', 'top_k_v2', 'arg_max'}
 # oneDNN keeps primitives and reordered weights per input shape: ~250 MB per shape for PSPNet R50, without
-# limit by default (12 image sizes: 3.9 GB). 4 covers 3-scale TTA; a shape not cached costs ~30 % of a forward.
+# limit by default (12 image sizes: 3.9 GB). 4 covers 3-scale TTA (the flips of a scale are one batch, the
+# sliding windows of a scale one size); a shape not cached costs ~30 % of a forward. Past the capacity
+# Paddle drops an arbitrary shape (its shape map is unordered), so more shapes in rotation than the
+# capacity re-create primitives on every image: fast_forward(shapes=...) raises it for more scales.
 ONEDNN_SHAPE_CACHE = 4
 
 
