@@ -163,8 +163,8 @@ def evict(root, limit, keep=None):
         path = os.path.join(root, name)
         if name == LOCK or not os.path.isdir(path):
             continue
-        if name.startswith(WORK_PREFIX):
-            if now - os.path.getmtime(path) > STALE_WORK_SECONDS:
+        if name.startswith(WORK_PREFIX):  # other processes remove theirs without the lock
+            if now - _last_use(path) > STALE_WORK_SECONDS:
                 _remove(path)
             continue
         size = folder_bytes(path)
@@ -190,7 +190,7 @@ def _last_use(folder):
     for path in (os.path.join(folder, MARKER), folder):
         with contextlib.suppress(OSError):
             return os.path.getmtime(path)
-    return 0.0
+    return time.time()  # gone meanwhile
 
 
 def _remove(path):
