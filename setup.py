@@ -4,7 +4,7 @@ setup(
     name='paddle-psp',
     version='0.1.0',
     description='PSPNet and DeepLabV3 (dilated ResNet50/101, OS8) for PaddleSeg on Paddle 3',
-    packages=find_packages(include=['paddle_psp', 'paddle_psp.*']),
+    packages=find_packages(include=['paddle_psp', 'paddle_psp.*', 'paddle_psp_cli']),
     package_data={'paddle_psp': ['*.json', '*.yml'], 'paddle_psp.weights': ['zoo.json']},
     python_requires='>=3.9',
     # paddlepaddle (CPU) is pinned in requirements.txt, not here, so GPU users can
@@ -21,5 +21,5 @@ setup(
         'filelock',
         'tqdm',
     ],
-    entry_points={'console_scripts': ['paddleseg=paddle_psp.cli:main']},
+    entry_points={'console_scripts': ['paddleseg=paddle_psp_cli:main']},
 )

@@ -13,7 +13,7 @@ import sys
 
 from paddleseg.cvlibs import manager
 
-from paddle_psp import cli
+import paddle_psp_cli as cli
 from paddle_psp.models.base import SegmentationHead, SegmentationModel
 from paddle_psp.models.layers import ConvBN
 

@@ -2,7 +2,7 @@
 
 ``import paddle_psp`` registers into ``paddleseg.cvlibs.manager``:
 MODELS ZooPSPNet, ZooDeepLabV3; BACKBONES ZooResNet50_vd, ZooResNet101_vd; LOSSES ZooCrossEntropyLoss.
+The ``paddleseg`` command lives in the separate, light package :mod:`paddle_psp_cli`.
 """
-__version__ = '0.1.0'
-
+from paddle_psp_cli import __version__  # noqa: F401  (one version string, readable without Paddle)
 from paddle_psp import models  # noqa: E402,F401  (registers the models, backbones and the loss)

@@ -22,11 +22,11 @@ from PIL import Image
 
 from paddle_psp import benchmark
 from paddle_psp.core import atomic
-from paddle_psp.weights import zoo
+from paddle_psp.core.errors import UserError
 from paddle_psp.data.synthetic import CLASSES, make_cityscapes_like
 from paddle_psp.engine import metrics, train
-from paddle_psp.engine.config import load_config
-from paddle_psp.core.errors import UserError
+from paddle_psp.config import load_config
+from paddle_psp.weights import zoo
 
 DEFAULT_SAVE_DIR = os.path.join('.', 'quickstart_output')
 CONFIG = os.path.join('configs', 'quickstart', 'pspnet_resnet50_os8_synthcity_quickstart.yml')

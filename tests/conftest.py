@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from paddle_psp.data.synthetic import make_cityscapes_like
-from paddle_psp.engine.config import load_config
+from paddle_psp.config import load_config
 
 SYNTHETIC_SPEC = {'num_train': 8, 'num_val': 4, 'size': (128, 64), 'seed': 0}
 # Environment for subprocesses: fast convolutions on AMD CPUs, one thread pool per process.

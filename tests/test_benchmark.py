@@ -20,11 +20,15 @@ import pytest
 import yaml
 
 from conftest import SUBPROCESS_ENV, tiny_config_dict, write_config
-from paddle_psp import benchmark, cli
-from paddle_psp.weights import zoo
-from paddle_psp.engine import evaluate
-from paddle_psp.engine.config import build_val_dataset, load_config
+import paddle_psp_cli as cli
+from paddle_psp import benchmark
+from paddle_psp.benchmark import cli as benchmark_cli
+from paddle_psp.benchmark.runner import drop_pretrained
 from paddle_psp.core.errors import UserError
+from paddle_psp.core.log import logger
+from paddle_psp.engine import evaluate
+from paddle_psp.config import build_val_dataset, load_config
+from paddle_psp.weights import zoo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_SCRIPT = os.path.join(REPO, 'benchmarks', 'run.py')
@@ -63,9 +67,9 @@ def write_full_pyramid_config(directory, data_root):
 
 
 def run_benchmark(setup, save_dir, *extra):
-    """benchmark.main on the tiny config (dygraph, as paddleseg val); returns the written JSON."""
-    assert benchmark.main(['--config', setup['config'], '--model_path', setup['checkpoint'], '--dygraph',
-                           '--save_dir', str(save_dir), *extra]) == 0
+    """benchmark_cli.main on the tiny config (dygraph, as paddleseg val); returns the written JSON."""
+    assert benchmark_cli.main(['--config', setup['config'], '--model_path', setup['checkpoint'], '--dygraph',
+                               '--save_dir', str(save_dir), *extra]) == 0
     with open(os.path.join(save_dir, benchmark.RESULTS_JSON)) as file:
         return json.load(file)
 
@@ -129,8 +133,8 @@ def test_default_fast_path_agrees_with_the_dygraph_path(setup, tmp_path, monkeyp
     entries = {}
     for path in ('fast', 'dygraph'):
         flags = ['--dygraph'] if path == 'dygraph' else []
-        assert benchmark.main(['--config', config, '--model_path', checkpoint,
-                               '--save_dir', str(tmp_path / path), *flags]) == 0
+        assert benchmark_cli.main(['--config', config, '--model_path', checkpoint,
+                                   '--save_dir', str(tmp_path / path), *flags]) == 0
         results = json.loads((tmp_path / path / benchmark.RESULTS_JSON).read_text())
         assert results['environment']['forward'] == ('dygraph' if path == 'dygraph' else 'fast_forward')
         entries[path] = results['entries'][0]
@@ -306,8 +310,8 @@ def test_zoo_entry_checkpoint_is_fetched_through_the_mirror(setup, mirror, monke
     monkeypatch.setattr(zoo, 'config_path', lambda name, root=None: setup['config'] if name == ZOO_NAME
                         else real_config_path(name, root))
     save_dir = tmp_path / 'out'
-    assert benchmark.main(['--zoo', ZOO_NAME, '--data_root', setup['root'], '--limit', '2', '--dygraph',
-                           '--save_dir', str(save_dir)]) == 0
+    assert benchmark_cli.main(['--zoo', ZOO_NAME, '--data_root', setup['root'], '--limit', '2', '--dygraph',
+                               '--save_dir', str(save_dir)]) == 0
     results = json.loads((save_dir / benchmark.RESULTS_JSON).read_text())
     entry = results['entries'][0]
     assert entry['checkpoint']['path'].startswith(str(tmp_path / 'seg_home' / 'pretrained_model'))
@@ -331,7 +335,7 @@ def test_zoo_selection_uses_the_real_configs_and_data_root(setup):
     assert [t.name for t in targets] == [ZOO_NAME, 'pspnet_resnet101_os8_cityscapes_1024x512_80k']
     for target in targets:
         cfg = load_config(target.config)
-        benchmark._drop_pretrained(cfg)
+        drop_pretrained(cfg)
         assert cfg.dic['model']['backbone']['pretrained'] is None  # no ImageNet download to evaluate
         dataset = build_val_dataset(cfg, setup['root'])
         assert len(dataset) == NUM_VAL and dataset.num_classes == 19
@@ -367,13 +371,13 @@ def test_progress_bar_on_a_terminal_and_log_lines_otherwise():
     stream = io.StringIO()
     records = []
     handler = _ListHandler(records)
-    benchmark.logger.addHandler(handler)
+    logger.addHandler(handler)
     try:
         bar = benchmark.ProgressBar('y', total=5, done=0, every=2, stream=stream)
         for done in range(1, 6):
             bar.update(done)
     finally:
-        benchmark.logger.removeHandler(handler)
+        logger.removeHandler(handler)
     assert stream.getvalue() == ''
     assert [re.search(r'(\d)/5', r).group(1) for r in records] == ['2', '4', '5']
     assert all('ETA' in r for r in records)

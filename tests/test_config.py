@@ -9,7 +9,7 @@ import yaml
 from paddleseg.cvlibs.config import parse_from_yaml
 
 from conftest import write_config
-from paddle_psp.engine.config import build_val_dataset, load_config
+from paddle_psp.config import build_val_dataset, load_config
 from paddle_psp.core.errors import UserError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -105,7 +105,7 @@ def test_unknown_type_names_key_and_close_matches(tiny, opt, expected):
 def test_unknown_argument_and_bad_numbers(tiny):
     text = open(tiny).read().replace('pp_out_channels', 'pp_out_chanels')
     message = one_line_error(load_config, write_yaml(tiny, text))
-    assert 'model.pp_out_chanels: not an argument of ZooPSPNet; did you mean pp_out_channels?' in message
+    assert 'model.pp_out_chanels: not an argument of ZooPSPNet; did you mean pp_out_channels' in message
     assert 'batch_size: expected a positive integer' in one_line_error(load_config, tiny, batch_size=0)
     assert "iters: expected a positive integer, got 'x'" in one_line_error(load_config, tiny, opts=['iters=x'])
 

@@ -12,11 +12,11 @@ from paddleseg.transforms import Normalize, Padding
 from PIL import Image
 
 from conftest import write_checkpoints
-from paddle_psp import cli
+import paddle_psp_cli as cli
 from paddle_psp.data.synthetic import CLASSES
 from paddle_psp.engine import evaluate
 from paddle_psp.inference import tta as infer
-from paddle_psp.engine.config import load_config
+from paddle_psp.config import load_config
 from paddle_psp.data.datasets import CITYSCAPES_CLASSES
 from paddle_psp.core.errors import UserError
 from test_metrics import reference_scores

@@ -10,7 +10,7 @@ from paddleseg.cvlibs import manager
 from conftest import tiny_config_dict
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine import train
-from paddle_psp.engine.config import load_config
+from paddle_psp.config import load_config
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'examples')
 sys.path.insert(0, EXAMPLES)

@@ -18,8 +18,8 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_psp import cli
-from paddle_psp.weights import hub
+import paddle_psp_cli as cli
+from paddle_psp.weights import fetch, hub
 from paddle_psp.core.errors import UserError
 
 DYGRAPH = '/paddleseg/dygraph'
@@ -134,7 +134,7 @@ def seg_home(tmp_path, monkeypatch):
     home = tmp_path / 'seg_home'
     monkeypatch.setenv('SEG_HOME', str(home))
     monkeypatch.delenv(hub.MIRROR_ENV, raising=False)
-    monkeypatch.setattr(hub, 'DEFAULT_RETRY', hub.RetryPolicy(attempts=3, base_delay=0.01, timeout=10))
+    monkeypatch.setattr(hub, 'DEFAULT_RETRY', fetch.RetryPolicy(attempts=3, base_delay=0.01, timeout=10))
     return home
 
 

@@ -11,6 +11,7 @@ import pytest
 from paddle_psp.inference import tta
 from paddle_psp.inference.tta import Augmentation, InferOptions
 from paddle_psp.core.errors import UserError
+from paddle_psp_cli.parsers import add_tta_arguments
 
 NUM_CLASSES = 5
 
@@ -260,7 +261,7 @@ def test_forward_with_wrong_output_shape_is_reported(image):
 def parse_flags(argv):
     import argparse
     parser = argparse.ArgumentParser()
-    tta.add_arguments(parser, ('--aug_pred', '--aug_eval'))
+    add_tta_arguments(parser, ('--aug_pred', '--aug_eval'))
     return parser.parse_args(argv)
 
 

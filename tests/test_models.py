@@ -196,7 +196,7 @@ def test_paddleseg_checkpoint_loads_with_nothing_missing(tmp_path, capsys):
     assert len(report['loaded']) == 315
     for key, value in ref.state_dict().items():
         np.testing.assert_array_equal(ours.state_dict()[key].numpy(), value.numpy())
-    assert f'loaded 315/315 tensors from {path}' in capsys.readouterr().out
+    assert f'loaded 315/315 tensors from {path}' in capsys.readouterr().err
 
 
 def test_other_class_count_skips_classifier_tensors_with_one_line_each(tmp_path, capsys):
@@ -206,7 +206,7 @@ def test_other_class_count_skips_classifier_tensors_with_one_line_each(tmp_path,
     target = ZooDeepLabV3(21, ResNetVd(18, multi_grid=[1, 1]))
     report = load_weights(target, path)
     assert report['mismatched'] == ['head.cls.weight', 'head.cls.bias']
-    out = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().err.splitlines()
     assert any('skip head.cls.weight: checkpoint shape [19, 256, 1, 1], model shape [21, 256, 1, 1]' in line
                for line in out)
     total = len(target.state_dict())

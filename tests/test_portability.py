@@ -24,7 +24,7 @@ HIDE = textwrap.dedent('''
 CHECKS = textwrap.dedent('''
     import contextlib, importlib, io, os, tempfile
     import paddle_psp
-    from paddle_psp import cli
+    import paddle_psp_cli as cli
     from paddle_psp.core import runtime, util
     from paddle_psp.weights import hub
     for module, _ in cli.VERBS.values():

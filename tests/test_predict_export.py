@@ -10,10 +10,10 @@ from PIL import Image
 
 from conftest import write_checkpoints
 from paddle_psp.data import datasets
-from paddle_psp import cli
+import paddle_psp_cli as cli
 from paddle_psp.inference import cache, export, predict, predictor
 from paddle_psp.inference import tta
-from paddle_psp.engine.config import load_config
+from paddle_psp.config import load_config
 from paddle_psp.core.errors import UserError
 
 NUM_CLASSES = 19

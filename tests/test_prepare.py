@@ -11,7 +11,7 @@ import scipy.io
 import scipy.sparse
 from PIL import Image
 
-from paddle_psp import cli
+import paddle_psp_cli as cli
 from paddle_psp.data import prepare
 from paddle_psp.core.errors import UserError
 

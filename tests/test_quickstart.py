@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from conftest import SUBPROCESS_ENV
-from paddle_psp import cli, quickstart
-from paddle_psp.engine.config import load_config
+import paddle_psp_cli as cli
+from paddle_psp import quickstart
+from paddle_psp.config import load_config
 from paddle_psp.weights.zoo import TABLE_HEADER
 
 SHORT_ITERS = 40  # the full quickstart trains 120; 40 keeps this test near two minutes
@@ -24,7 +25,7 @@ MIOU_FLOOR = 0.35  # measured 0.49 at 40 iterations; chance is 0.08 (majority cl
 def short_run(tmp_path_factory):
     """One shortened quickstart in a subprocess (fast convolutions via MKL_DEBUG_CPU_TYPE)."""
     save_dir = tmp_path_factory.mktemp('quickstart') / 'out'
-    command = [sys.executable, '-m', 'paddle_psp.cli', 'quickstart', '--save_dir', str(save_dir), '--iters',
+    command = [sys.executable, '-m', 'paddle_psp_cli', 'quickstart', '--save_dir', str(save_dir), '--iters',
                str(SHORT_ITERS)]
     env = dict(os.environ, PADDLE_PSP_CACHE=str(save_dir.parent / 'inference_cache'), **SUBPROCESS_ENV)
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)

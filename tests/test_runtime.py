@@ -65,10 +65,11 @@ def run_python(code, **env):
     environ.update(env)
     result = subprocess.run([sys.executable, '-c', code], env=environ, capture_output=True, text=True,
                             check=True)
-    return result.stdout
+    return result.stdout + result.stderr
 
 
-APPLY_TWICE = ('import os; from paddle_psp.core import runtime; print(runtime.apply_cpu_tuning()); '
+APPLY_TWICE = ('import os; from paddle_psp.core import runtime; from paddle_psp.core.log import logger; '
+               'logger.setLevel("DEBUG"); print(runtime.apply_cpu_tuning()); '
                'runtime.apply_cpu_tuning(); print("env", os.environ.get("MKL_DEBUG_CPU_TYPE"))')
 
 
@@ -85,7 +86,8 @@ def test_apply_sets_the_environment_and_logs_one_line():
 def test_apply_does_nothing_when_switched_off():
     out = run_python(APPLY_TWICE, PADDLE_PSP_NO_TUNING='1')
     assert 'cpu tuning: off (PADDLE_PSP_NO_TUNING=1)' in out and 'env None' in out and '{}' in out
-    out = run_python('import os; from paddle_psp.core import runtime; runtime.apply_cpu_tuning(enabled=False); '
+    out = run_python('import os; from paddle_psp.core import runtime; from paddle_psp.core.log import logger; '
+                     'logger.setLevel("DEBUG"); runtime.apply_cpu_tuning(enabled=False); '
                      'print("env", os.environ.get("MKL_DEBUG_CPU_TYPE"), '
                      'os.environ.get("PADDLE_PSP_NO_TUNING"))')
     assert 'env None 1' in out
@@ -96,6 +98,7 @@ def test_log_line_names_user_settings(monkeypatch):
     handler = logging.Handler()
     handler.emit = records.append
     logger.addHandler(handler)
+    monkeypatch.setattr(logger, 'level', logging.DEBUG)  # the tuning line is a debug message
     monkeypatch.setitem(runtime._state, 'logged', False)
     monkeypatch.setenv('MKL_DEBUG_CPU_TYPE', '5')
     monkeypatch.setenv('MALLOC_MMAP_THRESHOLD_', '1048576')

@@ -58,7 +58,7 @@ def repository_files():
 @pytest.fixture(scope='module')
 def lone_copy(tmp_path_factory):
     """A copy of the repository in an empty folder: <tmp>/empty/<repo name>, nothing beside it."""
-    if shutil.which('git') is None or not os.path.isdir(os.path.join(REPO_ROOT, '.git')):
+    if shutil.which('git') is None or not os.path.exists(os.path.join(REPO_ROOT, '.git')):
         pytest.fail('this test needs git and a git checkout of the repository')
     copy = tmp_path_factory.mktemp('empty') / os.path.basename(REPO_ROOT)
     for path in repository_files():

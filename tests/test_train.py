@@ -7,30 +7,37 @@ import shutil
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import paddle
 import pytest
 
 from conftest import SUBPROCESS_ENV
-from paddle_psp import cli
+import paddle_psp_cli as cli
 from paddle_psp.engine import checkpoint as ckpt
-from paddle_psp.engine.config import load_config
-from paddle_psp.engine.train import BatchCollator, EpochShardSampler, SeededSamples
+from paddle_psp.config import load_config
+from paddle_psp.engine.loader import BatchCollator, EpochShardSampler, SeededSamples
 from paddle_psp.core.errors import UserError
 
 PADDLESEG = shutil.which('paddleseg', path=os.path.dirname(sys.executable)) or shutil.which('paddleseg')
+TRAIN_WITH_HOOKS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train_with_hooks.py')
 LOG_LINE = re.compile(r'\[TRAIN\] epoch: (\d+), iter: (\d+)/(\d+), loss: ([\d.]+), lr: ([\d.]+), '
                       r'batch_cost: ([\d.]+), reader_cost: ([\d.]+), ips: [\d.]+ samples/sec '
                       r'\| ETA \d\d:\d\d:\d\d')
 TRAIN_TAGS = ['Train/loss', 'Train/loss_0', 'Train/loss_1', 'Train/lr', 'Train/batch_cost', 'Train/reader_cost']
 
 
-def run_train(args, env=None, timeout=240, launcher=()):
-    """Run ``paddleseg train ARGS`` in a fresh process; returns the CompletedProcess."""
+def run_train(args, env=None, timeout=240, launcher=(), hooks=()):
+    """Run ``paddleseg train ARGS`` in a fresh process; returns the CompletedProcess.
+
+    ``hooks``: flags of tests/train_with_hooks.py (e.g. ``['--kill_after_save', '3']``), which then runs
+    the training with those test-only hooks.
+    """
     full_env = {**os.environ, **SUBPROCESS_ENV, **(env or {})}
-    return subprocess.run([*launcher, PADDLESEG, 'train', *args], capture_output=True, text=True, env=full_env,
-                          timeout=timeout)
+    if hooks:
+        command = [*(launcher or [sys.executable]), TRAIN_WITH_HOOKS, *hooks]
+    else:
+        command = [*launcher, PADDLESEG, 'train']
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=full_env, timeout=timeout)
 
 
 def logged(stdout):
@@ -81,7 +88,7 @@ def test_resume_after_sigkill_equals_straight_run(big_tmp_path, make_config):
 
     save_dir = str(big_tmp_path / 'run')
     killed = run_train(common + ['--save_dir', save_dir, '--num_workers', '2', '--use_vdl',
-                                 '--keep_checkpoint_max', '1'], env={'PADDLE_PSP_KILL_AFTER_SAVE': '3'})
+                                 '--keep_checkpoint_max', '1'], hooks=['--kill_after_save', '3'])
     assert killed.returncode == -9, killed.stderr[-2000:]  # a real SIGKILL, not an exit
     entries = sorted(os.listdir(save_dir))
     assert len(entries) == 2 and entries[0] == 'iter_3' and entries[1].startswith('vdlrecords.')
@@ -91,7 +98,7 @@ def test_resume_after_sigkill_equals_straight_run(big_tmp_path, make_config):
     resumed = run_train(common + ['--save_dir', save_dir, '--num_workers', '2', '--use_vdl',
                                   '--keep_checkpoint_max', '1'] + resume)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert 'resumed from' in resumed.stdout
+    assert 'resumed from' in resumed.stderr
     assert not os.path.exists(os.path.join(save_dir, 'iter_3'))  # keep_checkpoint_max 1
 
     straight_dir = str(big_tmp_path / 'straight')
@@ -112,7 +119,7 @@ def test_resume_after_sigkill_equals_straight_run(big_tmp_path, make_config):
     assert sorted(got) == list(range(1, 7))
     np.testing.assert_allclose([got[i] for i in range(1, 7)], [expected[i] for i in range(1, 7)], rtol=1e-5)
     assert len(set(round(v[0], 5) for v in got.values())) == 6  # really six different batches
-    straight_log, resumed_log = logged(straight.stdout), {**logged(killed.stdout), **logged(resumed.stdout)}
+    straight_log, resumed_log = logged(straight.stderr), {**logged(killed.stderr), **logged(resumed.stderr)}
     assert sorted(straight_log) == list(range(1, 7)) and resumed_log == straight_log
     assert [straight_log[i][0] for i in range(1, 7)] == [1, 1, 1, 1, 2, 2]  # epochs of 4 batches
 
@@ -153,7 +160,7 @@ def test_data_parallel_two_cpu_ranks(big_tmp_path, make_config):
     launcher = (sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', '2', '--log_dir', log_dir)
     result = run_train(['--config', make_config(big_tmp_path, iters=4, batch_size=1), '--save_dir', save_dir,
                         '--save_interval', '4', '--log_iters', '1', '--device', 'cpu'],
-                       env={'PADDLE_PSP_DUMP_RANKS': dump_dir, 'OMP_NUM_THREADS': '1'}, launcher=launcher)
+                       env={'OMP_NUM_THREADS': '1'}, launcher=launcher, hooks=['--dump_ranks', dump_dir])
     logs = [open(os.path.join(log_dir, f'workerlog.{r}')).read() for r in (0, 1)]
     assert result.returncode == 0, logs[0][-2000:] + logs[1][-2000:]
     ranks = [json.load(open(os.path.join(dump_dir, f'rank{r}.json'))) for r in (0, 1)]
@@ -173,79 +180,7 @@ def test_data_parallel_two_cpu_ranks(big_tmp_path, make_config):
     assert len(logged(logs[0])) == 4 and not logged(logs[1]) and 'saved' not in logs[1]
 
 
-# ------------------------------------------------------------------------------------------ bad input
-def corrupt_labels(root):
-    for path in glob.glob(os.path.join(root, 'gtFine', 'train', '*', '*.png')):
-        label = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-        label[:4] = 19  # one past the last class, not 255
-        cv2.imwrite(path, label)
-
-
-def remove_an_image(root):
-    os.remove(sorted(glob.glob(os.path.join(root, 'leftImg8bit', 'train', '*', '*.png')))[2])
-
-
-def corrupt_images(root):
-    for path in glob.glob(os.path.join(root, 'leftImg8bit', 'train', '*', '*.png')):
-        with open(path, 'wb') as file:
-            file.write(b'not a png')
-
-
-def incomplete_checkpoint(tmp_path, config):
-    """A checkpoint directory whose save was interrupted before checkpoint.json."""
-    path = tmp_path / 'old' / 'iter_2'
-    os.makedirs(path)
-    paddle.save(load_config(config).model.state_dict(), str(path / 'model.pdparams'))
-    paddle.save({'LR_Scheduler': {'last_epoch': 2}}, str(path / 'model.pdopt'))
-    return ['--resume_model', str(path)]
-
-
-BAD_INPUTS = {
-    'missing config': (lambda tmp, cfg: ['--config', str(tmp / 'nope.yml')], None,
-                       'nope.yml: config file not found'),
-    'malformed yaml': (lambda tmp, cfg: ['--config', _write(tmp / 'bad.yml', 'iters: 3\nmodel: {type: [\n')],
-                       None, 'bad.yml:3: malformed YAML'),
-    'unknown type': (lambda tmp, cfg: ['--opts', 'model.backbone.type=ResNet50'], None,
-                     "model.backbone.type: unknown type 'ResNet50'"),
-    'unknown opts key': (lambda tmp, cfg: ['--opts', 'train_dataset.crop=[8,8]'], None,
-                         "--opts train_dataset.crop: unknown key 'train_dataset.crop'"),
-    'missing dataset root': (lambda tmp, cfg: ['--opts', f'train_dataset.dataset_root={tmp}/none'], None,
-                             'paddleseg prepare cityscapes --root'),
-    'batch too large': (lambda tmp, cfg: ['--batch_size', '9'], None,
-                        'batch_size: 9 is larger than train_dataset'),
-    'fp16 on cpu': (lambda tmp, cfg: ['--precision', 'fp16', '--device', 'cpu'], None, 'GPU only'),
-    'bad flag value': (lambda tmp, cfg: ['--save_interval', '0'], None, '--save_interval: expected a positive'),
-    'label out of range': (lambda tmp, cfg: [], corrupt_labels, 'label values [19] outside [0, 19)'),
-    'unreadable image': (lambda tmp, cfg: [], corrupt_images, '_leftImg8bit.png: unreadable image'),
-    'missing image': (lambda tmp, cfg: [], remove_an_image, '_gtFine_labelTrainIds.png: has no image in '
-                      'train_dataset'),
-    'incomplete checkpoint': (incomplete_checkpoint, None, 'iter_2: incomplete checkpoint (no checkpoint.json'),
-}
-
-
-def _write(path, text):
-    path.write_text(text)
-    return str(path)
-
-
-@pytest.mark.parametrize('case', sorted(BAD_INPUTS))
-def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path, synthetic_root, make_config, capsys):
-    make_args, damage, expected = BAD_INPUTS[case]
-    root = str(shutil.copytree(synthetic_root, tmp_path / 'data')) if damage else synthetic_root
-    if damage:
-        damage(root)
-    config = make_config(tmp_path, data_root=root, iters=2)
-    args = make_args(tmp_path, config)
-    if '--config' not in args:
-        args = ['--config', config] + args
-    save_dir = tmp_path / 'out'
-    capsys.readouterr()
-    status = cli.main(['train', '--save_dir', str(save_dir), '--save_interval', '1'] + args)
-    err = capsys.readouterr().err.strip()
-    assert status == 2
-    assert err.startswith('paddleseg train: error: ') and '\n' not in err, err
-    assert expected in err
-    assert not save_dir.exists()
+# Bad input (flags, configs, data, save_dir) is one table in tests/test_bad_input.py.
 
 
 # ------------------------------------------------------------------------------------------ the parts

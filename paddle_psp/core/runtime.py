@@ -155,11 +155,11 @@ def _log_once(added):
     cpuinfo = read_cpuinfo()
     cores = f'{physical_cores(cpuinfo)} cores'
     if tuning_disabled():
-        logger.info(f'cpu tuning: off ({NO_TUNING_VAR}=1), {cores}')
+        logger.debug(f'cpu tuning: off ({NO_TUNING_VAR}=1), {cores}')
         return
     active = {key: os.environ[key] for key in TUNING_VARIABLES if key in os.environ}
     if not active:
-        logger.info(f'cpu tuning: none needed ({cpu_vendor(cpuinfo) or "unknown CPU"}), {cores}')
+        logger.debug(f'cpu tuning: none needed ({cpu_vendor(cpuinfo) or "unknown CPU"}), {cores}')
         return
     cpu = ['AMD' if is_amd_cpu(cpuinfo) else '', mkl_cpu_type(cpuinfo)[1]]
     notes = {'MKL_DEBUG_CPU_TYPE': ', '.join(filter(None, cpu))}
@@ -167,4 +167,4 @@ def _log_once(added):
     for key, value in active.items():
         note = ', '.join(filter(None, [notes.get(key), '' if key in added else 'set by the user']))
         settings.append(f'{key}={value}' + (f' ({note})' if note else ''))
-    logger.info(f'cpu tuning: {", ".join(settings)}, {cores}')
+    logger.debug(f'cpu tuning: {", ".join(settings)}, {cores}')

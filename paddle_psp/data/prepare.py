@@ -33,13 +33,16 @@
 
 Every PNG and list is written atomically, so a killed run leaves no half-written file. A label PNG that
 exists and is not older than its source is skipped, so a second run converts nothing and an interrupted
-run resumes where it stopped; ``--force`` converts everything again.
+run resumes where it stopped; ``--force`` converts everything again. Every folder and list that a run
+will write to is checked before the first conversion (a file in the way, a read-only folder): such a run
+stops with one line and writes nothing. Only results go to stdout; the progress bar goes to stderr.
 """
 import argparse
 import functools
 import glob
 import multiprocessing
 import os
+import stat
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable, NamedTuple
@@ -50,11 +53,14 @@ from PIL import Image
 
 from paddle_psp.core import atomic
 from paddle_psp.core.errors import UserError, one_line
+from paddle_psp.core.outputs import require_dir, require_file, writing
 from paddle_psp.core.util import Progress
 from paddle_psp.data.datasets import (CITYSCAPES_LAYOUT, IGNORE_INDEX, IMAGE_SUFFIX, LABEL_IDS_SUFFIX, SBD_LAYOUT,
                                       TRAIN_IDS_SUFFIX, VOC_CLASSES, VOC_LAYOUT, unpaired_cityscapes_frame)
 
 VOC_ALLOWED = np.append(np.arange(len(VOC_CLASSES)), IGNORE_INDEX)
+LABELS_EXPECTED = 'a writable folder for the converted label PNGs (copy a read-only dataset to a writable place)'
+LIST_EXPECTED = 'a writable place for the image list file'
 
 
 class Job(NamedTuple):
@@ -181,16 +187,19 @@ def sbd_mat_labels(path):
 
 def convert(job):
     """Decode ``job.src`` and write its labels to ``job.dst``."""
-    write_label_png(job.dst, job.decode(job.src))
+    labels = job.decode(job.src)
+    with writing(job.dst):  # a disk that filled up (or turned read-only) since the checks
+        write_label_png(job.dst, labels)
 
 
 def _up_to_date(job):
     """True when ``job.dst`` exists, is not empty and is not older than ``job.src``."""
     try:
         written = os.stat(job.dst)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a file in the way of a folder: check_outputs names it
         return False
-    return written.st_size > 0 and written.st_mtime_ns >= os.stat(job.src).st_mtime_ns
+    return (stat.S_ISREG(written.st_mode) and written.st_size > 0
+            and written.st_mtime_ns >= os.stat(job.src).st_mtime_ns)
 
 
 def _pool_context():
@@ -210,15 +219,17 @@ def _convert_in_pool(jobs, workers, advance):
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def run_jobs(jobs, workers=2, force=False, desc='converting'):
-    """Convert the jobs whose output is missing or stale (all of them with ``force``).
+def pending_jobs(jobs, force=False):
+    """The jobs whose output is missing or stale (all of them with ``force``)."""
+    return list(jobs) if force else [job for job in jobs if not _up_to_date(job)]
 
-    A progress bar goes to stderr when it is a terminal.
+
+def run_jobs(pending, workers=2, desc='converting'):
+    """Convert the ``pending`` jobs; a progress bar goes to stderr when it is a terminal.
 
     Returns:
         int: The number of label images converted.
     """
-    pending = list(jobs) if force else [job for job in jobs if not _up_to_date(job)]
     with Progress(desc, len(pending), unit='img') as bar:
         if workers > 1 and len(pending) > 1:
             _convert_in_pool(pending, workers, bar.advance)
@@ -229,21 +240,54 @@ def run_jobs(jobs, workers=2, force=False, desc='converting'):
     return len(pending)
 
 
+def _list_is_current(path, lines):
+    """Whether the file ``path`` holds exactly ``lines``, one per line."""
+    if not os.path.isfile(path):
+        return False
+    with open(path, encoding='utf-8') as f:
+        return f.read() == ''.join(line + '\n' for line in lines)
+
+
 def write_list(path, lines):
     """Atomically write ``lines`` (one per line) to ``path`` unless it already holds exactly them."""
-    text = ''.join(line + '\n' for line in lines)
-    if os.path.isfile(path):
-        with open(path, encoding='utf-8') as f:
-            if f.read() == text:
-                return ListFile(path, len(lines), changed=False)
-    atomic.write_text(path, text)
+    if _list_is_current(path, lines):
+        return ListFile(path, len(lines), changed=False)
+    with writing(path):
+        atomic.write_text(path, ''.join(line + '\n' for line in lines))
     return ListFile(path, len(lines), changed=True)
+
+
+def check_outputs(pending, lists):
+    """Stop with one line, before anything is written, unless every output that will be written can be.
+
+    Args:
+        pending (list): The jobs that will run.
+        lists (dict): List file path -> its lines.
+    """
+    for job in pending:
+        if os.path.isdir(job.dst):
+            raise UserError(f'{job.dst}: is a directory; expected the converted label PNG of {job.src}')
+    for folder in sorted({os.path.dirname(job.dst) for job in pending}):
+        require_dir(folder, LABELS_EXPECTED)
+    for path, lines in lists.items():
+        if not _list_is_current(path, lines):
+            require_file(path, LIST_EXPECTED)
+
+
+def _convert_all(jobs, lists, workers, force, desc):
+    """Check the outputs, convert what is pending, write the lists; the :class:`Result`."""
+    pending = pending_jobs(jobs, force)
+    check_outputs(pending, lists)
+    converted = run_jobs(pending, workers, desc)
+    return Result(converted, len(jobs), [write_list(path, lines) for path, lines in lists.items()])
 
 
 # ---------------------------------------------------------------- Cityscapes
 
 def _require_dir(path, layout):
     """Raise a UserError that names ``path`` and the expected ``layout`` unless it is a directory."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise UserError(f'{path}: not a directory; {layout}')
     if not os.path.isdir(path):
         raise UserError(f'{path}: no such directory; {layout}')
 
@@ -294,9 +338,8 @@ def prepare_cityscapes(root, workers=2, force=False):
         Result: Counts and the list files.
     """
     jobs, lines = plan_cityscapes(root)
-    converted = run_jobs(jobs, workers, force, desc='cityscapes')
-    lists = [write_list(os.path.join(root, f'{split}.txt'), split_lines) for split, split_lines in lines.items()]
-    return Result(converted, len(jobs), lists)
+    lists = {os.path.join(root, f'{split}.txt'): split_lines for split, split_lines in lines.items()}
+    return _convert_all(jobs, lists, workers, force, desc='cityscapes')
 
 
 # ---------------------------------------------------------------- VOC 2012 + SBD
@@ -373,10 +416,9 @@ def prepare_voc12aug(voc, sbd, workers=2, force=False):
         Result: Counts and the list files.
     """
     voc2012, jobs, names = plan_voc12aug(voc, sbd)
-    converted = run_jobs(jobs, workers, force, desc='voc12aug')
     sets = os.path.join(voc2012, 'ImageSets', 'Segmentation')
-    lists = [write_list(os.path.join(sets, file_name), file_names) for file_name, file_names in names.items()]
-    return Result(converted, len(jobs), lists)
+    lists = {os.path.join(sets, file_name): file_names for file_name, file_names in names.items()}
+    return _convert_all(jobs, lists, workers, force, desc='voc12aug')
 
 
 # ---------------------------------------------------------------- command line
@@ -430,6 +472,10 @@ def _report(dataset, result):
 def main(argv=None):
     """``paddleseg prepare {cityscapes,voc12aug} ...``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    for option in ('root', 'voc', 'sbd'):
+        if getattr(args, option, None) == '':
+            raise UserError(f'--{option}: empty path; expected the path of a dataset folder '
+                            f'(see "paddleseg prepare {args.dataset} --help")')
     if args.dataset == 'cityscapes':
         result = prepare_cityscapes(args.root, args.workers, args.force)
     else:

@@ -6,21 +6,30 @@ through the val transforms, is inferred (optionally with TTA / sliding window, s
 :mod:`paddle_psp.inference.tta`), the logits are mapped back to the original size (VOC's padding cropped
 off), and the argmax is scored against the label with pixels labelled 255 ignored.
 """
-import argparse
+import json
+import os
 import time
 
 import numpy as np
 import paddle
 
 from paddle_psp.engine import metrics
-from paddle_psp.engine.config import add_config_arguments, load_config
+from paddle_psp.engine.auc_roc import AucRoc
+from paddle_psp.config import load_config
+from paddle_psp.engine.loader import label_problem
 from paddle_psp.inference import tta as infer
-from paddle_psp.inference.predictor import fast_forward
+from paddle_psp.inference.checkpoint_forward import checkpoint_forward
+from paddle_psp.core.atomic import write_text
+from paddle_psp.core.device import use_device
+from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
+from paddle_psp.core.outputs import require_file, writing
 from paddle_psp.data.datasets import IGNORE_INDEX, class_names
-from paddle_psp.weights.state_dict import load_for_eval
+from paddle_psp_cli.parsers import val_parser
+from paddle_psp_cli.stages import Stages
 
 LOG_EVERY_SECONDS = 30
+METRICS_JSON = 'metrics.json'
 
 
 def evaluate(model, dataset, aug_eval=False, scales=(1.0,), flip_horizontal=False, flip_vertical=False,
@@ -55,13 +64,18 @@ def evaluate(model, dataset, aug_eval=False, scales=(1.0,), flip_horizontal=Fals
     return evaluate_with_options(model, dataset, options, num_workers, print_detail)
 
 
-def evaluate_with_options(model, dataset, options, num_workers=0, print_detail=True):
-    """:func:`evaluate` with the inference settings given as an :class:`infer.InferOptions`."""
+def evaluate_with_options(model, dataset, options, num_workers=0, print_detail=True, auc_roc=False):
+    """:func:`evaluate` with the inference settings given as an :class:`infer.InferOptions`.
+
+    With ``auc_roc`` (one process only) the scores also hold ``auc_roc`` (see :mod:`.auc_roc`).
+    """
     names = class_names(dataset, dataset.num_classes)
     was_training = isinstance(model, paddle.nn.Layer) and model.training
     forward = infer.layer_forward(model) if isinstance(model, paddle.nn.Layer) else model
+    ignore_index = getattr(dataset, 'ignore_index', IGNORE_INDEX)
+    auc = AucRoc(dataset.num_classes, ignore_index) if auc_roc else None
     try:
-        matrix, count, seconds = _score(forward, dataset, options, num_workers, print_detail)
+        matrix, count, seconds = _score(forward, dataset, options, num_workers, print_detail, auc)
     finally:
         if was_training:
             model.train()
@@ -69,12 +83,18 @@ def evaluate_with_options(model, dataset, options, num_workers=0, print_detail=T
     scores.update(class_names=names, num_images=count, seconds=seconds)
     if print_detail:
         metrics.log_report(scores, names, count)
+    if auc is not None:
+        scores['auc_roc'] = auc.value()
+        if print_detail:
+            logger.info(f'[EVAL] Auc_roc: {scores["auc_roc"]:.4f}' if scores['auc_roc'] is not None else
+                        '[EVAL] Auc_roc: undefined (no class has both positive and negative pixels)')
     return scores
 
 
-def _score(forward, dataset, options, num_workers, print_detail):
+def _score(forward, dataset, options, num_workers, print_detail, auc=None):
     """The confusion matrix of ``dataset``: with several processes (data-parallel training), each scores
-    every world-size-th image and the matrices are summed across processes."""
+    every world-size-th image and the matrices are summed across processes. ``auc`` (an
+    :class:`AucRoc`), when given, collects each image's scores."""
     world, rank = paddle.distributed.get_world_size(), paddle.distributed.get_rank()
     if world > 1 and not paddle.distributed.is_initialized():
         paddle.distributed.init_parallel_env()
@@ -83,13 +103,21 @@ def _score(forward, dataset, options, num_workers, print_detail):
     if print_detail:
         logger.info(f'[EVAL] {len(dataset)} images, {options.summary()}')
     start = last_log = time.time()
-    for done, sample in enumerate(_samples(dataset, indices, num_workers), 1):
-        pred = infer.infer_labels(forward, sample['img'], sample['trans_info'], options)
+    files = getattr(dataset, 'file_list', None)
+    for done, (index, sample) in enumerate(zip(indices, _samples(dataset, indices, num_workers)), 1):
+        label_path = files[index][1] if files else f'label {index}'
         label = np.asarray(sample['label'])
+        problem = label_problem(label, confusion.num_classes, confusion.ignore_index, label_path)
+        if problem:
+            raise UserError(problem)
+        logits = infer.infer_logits(forward, sample['img'], sample['trans_info'], options)
+        pred = logits.argmax(axis=0).astype(np.int32)
         if label.size != pred.size:
-            raise ValueError(f'image {done}: prediction {list(pred.shape)} and label {list(label.shape)} '
-                             'differ in size; val transforms must record each resize / padding in trans_info')
+            raise UserError(f'{label_path}: prediction {list(pred.shape)} and label {list(label.shape)} differ in '
+                            'size; expected val transforms that record each resize / padding in trans_info')
         confusion.update(pred, label)
+        if auc is not None:
+            auc.update(logits, label)
         if print_detail and (time.time() - last_log > LOG_EVERY_SECONDS or done == len(indices)):
             last_log = time.time()
             logger.info(f'[EVAL] {done}/{len(indices)} images, {(last_log - start) / done:.2f} s/image')
@@ -115,24 +143,50 @@ def _only_item(batch):
     return batch[0]
 
 
-def build_parser():
-    """The ``paddleseg val`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog='paddleseg val', description='Evaluate a checkpoint on the validation set of a config: mIoU, Acc, '
-        'Kappa, Dice and per-class IoU / precision / recall (pixels labelled 255 ignored).')
-    add_config_arguments(parser, 'YAML config (val_dataset and model)')
-    parser.add_argument('--num_workers', type=int, default=0, help='processes reading images (default 0)')
-    parser.add_argument('--opts', nargs='+', default=[], metavar='KEY=VALUE',
-                        help='config overrides, e.g. val_dataset.dataset_root=data/cityscapes')
-    infer.add_arguments(parser, ('--aug_eval',))
-    return parser
+def metrics_json(scores):
+    """The scores as JSON-ready values: the summary, per-class lists (null where undefined), the confusion
+    matrix (rows labels) and, with ``--auc_roc``, ``auc_roc``."""
+    def plain(values):
+        return [None if np.isnan(v) else float(v) for v in values]
+    out = {key: scores[key] for key in ('mIoU', 'Acc', 'Kappa', 'Dice')}
+    if 'auc_roc' in scores:
+        out['auc_roc'] = scores['auc_roc']
+    out.update(num_images=scores['num_images'], class_names=list(scores['class_names']))
+    out.update({key: plain(scores[key]) for key in ('class_IoU', 'class_precision', 'class_recall', 'class_Dice')})
+    out['confusion'] = np.asarray(scores['confusion']).tolist()
+    return out
+
+
+def metrics_path(args):
+    """Where ``--save_dir`` / ``--output`` put the metrics JSON (checked writable), or None."""
+    if args.save_dir is not None and args.output is not None:
+        raise UserError('--save_dir and --output: both name where the metrics go; expected one of them')
+    if args.save_dir is None and args.output is None:
+        return None
+    flag, path = ('--output', args.output) if args.output is not None else \
+        ('--save_dir', os.path.join(args.save_dir, METRICS_JSON) if args.save_dir else '')
+    require_file(path, 'the metrics JSON file of paddleseg val', name=flag)
+    return path
 
 
 def main(argv):
-    """``paddleseg val``: logs the metric report and returns the scores (see :func:`evaluate`)."""
-    args = build_parser().parse_args(argv)
+    """``paddleseg val``: logs the metric report, writes it as JSON with ``--save_dir`` / ``--output``, and
+    returns the scores (see :func:`evaluate`)."""
+    args = val_parser().parse_args(argv)
+    stages = Stages(enabled=args.profile)
+    stages.mark('imports')
+    output = metrics_path(args)
+    use_device(args.device)
     cfg = load_config(args.config, opts=args.opts)
     options = infer.options_from_args(args, cfg.test_config)
     dataset = cfg.val_dataset
-    model = load_for_eval(cfg.model, args.model_path)
-    return evaluate_with_options(fast_forward(model, fast=not args.dygraph), dataset, options, args.num_workers)
+    stages.mark('config and dataset')
+    forward = checkpoint_forward(cfg, args.model_path, not args.dygraph, stages)
+    scores = evaluate_with_options(forward, dataset, options, args.num_workers, auc_roc=args.auc_roc)
+    if args.profile:
+        logger.info(f'[EVAL] start-up: {stages.summary()}')
+    if output:
+        with writing(output):
+            write_text(output, json.dumps(metrics_json(scores), indent=1) + '\n')
+        logger.info(f'[EVAL] metrics written to {output}')
+    return scores

@@ -1,8 +1,16 @@
 """``paddleseg train``: iteration-based training with PaddleSeg's flags, exact resume and data parallelism.
 
-Exact resume: augmentation randomness is seeded per sample from (seed, epoch, index), shuffling per epoch
-from (seed, epoch), dropout per iteration from (seed, iteration, rank); the optimizer and LR state are in
-``model.pdopt``. So ``--resume_model save_dir/iter_N`` repeats what a run that was never stopped does.
+The loop is short: a batch, a step, then the hooks (:mod:`paddle_psp.engine.hooks`: logging, evaluation,
+checkpoints, VisualDL) in order. Exact resume: augmentation randomness is seeded per sample from
+(seed, epoch, index), shuffling per epoch from (seed, epoch) (:mod:`paddle_psp.engine.loader`), dropout per
+iteration from (seed, iteration, rank); the optimizer and LR state are in ``model.pdopt``. So
+``--resume_model save_dir/iter_N`` repeats what a run that was never stopped does, and
+``--resume_model auto`` picks the newest complete checkpoint in ``--save_dir`` (or starts fresh when there
+is none), so the same command can simply be run again after a crash.
+
+Runs never mix: ``--save_dir`` is checked before any work, and a fresh run into a folder that holds another
+run's checkpoints is refused. Each run has an id, recorded in its checkpoints: pruning and ``best_model``
+touch only the run's own.
 
 Data parallel (CPU with gloo, or GPUs)::
 
@@ -10,27 +18,21 @@ Data parallel (CPU with gloo, or GPUs)::
 """
 import argparse
 import math
-import os
-import random
-import signal
 import sys
 import time
 
-import numpy as np
 import paddle
 
-from paddle_psp.engine import checkpoint as ckpt
-from paddle_psp.engine.config import load_config
-from paddle_psp.engine.vdl import ScalarWriter
-from paddle_psp.core.errors import UserError, one_line
+from paddle_psp.config import load_config
+from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
-from paddle_psp.core.util import format_duration, has_gpu
+from paddle_psp.core.outputs import require_dir
+from paddle_psp.core.util import has_gpu
+from paddle_psp.engine import checkpoint as ckpt
+from paddle_psp.engine import vdl
+from paddle_psp.engine.hooks import CheckpointHook, EvalHook, LogHook, Step, VisualDLHook
+from paddle_psp.engine.loader import derive_seed, make_loader, unpack_batch
 
-# Test hook: the process SIGKILLs itself right after the checkpoint of this iteration is complete.
-KILL_AFTER_SAVE_ENV = 'PADDLE_PSP_KILL_AFTER_SAVE'
-# Debug hook: every rank writes its final parameters (rank{R}.pdparams) and the sample indices it
-# trained on (rank{R}.json) into this directory, to check data-parallel replicas.
-DUMP_RANKS_ENV = 'PADDLE_PSP_DUMP_RANKS'
 AMP_BLACK_LIST = {'bilinear_interp_v2'}
 
 
@@ -44,7 +46,8 @@ def build_parser():
     parser.add_argument('--learning_rate', type=float, help='base learning rate (overrides the config)')
     parser.add_argument('--do_eval', action='store_true', help='evaluate at every save; keep best_model/')
     parser.add_argument('--use_vdl', action='store_true', help='write VisualDL scalars to save_dir')
-    parser.add_argument('--resume_model', help='continue from a checkpoint directory save_dir/iter_N')
+    parser.add_argument('--resume_model', help='continue from a checkpoint directory save_dir/iter_N; auto: '
+                        'from the newest complete one in --save_dir, or fresh when there is none')
     parser.add_argument('--save_interval', type=int, default=1000, help='iterations between checkpoints (1000)')
     parser.add_argument('--log_iters', type=int, default=10, help='iterations between log lines (10)')
     parser.add_argument('--keep_checkpoint_max', type=int, default=5, help='newest checkpoints kept (5)')
@@ -59,11 +62,19 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    """Entry point of ``paddleseg train``; returns the exit status."""
+def main(argv=None, extra_hooks=()):
+    """Entry point of ``paddleseg train``; returns the exit status.
+
+    Args:
+        argv (list[str], optional): The flags. Default: ``sys.argv[1:]``.
+        extra_hooks (sequence[Hook], optional): Called after the standard hooks (tests inject faults
+            this way). Default: ().
+    """
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     check_flags(args)
+    args.resume_model = check_save_dir(args.save_dir, args.resume_model)
     trainer = Trainer(args)
+    trainer.hooks.extend(extra_hooks)
     trainer.run()
     return 0
 
@@ -80,6 +91,29 @@ def check_flags(args):
                         'on CPU')
 
 
+def check_save_dir(save_dir, resume_model):
+    """Check ``--save_dir`` before any work: a writable folder (or one that can be created), holding no
+    other run's checkpoints. Returns the checkpoint to resume from (``auto`` resolved), or None.
+
+    Raises:
+        UserError: One line naming the folder and the ways on.
+    """
+    require_dir(save_dir, 'a folder for checkpoints and VisualDL logs', '--save_dir')
+    if resume_model == 'auto':
+        resume_model = ckpt.latest_checkpoint(save_dir)
+        logger.info(f'--resume_model auto: resuming from {resume_model}' if resume_model else
+                    f'--resume_model auto: no complete checkpoint in {save_dir}, starting a new run')
+    run_id = ckpt.read_info(resume_model).get('run_id') if resume_model else None
+    others = ckpt.other_runs(save_dir, run_id) if run_id or not resume_model else []
+    if others:
+        listed = others[0] if len(others) == 1 else f'{others[0]} .. {others[-1]}'
+        latest = ckpt.latest_checkpoint(save_dir)
+        resume = f'--resume_model {latest} (or auto)' if latest else '--resume_model with one of its checkpoints'
+        raise UserError(f'--save_dir {save_dir}: holds checkpoints of another run ({listed}); expected another '
+                        f'--save_dir for a new run, or {resume} to continue that run')
+    return resume_model
+
+
 def select_device(requested):
     """'cpu' or 'gpu': the request, else gpu when this Paddle build has CUDA and a GPU."""
     gpu = has_gpu()
@@ -88,164 +122,17 @@ def select_device(requested):
     return requested or ('gpu' if gpu else 'cpu')
 
 
-# ------------------------------------------------------------------------------------------- the data
-def derive_seed(*parts):
-    """A 32-bit seed from integers ``parts`` (independent streams for different tuples)."""
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
-
-
-class SeededSamples(paddle.io.Dataset):
-    """Sample ``(epoch, index)`` of a PaddleSeg dataset, its random augmentation seeded from
-    (seed, epoch, index), so it is the same in any worker and after a resume.
-
-    Returns ``(image, label, index, failure)``; ``failure`` is '' or a one-line message naming the file
-    (an exception inside a DataLoader thread would hang Paddle's loader instead of surfacing).
-    """
-
-    def __init__(self, dataset, seed):
-        self.dataset = dataset
-        self.seed = seed
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, key):
-        epoch, index = key
-        sample_seed = derive_seed(self.seed, epoch, index)
-        random.seed(sample_seed)  # PaddleSeg's transforms draw from both global generators
-        np.random.seed(sample_seed)
-        try:
-            sample = self.dataset[index]
-            return sample['img'], sample['label'], index, ''
-        except Exception as err:  # reported with the file name by the collate step
-            return None, None, index, describe_failure(self.dataset.file_list[index], err)
-
-
-def describe_failure(files, err):
-    """A one-line message naming the image or label file that could not be loaded."""
-    import cv2
-    from PIL import Image
-    image_path, label_path = files
-    for kind, path in (('image', image_path), ('label', label_path)):
-        if path is None:
-            continue
-        if not os.path.isfile(path):
-            return f'{path}: {kind} file missing; expected the file listed by the dataset'
-        if kind == 'image' and cv2.imread(path) is None:
-            return f'{path}: unreadable image; expected a PNG/JPEG file'
-        if kind == 'label':
-            try:
-                Image.open(path).load()
-            except Exception:
-                return f'{path}: unreadable label; expected a single-channel PNG of class ids'
-    return f'{image_path}: could not be loaded and transformed: {one_line(err)}'
-
-
-def die_with_parent(worker_id=None):
-    """DataLoader ``worker_init_fn``: ask Linux to SIGKILL this worker when the trainer dies, so a killed
-    run leaves no orphaned loader processes holding its pipes open (elsewhere: no-op)."""
-    try:
-        import ctypes
-        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() == 1:  # the trainer died before the request took effect
-        os._exit(1)
-
-
-class BatchCollator:
-    """Stack samples into (images, labels, indices, failure) and check the labels of the whole batch.
-
-    ``failure`` is a uint8 array holding a UTF-8 message, or a single 0 byte when the batch is good.
-
-    Args:
-        file_list (list): The dataset's (image, label) paths, to name a bad file.
-        num_classes (int): Labels must lie in [0, num_classes) ...
-        ignore_index (int): ... or equal this value.
-    """
-
-    def __init__(self, file_list, num_classes, ignore_index):
-        self.file_list = file_list
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
-
-    def __call__(self, samples):
-        indices = np.array([s[2] for s in samples], 'int64')
-        try:
-            failure = next((s[3] for s in samples if s[3]), '')
-            if not failure:
-                images = np.stack([s[0] for s in samples]).astype('float32')
-                labels = np.stack([s[1] for s in samples]).astype('int64')
-                if labels.ndim == 4:
-                    labels = labels[:, 0]
-                failure = self.label_failure(labels, indices)
-        except ValueError as err:
-            failure = (f'{self.file_list[indices[0]][0]}: its batch cannot be stacked ({err}); expected '
-                       'transforms that give every image the same size (e.g. RandomPaddingCrop)')
-        if failure:
-            return np.zeros([1], 'float32'), np.zeros([1], 'int64'), indices, np.frombuffer(
-                failure.encode(), 'uint8').copy()
-        return images, labels, indices, np.zeros([1], 'uint8')
-
-    def label_failure(self, labels, indices):
-        """'' when every label is a class id or the ignore index; else a message naming the label file."""
-        bad = (labels < 0) | ((labels >= self.num_classes) & (labels != self.ignore_index))
-        if not bad.any():
-            return ''
-        row = int(bad.reshape(len(labels), -1).any(axis=1).argmax())
-        values = np.unique(labels[row][bad[row]])[:5].tolist()
-        return (f'{self.file_list[indices[row]][1]}: label values {values} outside [0, {self.num_classes}) '
-                f'and not the ignore index {self.ignore_index}; expected class ids')
-
-
-class EpochShardSampler(paddle.io.DistributedBatchSampler):
-    """Endless batches of ``(epoch, index)`` keys: each epoch a permutation seeded from (seed, epoch), padded
-    and split into one shard per rank as DistributedBatchSampler does, incomplete batches dropped.
-
-    Args:
-        dataset (paddle.io.Dataset): The samples.
-        batch_size (int): Per rank.
-        num_replicas (int): Number of ranks.
-        rank (int): This rank.
-        seed (int): Shuffling seed.
-        start_batch (int, optional): Batches already consumed (the resumed iteration). Default: 0.
-    """
-
-    def __init__(self, dataset, batch_size, num_replicas, rank, seed, start_batch=0):
-        super().__init__(dataset, batch_size, num_replicas=num_replicas, rank=rank, shuffle=True, drop_last=True)
-        self.seed = seed
-        self.start_batch = start_batch
-
-    @property
-    def batches_per_epoch(self):
-        """Batches each rank takes from one epoch."""
-        return self.num_samples // self.batch_size
-
-    def shard(self, epoch):
-        """This rank's indices of ``epoch``, in order."""
-        size = len(self.dataset)
-        order = np.random.RandomState(derive_seed(self.seed, 0x5EED, epoch)).permutation(size)
-        order = np.resize(order, self.total_size)  # pads by repeating from the start
-        return order[self.local_rank::self.nranks]
-
-    def __iter__(self):
-        epoch, skip = divmod(self.start_batch, self.batches_per_epoch)
-        while True:
-            shard = self.shard(epoch)
-            for batch in range(skip, self.batches_per_epoch):
-                yield [(epoch, int(i)) for i in shard[batch * self.batch_size:(batch + 1) * self.batch_size]]
-            epoch, skip = epoch + 1, 0
-
-    def __len__(self):
-        return self.batches_per_epoch
-
-
 # ---------------------------------------------------------------------------------------------- trainer
 class Trainer:
     """Everything one training run needs, validated before anything is written.
 
     Args:
         args (argparse.Namespace): Parsed ``paddleseg train`` flags.
+
+    Attributes:
+        hooks (list[Hook]): Called in order around the loop; see :mod:`paddle_psp.engine.hooks`.
+        resume (ResumeState or None): The checkpoint the run continues from.
+        core_model (paddle.nn.Layer): The model without its data-parallel wrapper.
     """
 
     def __init__(self, args):
@@ -256,24 +143,33 @@ class Trainer:
         self.rank = paddle.distributed.get_rank()
         if self.rank != 0:
             logger.setLevel('WARNING')  # rank 0 reports
-        self.save_dir = args.save_dir
         self.cfg = load_config(args.config, opts=args.opts, learning_rate=args.learning_rate,
                                batch_size=args.batch_size, iters=args.iters)
         self.cfg.check_training()
         self.iters, self.batch_size = self.cfg.iters, self.cfg.batch_size
-        resumed = ckpt.load_checkpoint(args.resume_model) if args.resume_model else None
-        self.start_iter = resumed[2]['iter'] if resumed else 0
-        self.seed = args.seed if args.seed is not None else (resumed[2].get('seed', 0) if resumed else 0)
+        self.resume = ckpt.ResumeState.load(args.resume_model) if args.resume_model else None
+        self.start_iter = self.resume.iteration if self.resume else 0
+        self.seed = args.seed if args.seed is not None else (self.resume.seed if self.resume else 0)
+        self.run_id = (self.resume and self.resume.run_id) or ckpt.new_run_id()
+        self.vdl_file = self._record_file_name()
         self._build_components()
-        if resumed:
-            self._restore(*resumed)
+        if self.resume:
+            self._restore(self.resume)
         self.amp = args.precision == 'fp16'
-        self.scaler = self._setup_amp(resumed[1] if resumed else None)
+        self.scaler = self._setup_amp()
         self.core_model = self.model
         if self.nranks > 1:
-            self.model = self._wrap_data_parallel(self.model)
-        self.vdl = ScalarWriter(self.save_dir, enabled=args.use_vdl and self.rank == 0)
-        self.best = self._previous_best() if resumed else {}
+            paddle.distributed.init_parallel_env()
+            self.model = paddle.DataParallel(self.model)
+        self.hooks = self._standard_hooks()
+        self.batches_per_epoch = None  # known once the loader exists
+
+    def _record_file_name(self):
+        """This run's VisualDL record file: the resumed run's (older checkpoints: the newest there), else new."""
+        if self.resume is None:
+            return vdl.new_record_name(self.run_id)
+        return (self.resume.info.get('vdl_file') or vdl.newest_record_name(self.args.save_dir)
+                or vdl.new_record_name(self.run_id))
 
     def _build_components(self):
         """Datasets, model, loss, LR schedule and optimizer from the config (UserErrors name the key)."""
@@ -292,30 +188,29 @@ class Trainer:
         self.lr_scheduler = cfg.lr_scheduler
         self.optimizer = cfg.optimizer
 
-    def _restore(self, model_state, optimizer_state, info):
+    def _restore(self, resume):
         """Load a checkpoint's weights and optimizer/LR state; refuse one of another model."""
-        path = self.args.resume_model
-        if self.start_iter >= self.iters:
-            raise UserError(f'--resume_model {path}: the checkpoint is at iter {self.start_iter}, not below '
-                            f'iters {self.iters}; expected a larger --iters to continue')
+        if resume.iteration >= self.iters:
+            raise UserError(f'--resume_model {resume.path}: the checkpoint is at iter {resume.iteration}, not '
+                            f'below iters {self.iters}; expected a larger --iters to continue')
         own = self.model.state_dict()
-        wrong = [k for k in own if k not in model_state or list(model_state[k].shape) != list(own[k].shape)]
+        saved = resume.model_state
+        wrong = [k for k in own if k not in saved or list(saved[k].shape) != list(own[k].shape)]
         if wrong:
-            raise UserError(f'--resume_model {path}: weights of another model ({len(wrong)} tensors missing or '
-                            f'of another shape, first {wrong[0]}); expected a checkpoint of this config')
-        self.model.set_state_dict(model_state)
-        optimizer_state = {k: v for k, v in optimizer_state.items() if k != 'GradScaler'}
-        if 'param_names' in info:
-            optimizer_state = ckpt.remap_optimizer_state(optimizer_state, info['param_names'],
+            raise UserError(f'--resume_model {resume.path}: weights of another model ({len(wrong)} tensors '
+                            f'missing or of another shape, first {wrong[0]}); expected a checkpoint of this config')
+        self.model.set_state_dict(saved)
+        optimizer_state = {k: v for k, v in resume.optimizer_state.items() if k != 'GradScaler'}
+        if resume.param_names is not None:
+            optimizer_state = ckpt.remap_optimizer_state(optimizer_state, resume.param_names,
                                                          ckpt.parameter_names(self.model))
         self.optimizer.set_state_dict(optimizer_state)
-        same_batches = (info.get('batch_size'), info.get('nranks')) == (self.batch_size, self.nranks)
-        if not same_batches:
+        if resume.batch_size is not None and (resume.batch_size, resume.nranks) != (self.batch_size, self.nranks):
             logger.warning(f'resuming with batch_size {self.batch_size} on {self.nranks} ranks, the checkpoint '
-                           f'used {info.get("batch_size")} on {info.get("nranks")}: data order will differ')
-        logger.info(f'resumed from {path} at iter {self.start_iter}')
+                           f'used {resume.batch_size} on {resume.nranks}: data order will differ')
+        logger.info(f'resumed from {resume.path} at iter {resume.iteration}')
 
-    def _setup_amp(self, optimizer_state):
+    def _setup_amp(self):
         """GradScaler (and O2 decoration) for --precision fp16; None for fp32."""
         if not self.amp:
             return None
@@ -323,67 +218,56 @@ class Trainer:
             self.model, self.optimizer = paddle.amp.decorate(models=self.model, optimizers=self.optimizer,
                                                              level='O2', save_dtype='float32')
         scaler = paddle.amp.GradScaler(init_loss_scaling=1024)
-        if optimizer_state and 'GradScaler' in optimizer_state:
-            scaler.load_state_dict(optimizer_state['GradScaler'])
+        if self.resume and 'GradScaler' in self.resume.optimizer_state:
+            scaler.load_state_dict(self.resume.optimizer_state['GradScaler'])
         return scaler
 
-    def _wrap_data_parallel(self, model):
-        paddle.distributed.init_parallel_env()
-        return paddle.DataParallel(model)
+    def _standard_hooks(self):
+        """Logging, evaluation (--do_eval), VisualDL (--use_vdl, rank 0) and checkpoints, in that order: the
+        records of an iteration are on disk before its checkpoint, so a resumed run loses none."""
+        args = self.args
+        hooks = [LogHook(args.log_iters)]
+        if args.do_eval:
+            hooks.append(EvalHook(self.val_dataset, args.save_interval, args.num_workers))
+        if args.use_vdl and self.rank == 0:
+            hooks.append(VisualDLHook(args.save_dir, args.save_interval, self.vdl_file))
+        hooks.append(CheckpointHook(args.save_dir, args.save_interval, args.keep_checkpoint_max))
+        return hooks
 
-    def _previous_best(self):
-        best_dir = os.path.join(self.save_dir, ckpt.BEST_DIR)
-        if not os.path.isfile(os.path.join(best_dir, ckpt.INFO_FILE)):
-            return {}
-        return ckpt.read_info(best_dir)
+    def optimizer_state(self):
+        """The optimizer's state dict, with the GradScaler's under ``'GradScaler'`` for fp16."""
+        state = self.optimizer.state_dict()
+        if self.scaler is not None:
+            state['GradScaler'] = self.scaler.state_dict()
+        return state
 
     # ------------------------------------------------------------------------------------------ the loop
-    def make_loader(self):
-        """A DataLoader of endless seeded batches of this rank's shard, starting after the resumed iteration."""
-        self.sampler = EpochShardSampler(self.train_dataset, self.batch_size, self.nranks, self.rank, self.seed,
-                                         start_batch=self.start_iter)
-        collate = BatchCollator(self.train_dataset.file_list, self.cfg.num_classes, self.cfg.ignore_index)
-        return paddle.io.DataLoader(SeededSamples(self.train_dataset, self.seed), batch_sampler=self.sampler,
-                                    collate_fn=collate, num_workers=self.args.num_workers, return_list=True,
-                                    worker_init_fn=die_with_parent)
-
     def run(self):
-        """Train from ``start_iter`` to ``iters``, logging, saving, evaluating on the way."""
-        if self.rank == 0:
-            ckpt.remove_temporaries(self.save_dir)
-        batches = iter(self.make_loader())
-        window = Window()
-        self.pending_losses = {}
-        self.seen_indices = []
+        """Train from ``start_iter`` to ``iters``; the hooks log, evaluate and save on the way."""
+        loader = make_loader(self.train_dataset, self.batch_size, self.nranks, self.rank, self.seed,
+                             self.cfg.num_classes, self.cfg.ignore_index, start_batch=self.start_iter,
+                             num_workers=self.args.num_workers)
+        self.batches_per_epoch = loader.batch_sampler.batches_per_epoch
+        for hook in self.hooks:
+            hook.before_train(self)
+        batches = iter(loader)
         self.model.train()
         iteration = self.start_iter
         tic = time.time()
         while iteration < self.iters:
-            images, labels = self.next_batch(batches)
+            images, labels, indices = unpack_batch(next(batches))
             reader_cost = time.time() - tic
             iteration += 1
             paddle.seed(derive_seed(self.seed, 0xD509, iteration, self.rank))  # dropout
             lr = self.optimizer.get_lr()
             losses = self.train_step(images, labels)
-            self.pending_losses[iteration] = losses
-            window.add(losses, reader_cost, time.time() - tic)
-            if iteration % self.args.log_iters == 0 or iteration == self.iters:
-                self.log(iteration, lr, window)
-            if iteration % self.args.save_interval == 0 or iteration == self.iters:
-                self.checkpoint(iteration)
+            step = Step(iteration, lr, losses, indices, reader_cost, time.time() - tic)
+            for hook in self.hooks:
+                hook.after_step(self, step)
             tic = time.time()
         del batches  # stops the loader's workers
-        self.vdl.close()
-        self.dump_rank_state()
-
-    def next_batch(self, batches):
-        """The next (images, labels); a UserError when a file of the batch could not be used."""
-        images, labels, indices, failure = next(batches)
-        failure = failure.numpy()
-        if failure[0] != 0:
-            raise UserError(bytes(failure).decode('utf-8', 'replace'))
-        self.seen_indices.append(indices.numpy().tolist())
-        return images, labels
+        for hook in self.hooks:
+            hook.after_train(self)
 
     def train_step(self, images, labels):
         """Forward, weighted losses, backward, optimizer and LR step; returns [total, loss_0, loss_1, ...]."""
@@ -409,99 +293,3 @@ class Trainer:
         if not math.isfinite(values[0]):
             logger.warning(f'loss is {values[0]} (not finite)')
         return values
-
-    def log(self, iteration, lr, window):
-        """One PaddleSeg-style log line (averages since the last one) and the VisualDL scalars."""
-        losses, reader_cost, batch_cost = window.averages()
-        window.reset()
-        epoch = (iteration - 1) // self.sampler.batches_per_epoch + 1
-        eta = format_duration((self.iters - iteration) * batch_cost)
-        ips = self.batch_size * self.nranks / max(batch_cost, 1e-9)
-        if self.rank == 0:
-            logger.info(f'[TRAIN] epoch: {epoch}, iter: {iteration}/{self.iters}, loss: {losses[0]:.4f}, '
-                        f'lr: {lr:.6f}, batch_cost: {batch_cost:.4f}, reader_cost: {reader_cost:.5f}, '
-                        f'ips: {ips:.4f} samples/sec | ETA {eta}')
-        scalars = {'Train/loss': losses[0], 'Train/lr': lr, 'Train/batch_cost': batch_cost,
-                   'Train/reader_cost': reader_cost}
-        if len(losses) > 2:
-            scalars.update({f'Train/loss_{i}': value for i, value in enumerate(losses[1:])})
-        self.vdl.add_scalars(scalars, iteration)
-
-    def checkpoint(self, iteration):
-        """Evaluate (--do_eval); on rank 0 save best_model/ when mIoU improved, then iter_N, and prune."""
-        metrics = self.evaluate(iteration) if self.args.do_eval else {}
-        if self.rank != 0:
-            self.pending_losses = {}
-            return
-        if metrics and metrics['mIoU'] > self.best.get('mIoU', -1.0):
-            self.best = {'iter': iteration, 'mIoU': metrics['mIoU'], 'Acc': metrics['Acc']}
-            ckpt.save_checkpoint(self.save_dir, ckpt.BEST_DIR, self.core_model.state_dict(), None, self.best)
-            logger.info(f'[EVAL] best model so far: mIoU {self.best["mIoU"]:.4f} at iter {iteration}')
-        info = {'iter': iteration, 'iters': self.iters, 'seed': self.seed, 'batch_size': self.batch_size,
-                'nranks': self.nranks, 'config': os.path.abspath(self.cfg.path), 'metrics': metrics,
-                'losses': {str(i): v for i, v in sorted(self.pending_losses.items())},
-                'param_names': ckpt.parameter_names(self.core_model)}
-        optimizer_state = self.optimizer.state_dict()
-        if self.scaler is not None:
-            optimizer_state['GradScaler'] = self.scaler.state_dict()
-        path = ckpt.save_checkpoint(self.save_dir, f'iter_{iteration}', self.core_model.state_dict(),
-                                    optimizer_state, info)
-        ckpt.prune_checkpoints(self.save_dir, self.args.keep_checkpoint_max)
-        self.pending_losses = {}
-        logger.info(f'saved {path}')
-        self.vdl.flush()
-        if os.environ.get(KILL_AFTER_SAVE_ENV) == str(iteration):
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def evaluate(self, iteration):
-        """mIoU and Acc on the validation set; every rank scores its share and the counts are summed."""
-        from paddle_psp.engine.evaluate import evaluate  # the evaluation engine, loaded only when used
-        metrics = evaluate(self.core_model, self.val_dataset, num_workers=self.args.num_workers,
-                           print_detail=self.rank == 0)
-        metrics = {key: float(metrics[key]) for key in ('mIoU', 'Acc', 'Kappa', 'Dice') if key in metrics}
-        logger.info(f'[EVAL] iter {iteration}: ' + ', '.join(f'{k}: {v:.4f}' for k, v in metrics.items()))
-        self.vdl.add_scalars({'Evaluate/mIoU': metrics['mIoU'], 'Evaluate/Acc': metrics['Acc']}, iteration)
-        return metrics
-
-    def dump_rank_state(self):
-        """With PADDLE_PSP_DUMP_RANKS=DIR: this rank's final state dict, the names of its trained parameters
-        (the rest are BatchNorm statistics, which stay per rank without SyncBatchNorm) and the sample
-        indices of each batch it trained on."""
-        directory = os.environ.get(DUMP_RANKS_ENV)
-        if not directory:
-            return
-        import json
-        os.makedirs(directory, exist_ok=True)
-        paddle.save(self.core_model.state_dict(), os.path.join(directory, f'rank{self.rank}.pdparams'))
-        trained = [name for name, p in self.core_model.named_parameters() if not p.stop_gradient]
-        with open(os.path.join(directory, f'rank{self.rank}.json'), 'w') as file:
-            json.dump({'rank': self.rank, 'nranks': self.nranks, 'trained': trained,
-                       'batches': self.seen_indices}, file)
-
-
-class Window:
-    """Running sums of losses and timings between two log lines."""
-
-    def __init__(self):
-        self.reset()
-
-    def reset(self):
-        """Start a new window."""
-        self.count, self.losses, self.reader_cost, self.batch_cost = 0, None, 0.0, 0.0
-
-    def add(self, losses, reader_cost, batch_cost):
-        """Add one iteration."""
-        self.count += 1
-        self.losses = list(losses) if self.losses is None else [a + b for a, b in zip(self.losses, losses)]
-        self.reader_cost += reader_cost
-        self.batch_cost += batch_cost
-
-    def averages(self):
-        """(mean losses, mean reader cost, mean batch cost)."""
-        n = max(self.count, 1)
-        return [v / n for v in self.losses], self.reader_cost / n, self.batch_cost / n
-
-
-if __name__ == '__main__':
-    from paddle_psp.cli import main as cli_main
-    sys.exit(cli_main(['train'] + sys.argv[1:]))

@@ -10,7 +10,6 @@ still gives ``model.json``).
 ``deploy.yaml`` has PaddleSeg's layout: ``Deploy: {model, params, transforms, input_shape, output_op,
 output_dtype}``; the transforms are the config's val transforms.
 """
-import argparse
 import os
 import shutil
 import tempfile
@@ -20,12 +19,14 @@ import paddle.nn.functional as F
 import yaml
 
 from paddle_psp.core.atomic import write_text
-from paddle_psp.engine.config import add_config_arguments, load_config
+from paddle_psp.config import load_config
+from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
+from paddle_psp.core.outputs import require_dir, require_file
 from paddle_psp.weights.state_dict import load_for_eval
+from paddle_psp_cli.parsers import OUTPUT_OPS, export_parser
 
-OUTPUT_OPS = ('argmax', 'softmax', 'none')
 MODEL_FILES = ('model.pdmodel', 'model.pdiparams')
 
 
@@ -82,9 +83,12 @@ def export(config, model_path, save_dir, input_shape=None, output_op='argmax', o
     shape = check_input_shape(input_shape)
     if output_op not in OUTPUT_OPS:
         raise UserError(f'--output_op {output_op}: expected one of {", ".join(OUTPUT_OPS)}')
+    require_dir(save_dir, 'a folder for the exported model', '--save_dir')
+    for name in MODEL_FILES + ('deploy.yaml',):
+        require_file(os.path.join(save_dir, name), 'the exported model file')
     cfg = load_config(config, opts=opts)
     transforms = _plain(cfg.section('val_dataset').get('transforms', []))
-    save_static_model(load_for_eval(cfg.model, model_path), save_dir, shape, output_op)
+    save_static_model(load_for_eval(cfg.build_model(pretrained=False), model_path), save_dir, shape, output_op)
     deploy = {'Deploy': {'model': MODEL_FILES[0], 'params': MODEL_FILES[1], 'transforms': transforms,
                          'input_shape': shape, 'output_op': output_op,
                          'output_dtype': 'int32' if output_op == 'argmax' else 'float32'}}
@@ -130,24 +134,9 @@ def save_static_model(model, save_dir, shape, output_op):
             shutil.move(os.path.join(tmp, name), os.path.join(save_dir, name))
 
 
-def build_parser():
-    """The ``paddleseg export`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog='paddleseg export', description='Export a Paddle Inference model (model.pdmodel, model.pdiparams) '
-        'and deploy.yaml for the model of a config and a checkpoint.')
-    add_config_arguments(parser, 'YAML config (model and val_dataset transforms)')
-    parser.add_argument('--save_dir', default='./output/inference_model',
-                        help='output folder (default ./output/inference_model)')
-    parser.add_argument('--input_shape', nargs=4, type=int, default=None, metavar=('N', 'C', 'H', 'W'),
-                        help='fixed input shape, -1 for any size (default -1 3 -1 -1)')
-    parser.add_argument('--output_op', choices=OUTPUT_OPS, default='argmax',
-                        help='appended to the logits: argmax (int32 class ids, default), softmax or none')
-    parser.add_argument('--opts', nargs='+', default=[], metavar='KEY=VALUE', help='config overrides')
-    return parser
-
-
 def main(argv):
     """``paddleseg export``: returns 0 after writing the model and deploy.yaml."""
-    args = build_parser().parse_args(argv)
+    args = export_parser().parse_args(argv)
+    use_device(args.device)
     export(args.config, args.model_path, args.save_dir, args.input_shape, args.output_op, args.opts)
     return 0

@@ -4,7 +4,6 @@ Writes, under ``--save_dir``, ``pseudo_color_prediction/<name>.png`` (a palette 
 the class ids, coloured with the dataset's palette) and ``added_prediction/<name>`` (the image blended
 0.6 : 0.4 with the colours, as PaddleSeg does). Sub-folders of an input folder are kept.
 """
-import argparse
 import os
 
 import cv2
@@ -13,13 +12,16 @@ from paddleseg.transforms import Compose
 from PIL import Image
 
 from paddle_psp.core.atomic import atomic_path
+from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
+from paddle_psp.core.outputs import require_dir
 from paddle_psp.data import datasets
-from paddle_psp.engine.config import add_config_arguments, load_config
+from paddle_psp.config import load_config
 from paddle_psp.inference import tta
-from paddle_psp.inference.predictor import fast_forward
-from paddle_psp.weights.state_dict import load_for_eval
+from paddle_psp.inference.checkpoint_forward import checkpoint_forward
+from paddle_psp_cli.parsers import predict_parser
+from paddle_psp_cli.stages import Stages
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 IMAGE_WEIGHT = 0.6
@@ -129,31 +131,43 @@ def _imwrite(path, suffix, image):
         file.write(data.tobytes())
 
 
-def build_parser():
-    """The ``paddleseg predict`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog='paddleseg predict', description='Predict images and write pseudo_color_prediction/ (palette '
-        'PNGs) and added_prediction/ (overlays) under --save_dir.')
-    add_config_arguments(parser, 'YAML config (model and val_dataset transforms)')
-    parser.add_argument('--image_path', required=True, help='an image, a folder of images or a list file')
-    parser.add_argument('--save_dir', default='./output/result', help='output folder (default ./output/result)')
-    parser.add_argument('--opts', nargs='+', default=[], metavar='KEY=VALUE', help='config overrides')
-    tta.add_arguments(parser, ('--aug_pred', '--aug_eval'))
-    return parser
+def custom_palette(palette, custom_color):
+    """``palette`` with its first colours replaced by ``--custom_color`` (R G B per class, as in PaddleSeg).
+
+    Raises:
+        UserError: The values are not RGB triplets of 0..255.
+    """
+    values = np.asarray(custom_color, np.int64)
+    if values.size % 3 or values.size // 3 > len(palette) or values.min() < 0 or values.max() > 255:
+        raise UserError(f'--custom_color {" ".join(map(str, custom_color))}: expected R G B triplets of 0..255, '
+                        f'one per class from class 0 (at most {len(palette)})')
+    palette = np.array(palette, np.uint8)
+    palette[:values.size // 3] = values.reshape(-1, 3)
+    return palette
 
 
 def main(argv):
     """``paddleseg predict``: returns 0 after writing the predictions."""
-    args = build_parser().parse_args(argv)
+    args = predict_parser().parse_args(argv)
+    stages = Stages(enabled=args.profile)
+    stages.mark('imports')
+    use_device(args.device)
+    require_dir(args.save_dir, 'a folder for the predictions', '--save_dir')
+    for folder in ('pseudo_color_prediction', 'added_prediction'):
+        require_dir(os.path.join(args.save_dir, folder), 'a folder for the predictions')
     cfg = load_config(args.config, opts=args.opts)
     options = tta.options_from_args(args, cfg.test_config)
     image_paths, base = list_images(args.image_path)
     transforms = cfg.val_transforms
     palette = datasets.palette(cfg.section('val_dataset').get('type'))
-    model = load_for_eval(cfg.model, args.model_path)
+    if args.custom_color:
+        palette = custom_palette(palette, args.custom_color)
+    stages.mark('config')
+    forward = checkpoint_forward(cfg, args.model_path, not args.dygraph, stages, options.input_shapes())
     logger.info(f'[PREDICT] {len(image_paths)} images, {options.summary()}')
-    forward = fast_forward(model, fast=not args.dygraph, shapes=options.input_shapes())
     predict(forward, transforms, image_paths, args.save_dir, palette, options, base)
+    if args.profile:
+        logger.info(f'[PREDICT] start-up: {stages.summary()}')
     logger.info(f'[PREDICT] saved in {os.path.join(args.save_dir, "pseudo_color_prediction")} and '
                 f'{os.path.join(args.save_dir, "added_prediction")}')
     return 0

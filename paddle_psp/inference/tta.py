@@ -25,7 +25,6 @@ import paddle
 import paddle.nn.functional as F
 
 from paddle_psp.core.errors import UserError
-from paddle_psp.inference.cache import cache_help
 
 Augmentation = collections.namedtuple('Augmentation', ['scale', 'flip_horizontal', 'flip_vertical'])
 Augmentation.__doc__ = 'One test-time augmentation: a scale and whether the image is flipped each way.'
@@ -324,35 +323,9 @@ def infer_labels(forward, image, trans_info=None, options=InferOptions()):
     return infer_logits(forward, image, trans_info, options).argmax(axis=0).astype(np.int32)
 
 
-def add_arguments(parser, aug_flags=('--aug_eval',)):
-    """Add PaddleSeg's TTA and sliding-window flags (and ``--legacy_tta``) to an argparse parser.
-
-    Args:
-        parser (argparse.ArgumentParser): The verb's parser.
-        aug_flags (tuple[str], optional): Names of the flag that turns TTA on. Default: ('--aug_eval',).
-    """
-    group = parser.add_argument_group('test-time augmentation and sliding window')
-    group.add_argument(*aug_flags, dest='aug', action='store_true', default=None,
-                       help='multi-scale / flip test-time augmentation (with --scales, --flip_*)')
-    group.add_argument('--scales', nargs='+', type=float, default=None, metavar='S',
-                       help='TTA scales, e.g. 0.75 1.0 1.25 (default 1.0)')
-    group.add_argument('--flip_horizontal', action='store_true', default=None, help='TTA: add flipped inputs')
-    group.add_argument('--flip_vertical', action='store_true', default=None, help='TTA: add upside-down inputs')
-    group.add_argument('--legacy_tta', action='store_true', default=None,
-                       help='pre-2023 PaddleSeg TTA (produced the published ms+flip column): each scale '
-                            'resizes the previous scale\'s image, softmax probabilities are averaged')
-    group.add_argument('--is_slide', action='store_true', default=None, help='sliding-window inference')
-    group.add_argument('--crop_size', nargs=2, type=int, default=None, metavar=('W', 'H'),
-                       help='sliding-window size')
-    group.add_argument('--stride', nargs=2, type=int, default=None, metavar=('W', 'H'),
-                       help='sliding-window stride')
-    parser.add_argument('--dygraph', action='store_true',
-                        help='run the dygraph model instead of the fast CPU path (Paddle Inference + oneDNN; '
-                             f'{cache_help()})')
-
-
 def options_from_args(args, test_config=None):
-    """Validated :class:`InferOptions` from :func:`add_arguments` flags over a config's ``test_config``.
+    """Validated :class:`InferOptions` from the flags of :func:`paddle_psp_cli.parsers.add_tta_arguments`
+    over a config's ``test_config``.
 
     As in PaddleSeg, the config's ``test_config`` (aug_eval, scales, flip_horizontal, flip_vertical,
     is_slide, crop_size, stride) gives the defaults and each flag given on the command line wins.

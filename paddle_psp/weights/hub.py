@@ -31,69 +31,35 @@ Environment variables:
   e.g. ``https://mirror.example.com/bcebos`` or ``file:///shared/bcebos`` (a copy of the bucket's
   tree). Cache paths do not change.
 
-Transient failures (connection errors, timeouts, HTTP 408/429/5xx, short bodies) are retried with
-exponential backoff (:class:`RetryPolicy`); what is still missing afterwards is a one-line
-:class:`~paddle_psp.core.errors.UserError` naming the URL and the cache path where a file fetched by hand
-can be put.
+Downloads are retried and time-bounded by :mod:`paddle_psp.weights.fetch` (its ``RetryPolicy``); what is
+still missing afterwards is a one-line :class:`~paddle_psp.core.errors.UserError` naming the URL and the
+cache path where a file fetched by hand can be put. Before anything is created, the cache folder is
+checked (:mod:`paddle_psp.core.outputs`): an empty ``SEG_HOME``, a file in the way or a read-only folder
+stops the download with one line; so does a full disk while downloading, which deletes the partial file.
 """
 import argparse
-import contextlib
 import dataclasses
-import gzip
-import http.client
 import os
-import posixpath
 import re
 import shutil
 import sys
-import tarfile
 import tempfile
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
-import zlib
 
 from paddle_psp.core.atomic import replace_dir
-from paddle_psp.core.errors import UserError, one_line
-from paddle_psp.core.util import CHUNK_BYTES, Progress, file_lock, sha256_file
+from paddle_psp.core.errors import UserError
+from paddle_psp.core.outputs import require_dir, require_file, writing
+from paddle_psp.core.util import file_lock, sha256_file
 from paddle_psp.weights import zoo
+from paddle_psp.weights.archive import ARCHIVE_SUFFIXES, unpack
+from paddle_psp.weights.fetch import DEFAULT_RETRY, discard, download, html_error, looks_like_html
 from paddle_psp.weights.pdparams import read_state_dict
 
 CHECKPOINT_NAME = 'model.pdparams'
-ARCHIVE_SUFFIXES = ('.tar.gz', '.tgz', '.tar', '.zip')
 MIRROR_ENV = 'PADDLE_PSP_MIRROR'
 MIRRORED_BASE = re.compile(r'^https?://bj\.bcebos\.com(?=/)')
-RETRY_STATUS = (408, 425, 429)
-USER_AGENT = 'paddle-psp (urllib)'
-
-
-@dataclasses.dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently a download is tried.
-
-    Attributes:
-        attempts (int): Tries in all, the first included.
-        base_delay (float): Seconds before the second try; doubled before each later one.
-        max_delay (float): Upper bound of one wait, in seconds.
-        timeout (float): Socket timeout of one request, in seconds.
-    """
-    attempts: int = 4
-    base_delay: float = 1.0
-    max_delay: float = 30.0
-    timeout: float = 60.0
-
-    def __post_init__(self):
-        if self.attempts < 1:
-            raise ValueError(f'RetryPolicy.attempts must be at least 1, got {self.attempts}')
-
-    def delay(self, failures):
-        """Seconds to wait after ``failures`` failed tries."""
-        return min(self.max_delay, self.base_delay * 2 ** (failures - 1))
-
-
-DEFAULT_RETRY = RetryPolicy()
+CACHE_EXPECTED = 'a writable directory for the download cache (set SEG_HOME to move it)'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,10 +77,6 @@ class _Entry:
         return os.path.dirname(self.path)
 
 
-class _Transient(Exception):
-    """A failure worth another try (network, server overload, short body)."""
-
-
 def resolve(spec, sha256=None, *, force=False, retry=None):
     """A local path to a loadable ``.pdparams`` file for ``spec``, downloading it if needed.
 
@@ -123,7 +85,7 @@ def resolve(spec, sha256=None, *, force=False, retry=None):
         sha256 (str, optional): Pinned SHA-256 (hex) of the file, or of the archive for archive URLs.
             For a zoo name, the manifest's ``sha256`` is used when this is not given.
         force (bool, optional): Download again even if the cache has the entry. Default: False.
-        retry (RetryPolicy, optional): Retries and timeouts. Default: ``DEFAULT_RETRY``.
+        retry (fetch.RetryPolicy, optional): Retries and time bounds. Default: ``DEFAULT_RETRY``.
 
     Returns:
         str: The path of the checkpoint file.
@@ -149,7 +111,12 @@ def resolve(spec, sha256=None, *, force=False, retry=None):
 
 def cache_dir():
     """The folder of cached checkpoints: ``$SEG_HOME/pretrained_model`` (``~/.paddleseg`` by default)."""
-    home = os.environ.get('SEG_HOME') or os.path.join(os.path.expanduser('~'), '.paddleseg')
+    home = os.environ.get('SEG_HOME')
+    if home is None:
+        home = os.path.join(os.path.expanduser('~'), '.paddleseg')
+    elif not home:
+        raise UserError('SEG_HOME: empty path; expected the path of a directory for the download cache, '
+                        'or SEG_HOME unset for ~/.paddleseg')
     if os.path.isfile(home):
         raise UserError(f'SEG_HOME: {home} is a file; expected a directory for the download cache')
     return os.path.join(home, 'pretrained_model')
@@ -209,11 +176,12 @@ def _resolve_url(url, sha256, force, retry):
     entry = _entry_for(url)
     if not force and os.path.isfile(entry.path):
         return _reuse_cached(entry, sha256)
+    _require_writable(entry)
     os.makedirs(os.path.dirname(entry.lock), exist_ok=True)
     waiting = f'waiting for another process to finish {entry.folder} ...'
     with file_lock(entry.lock, on_wait=lambda: _say(waiting)):
         if force:
-            _discard(entry.part)
+            discard(entry.part)
         elif os.path.isfile(entry.path):  # another process fetched it while this one waited
             return _reuse_cached(entry, sha256)
         _fetch(entry, sha256, retry)
@@ -234,6 +202,13 @@ def _entry_for(url):
     parent = _safe_component(parent, url)
     path = os.path.join(home, parent, file_name)
     return _Entry(fetched, path, path + '.part', os.path.join(home, parent + '.lock'), False)
+
+
+def _require_writable(entry):
+    """Stop before anything is created unless the cache can take ``entry``."""
+    require_dir(entry.folder, CACHE_EXPECTED)
+    for path in (entry.part, entry.lock):
+        require_file(path, f'a file the download cache writes ({CACHE_EXPECTED})')
 
 
 def _safe_component(name, url):
@@ -259,11 +234,6 @@ def _reuse_cached(entry, sha256):
     return entry.path
 
 
-def _discard(path):
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
-
-
 def _say(message):
     print(f'paddle-psp: {message}', file=sys.stderr, flush=True)
 
@@ -273,7 +243,11 @@ def _say(message):
 def _fetch(entry, sha256, retry):
     """Download ``entry`` into its ``.part`` file, check it and move it (or its contents) into place."""
     _say(f'downloading {entry.url}')
-    _download(entry, retry)
+    os.makedirs(os.path.dirname(entry.part), exist_ok=True)
+    by_hand = ('unpack the archive so that its model.pdparams is at' if entry.archive
+               else 'put the file at')
+    download(entry.url, entry.part, retry, label=os.path.basename(entry.path),
+             advice=f'check the network or set {MIRROR_ENV}, or fetch it by hand and {by_hand} {entry.path}')
     try:
         _check_body(entry.part, entry.url, sha256)
         if entry.archive:
@@ -282,14 +256,15 @@ def _fetch(entry, sha256, retry):
             _check_checkpoint(entry.part, entry.url)
             os.replace(entry.part, entry.path)
     finally:
-        _discard(entry.part)  # complete but rejected, or already unpacked: nothing to resume
+        discard(entry.part)  # complete but rejected, or already unpacked: nothing to resume
 
 
 def _install_archive(entry):
     home = os.path.dirname(entry.folder)
     scratch = tempfile.mkdtemp(prefix='.unpack-', dir=home)
     try:
-        _unpack(entry.part, scratch, entry.url)
+        with writing(entry.folder):  # a full disk while unpacking
+            unpack(entry.part, scratch, entry.url, CHECKPOINT_NAME)
         found = _folder_with_checkpoint(scratch, entry.url)
         _check_checkpoint(os.path.join(found, CHECKPOINT_NAME), entry.url)
         replace_dir(found, entry.folder)
@@ -312,20 +287,10 @@ def _folder_with_checkpoint(root, url):
 def _check_body(path, url, sha256):
     with open(path, 'rb') as f:
         head = f.read(512)
-    if _looks_like_html(head):
-        raise _html_error(url)
+    if looks_like_html(head):
+        raise html_error(url)
     if sha256:
         _check_sha256(path, sha256, label=url)
-
-
-def _html_error(url):
-    return UserError(f'{url}: URL answered HTML instead of a checkpoint; expected a .pdparams file or an '
-                     'archive (a login page, an error page or a wrong link?)')
-
-
-def _looks_like_html(head):
-    text = head.lstrip().lower()
-    return text.startswith((b'<!doctype html', b'<html', b'<head', b'<body')) or b'<html' in text
 
 
 def _check_sha256(path, expected, label, hint=''):
@@ -337,147 +302,6 @@ def _check_sha256(path, expected, label, hint=''):
 def _check_checkpoint(path, url):
     """Raise a UserError naming ``url`` unless ``path`` loads as a non-empty dict of tensors."""
     read_state_dict(path, label=url)
-
-
-# ----------------------------------------------------------------------------- unpacking
-
-def _unpack(archive, dest, url):
-    """Unpack a zip or (compressed) tar ``archive`` into ``dest``, refusing members that escape it."""
-    try:
-        if zipfile.is_zipfile(archive):
-            _unpack_zip(archive, dest, url)
-        else:
-            _unpack_tar(archive, dest, url)
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile) as err:
-        raise UserError(f'{url}: not a valid archive ({one_line(err)}); expected a .tar.gz, .tgz, '
-                        f'.tar or .zip holding {CHECKPOINT_NAME}') from None
-
-
-def _unpack_zip(archive, dest, url):
-    with zipfile.ZipFile(archive) as zf:
-        for name in zf.namelist():
-            _check_member_path(name, name, url)
-        zf.extractall(dest)
-
-
-def _unpack_tar(archive, dest, url):
-    with tarfile.open(archive, 'r:*') as tf:
-        members = tf.getmembers()
-        for member in members:
-            _check_tar_member(member, url)
-        safety = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
-        tf.extractall(dest, members=members, **safety)
-
-
-def _check_tar_member(member, url):
-    _check_member_path(member.name, member.name, url)
-    if member.issym():
-        target = posixpath.join(posixpath.dirname(member.name), member.linkname)
-        _check_member_path(member.name, posixpath.normpath(target), url, link=member.linkname)
-    elif member.islnk():
-        _check_member_path(member.name, posixpath.normpath(member.linkname), url, link=member.linkname)
-    elif not (member.isfile() or member.isdir()):
-        raise UserError(f'{url}: archive member {member.name!r} is a device or fifo; expected files only')
-
-
-def _check_member_path(name, path, url, link=None):
-    """Refuse an absolute ``path`` or one with a ``..`` part (for links: one leaving the folder)."""
-    parts = path.replace('\\', '/').split('/')
-    if path.startswith(('/', '\\')) or re.match(r'^[A-Za-z]:', path) or '..' in parts:
-        what = f'links to {link!r}' if link is not None else 'has an absolute or ".." path'
-        raise UserError(f'{url}: archive member {name!r} {what}, outside the archive; '
-                        'expected paths inside the archive only')
-
-
-# ----------------------------------------------------------------------------- HTTP
-
-def _download(entry, retry):
-    """Complete ``entry.part`` from ``entry.url``, retrying transient failures with backoff."""
-    os.makedirs(os.path.dirname(entry.part), exist_ok=True)
-    for attempt in range(1, retry.attempts + 1):
-        try:
-            return _download_once(entry, retry.timeout)
-        except _Transient as err:
-            reason = str(err)
-            if attempt < retry.attempts:
-                time.sleep(retry.delay(attempt))
-    raise UserError(_unreachable_message(entry, reason, retry.attempts))
-
-
-def _unreachable_message(entry, reason, attempts):
-    by_hand = ('unpack the archive so that its model.pdparams is at' if entry.archive
-               else 'put the file at')
-    return (f'{entry.url}: cannot download ({reason}) after {attempts} attempts; expected a reachable '
-            f'URL: check the network or set {MIRROR_ENV}, or fetch it by hand and {by_hand} {entry.path}')
-
-
-def _download_once(entry, timeout):
-    offset = os.path.getsize(entry.part) if os.path.isfile(entry.part) else 0
-    headers = {'User-Agent': USER_AGENT}
-    if offset:
-        headers['Range'] = f'bytes={offset}-'
-    request = urllib.request.Request(entry.url, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            _receive(response, entry, offset)
-    except urllib.error.HTTPError as err:
-        _raise_for_status(err, entry)
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
-        raise _Transient(one_line(getattr(err, 'reason', err))) from None
-
-
-def _raise_for_status(err, entry):
-    status = f'HTTP {err.code} {err.reason}'
-    if err.code == 416:  # the partial file is no prefix of what the server has now: start over
-        _discard(entry.part)
-        raise _Transient(status)
-    if err.code in RETRY_STATUS or err.code >= 500:
-        raise _Transient(status)
-    raise UserError(f'{entry.url}: {status}; expected 200 OK (is the URL right?)')
-
-
-def _receive(response, entry, offset):
-    """Write the body of ``response`` to ``entry.part``, appending when it resumes at ``offset``."""
-    if 'text/html' in response.headers.get('Content-Type', '').lower():
-        _discard(entry.part)
-        raise _html_error(entry.url)
-    if (response.status or 200) != 206:
-        offset = 0  # a full answer (the server may ignore Range): start the file over
-    elif _content_range_start(response) != offset:
-        _discard(entry.part)
-        raise _Transient('the server resumed at another offset than asked')
-    length = _content_length(response)
-    with open(entry.part, 'ab' if offset else 'wb') as out, _progress(entry, offset, length) as progress:
-        received = _copy(response, out, progress)
-        out.flush()
-        os.fsync(out.fileno())
-    if length is not None and received != length:
-        raise _Transient(f'the body ended after {offset + received} of {offset + length} bytes')
-
-
-def _content_range_start(response):
-    match = re.match(r'\s*bytes\s+(\d+)-', response.headers.get('Content-Range', ''))
-    return int(match.group(1)) if match else None
-
-
-def _content_length(response):
-    value = response.headers.get('Content-Length', '')
-    return int(value) if value.strip().isdigit() else None
-
-
-def _copy(response, out, progress):
-    received = 0
-    for chunk in iter(lambda: response.read(CHUNK_BYTES), b''):
-        out.write(chunk)
-        received += len(chunk)
-        progress.advance(len(chunk))
-    return received
-
-
-def _progress(entry, done, remaining):
-    """A bar in MiB on stderr while ``entry`` downloads, drawn only when stderr is a terminal."""
-    total = None if remaining is None else done + remaining
-    return Progress(os.path.basename(entry.path), total, done, unit='MiB', scale=2 ** 20)
 
 
 # ----------------------------------------------------------------------------- CLI

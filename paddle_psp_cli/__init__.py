@@ -1,11 +1,17 @@
-"""The ``paddleseg`` console command: one verb per module, imported only when used."""
+"""The ``paddleseg`` console command: one verb per module, imported only when the verb runs.
+
+This package is kept apart from :mod:`paddle_psp` because ``import paddle_psp`` (which any
+``paddle_psp.*`` import runs first) registers the models into PaddleSeg's manager, and so imports Paddle
+and PaddleSeg. Here only the standard library is imported up front: ``paddleseg --version``,
+``paddleseg VERB --help`` and a mistyped flag of a verb in :data:`parsers.PARSERS` answer without them.
+"""
 import argparse
 import importlib
 import sys
 
-from paddle_psp import __version__
-from paddle_psp.core import runtime
-from paddle_psp.core.errors import UserError
+from paddle_psp_cli import lazy, parsers, quiet
+
+__version__ = '0.1.0'
 
 # verb -> (module with a ``main(argv)``, one-line help)
 VERBS = {
@@ -13,7 +19,7 @@ VERBS = {
     'val': ('paddle_psp.engine.evaluate', 'evaluate a checkpoint (mIoU, Acc, Kappa, Dice), with TTA / sliding window'),
     'predict': ('paddle_psp.inference.predict', 'write colour predictions for images'),
     'export': ('paddle_psp.inference.export', 'export a Paddle Inference model and deploy.yaml'),
-    'benchmark': ('paddle_psp.benchmark', 'fill the mIoU / flip / ms+flip table for zoo entries or a checkpoint'),
+    'benchmark': ('paddle_psp.benchmark.cli', 'fill the mIoU / flip / ms+flip table for zoo entries or a checkpoint'),
     'download': ('paddle_psp.weights.hub', 'download and cache a zoo checkpoint or a URL'),
     'prepare': ('paddle_psp.data.prepare', 'convert Cityscapes / VOC+SBD from their official formats'),
     'quickstart': ('paddle_psp.quickstart', 'the built-in demo: small synthetic dataset, train, benchmark'),
@@ -35,6 +41,7 @@ def _top_parser():
 
 
 def main(argv=None):
+    """Run ``paddleseg VERB FLAGS...``; returns the exit status (2 for a one-line user error)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = _top_parser()
     if not argv or argv[0] in ('-h', '--help', '--version'):
@@ -42,6 +49,13 @@ def main(argv=None):
     verb = ALIASES.get(argv[0], argv[0])
     if verb not in VERBS:
         parser.error(f'unknown verb {argv[0]!r}; choose from {", ".join(sorted(VERBS))}')
+    if verb in parsers.PARSERS:
+        parsers.PARSERS[verb]().parse_args(argv[1:])  # --help and bad flags answered before Paddle loads
+    quiet.silence_known_warnings()
+    lazy.defer_imports()
+    # Lazy from here on: each of these imports Paddle and PaddleSeg (through paddle_psp/__init__).
+    from paddle_psp.core import runtime
+    from paddle_psp.core.errors import UserError
     runtime.apply_cpu_tuning()  # before any tensor op: MKL reads its code path at the first one
     module = importlib.import_module(VERBS[verb][0])
     try:
@@ -53,7 +67,3 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f'paddleseg {verb}: interrupted', file=sys.stderr)
         return 130
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The measured paths of ``benchmarks/speed.py``, each run in a subprocess of its own.
+
+``python benchmarks/speed_paths.py '<json spec>'`` runs one task (an evaluation forward, a training step,
+the fast path's export, or the GEMM peak) and prints ``RESULT <json>``. ``speed.py`` starts it with the
+environment of the path being measured (the default one, or paddle-psp's CPU tuning), so variables such as
+``MKL_DEBUG_CPU_TYPE`` and ``MALLOC_MMAP_THRESHOLD_`` apply from the process start and peak RSS is the
+child's alone.
+
+Paddle, PaddleSeg and paddle-psp are imported inside functions on purpose: ``speed.py`` imports this module
+for its helpers, and each child imports only what the path it measures uses. (Every child imports
+paddle-psp for :func:`paddle_psp.core.util.peak_rss_bytes`, which registers its model classes; PaddleSeg's
+path builds and runs none of them.)
+"""
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+NUM_CLASSES = 19
+AUX_COEF = 0.4
+GIB = 2 ** 30
+
+
+# ----------------------------------------------------------------------------------------------- models
+def build_model(name, paddleseg):
+    """PaddleSeg's or paddle-psp's model with the reference configs' arguments (19 classes)."""
+    if paddleseg:
+        from paddleseg.models import DeepLabV3, PSPNet  # lazy: see the module docstring
+        from paddleseg.models.backbones import ResNet50_vd
+        if name == 'pspnet':
+            return PSPNet(NUM_CLASSES, ResNet50_vd(output_stride=8))
+        return DeepLabV3(NUM_CLASSES, ResNet50_vd(output_stride=8, multi_grid=(1, 2, 4)),
+                         aspp_ratios=(1, 12, 24, 36))
+    from paddle_psp.models import ZooDeepLabV3, ZooPSPNet, ZooResNet50_vd  # lazy: see the module docstring
+    if name == 'pspnet':
+        return ZooPSPNet(NUM_CLASSES, ZooResNet50_vd(output_stride=8))
+    return ZooDeepLabV3(NUM_CLASSES, ZooResNet50_vd(output_stride=8, multi_grid=(1, 2, 4)),
+                        aspp_ratios=(1, 12, 24, 36))
+
+
+def loaded_model(name, paddleseg, weights):
+    """:func:`build_model` with the state dict of file ``weights`` (its keys must match exactly)."""
+    import paddle  # lazy: see the module docstring
+    model = build_model(name, paddleseg)
+    state = paddle.load(weights)
+    missing = set(model.state_dict()) ^ set(state)
+    if missing:
+        raise SystemExit(f'{weights}: keys differ from the model\'s: {sorted(missing)[:3]}')
+    model.set_state_dict(state)
+    return model
+
+
+def make_weights(name, path, seed=0):
+    """Seeded random weights with random conv biases and BN statistics calibrated on a random image."""
+    import paddle  # lazy: see the module docstring
+    from paddle_psp.weights.state_dict import randomize
+    paddle.seed(seed)
+    model = randomize(build_model(name, paddleseg=False), seed, size=128)
+    paddle.save(model.state_dict(), path)
+
+
+# ----------------------------------------------------------------------------------------------- tasks
+def eval_task(spec):
+    """Median time of the evaluation forward of one batch; saves the logits to ``spec['output']``."""
+    import paddle  # lazy: see the module docstring
+    model = loaded_model(spec['model'], spec['paddleseg'], spec['weights'])
+    model.eval()
+    batch = np.load(spec['input'])
+    setup = 0.0
+    if spec['fast']:
+        from paddle_psp.inference.predictor import fast_forward
+        start = time.perf_counter()
+        forward = fast_forward(model, cache_dir=spec['cache_dir'])
+        setup = time.perf_counter() - start
+    else:
+        def forward(array):
+            with paddle.no_grad():
+                return model(paddle.to_tensor(array))[0].numpy()
+    logits = [None]
+
+    def run():
+        logits[0] = forward(batch)
+    median, times = timed(run, spec['repeat'])
+    np.save(spec['output'], logits[0])
+    return {'median_s': median, 'times_s': times, 'setup_s': setup}
+
+
+def train_task(spec):
+    """Median time of a training step (batch 2, Momentum SGD, main + auxiliary cross-entropy)."""
+    import paddle  # lazy: see the module docstring
+    from paddle_psp.data.datasets import IGNORE_INDEX
+    from paddle_psp.models.losses import ZooCrossEntropyLoss
+    paddle.seed(0)
+    model = loaded_model(spec['model'], spec['paddleseg'], spec['weights'])
+    model.train()
+    loss_layer = ZooCrossEntropyLoss(ignore_index=IGNORE_INDEX)
+    optimizer = paddle.optimizer.Momentum(0.01, momentum=0.9, parameters=model.parameters(),
+                                          weight_decay=4e-5)
+    rng = np.random.default_rng(0)
+    height, width = spec['size']
+    images = paddle.to_tensor(rng.uniform(-1, 1, (2, 3, height, width)).astype('float32'))
+    labels = rng.integers(0, NUM_CLASSES, (2, height, width))
+    labels[:, :height // 8] = IGNORE_INDEX
+    labels = paddle.to_tensor(labels.astype('int64'))
+    coefs = [1.0, AUX_COEF]
+    losses, outputs = [], []
+
+    def step():
+        logits = model(images)
+        loss = paddle.add_n([coef * loss_layer(logit, labels) for coef, logit in zip(coefs, logits)])
+        loss.backward()
+        optimizer.step()
+        optimizer.clear_grad()
+        losses.append(float(loss))
+        outputs.append(len(logits))
+    median, times = timed(step, spec['repeat'])
+    return {'median_s': median, 'times_s': times, 'losses': losses, 'outputs': outputs[-1]}
+
+
+def export_task(spec):
+    """Fill the fast path's export cache (as the first ``fast_forward`` call of a model does)."""
+    from paddle_psp.inference.predictor import exported_model_dir  # lazy: see the module docstring
+    model = loaded_model(spec['model'], False, spec['weights'])
+    model.eval()
+    start = time.perf_counter()
+    exported_model_dir(model, cache_dir=spec['cache_dir'])
+    return {'export_s': time.perf_counter() - start}
+
+
+def gemm_task(spec):
+    """Best fp32 GEMM rate (M = N = K = 4096) of numpy (OpenBLAS), paddle.matmul (MKL) and oneDNN (a 1x1
+    convolution, 4096 -> 4096 channels on 64x64 pixels, through the fast path's Paddle Inference), GFLOP/s."""
+    import paddle  # lazy: see the module docstring
+    from paddle_psp.inference.predictor import exported_model_dir, inference_forward
+    size = 4096
+    flops = 2 * size ** 3
+    rng = np.random.default_rng(0)
+    left, right = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
+    rates = {'numpy': flops / min(timed(lambda: left @ right, 3)[1]) / 1e9}
+    a, b = paddle.to_tensor(left), paddle.to_tensor(right)
+    rates['paddle.matmul'] = flops / min(timed(lambda: paddle.matmul(a, b).numpy(), 3)[1]) / 1e9
+    gemm = one_by_one_conv(size)
+    model_dir = exported_model_dir(gemm, cache_dir=spec['cache_dir'])
+    forward = inference_forward(model_dir, cpu_threads=spec['threads'])
+    pixels = left.reshape(1, size, 64, 64)
+    rates['oneDNN'] = flops / min(timed(lambda: forward(pixels), 3)[1]) / 1e9
+    return {'rates_gflops': rates}
+
+
+def one_by_one_conv(channels):
+    """A 1x1 convolution without bias, returning ``[output]`` like a segmentation model: a GEMM."""
+    import paddle  # lazy: see the module docstring
+
+    class Gemm(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.conv = paddle.nn.Conv2D(channels, channels, 1, bias_attr=False)
+
+        def forward(self, x):
+            return [self.conv(x)]
+    return Gemm()
+
+
+TASKS = {'eval': eval_task, 'export': export_task, 'train': train_task, 'gemm': gemm_task}
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def timed(function, repeat):
+    """Median seconds of ``repeat`` calls after one warm-up call, and all the times."""
+    function()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def main(spec):
+    """Run the task ``spec`` describes and print ``RESULT <json>`` (with peak RSS and the load average)."""
+    from paddle_psp.core.util import peak_rss_bytes  # lazy: see the module docstring
+    started = os.getloadavg()[0]
+    result = TASKS[spec['task']](spec)
+    result.update(peak_rss_gib=peak_rss_bytes() / GIB, load_before=started, load_after=os.getloadavg()[0])
+    print('RESULT ' + json.dumps(result), flush=True)
+
+
+if __name__ == '__main__':
+    main(json.loads(sys.argv[1]))

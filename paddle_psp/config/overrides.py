@@ -1,0 +1,94 @@
+"""Command-line changes to a read config: ``--learning_rate``/``--batch_size``/``--iters`` and ``--opts``.
+
+``--opts key.sub=value`` may only name keys the config has, list indices it has, or (see :data:`CREATABLE`
+and component constructors) keys it may gain; anything else is a UserError with close matches.
+"""
+import ast
+
+import yaml
+
+from paddle_psp.config.registry import close_matches, component_class, constructor_params
+from paddle_psp.core.errors import UserError
+
+# Keys --opts may create although the config does not have them yet.
+CREATABLE = {'': {'batch_size', 'iters', 'to_static_training', 'test_config'},
+             'test_config': {'is_slide', 'crop_size', 'stride', 'aug_eval', 'scales', 'flip_horizontal',
+                             'flip_vertical'}}
+
+
+def apply_overrides(dic, path, learning_rate=None, batch_size=None, iters=None):
+    """Apply the command-line ``--learning_rate``, ``--batch_size`` and ``--iters`` to ``dic`` in place."""
+    if learning_rate is not None:
+        if not isinstance(dic.get('lr_scheduler'), dict):
+            raise UserError(f'{path}: --learning_rate given but the config has no lr_scheduler section')
+        dic['lr_scheduler']['learning_rate'] = float(learning_rate)
+    if batch_size is not None:
+        dic['batch_size'] = batch_size
+    if iters is not None:
+        dic['iters'] = iters
+
+
+def apply_opts(dic, path, opts):
+    """Apply ``key.sub=value`` items to ``dic`` in place; an unknown key is a UserError naming it."""
+    for item in opts:
+        key, sep, text = item.partition('=')
+        if not sep or not key:
+            raise UserError(f'--opts {item}: expected key.sub=value, e.g. train_dataset.dataset_root=data/x')
+        parent, leaf = walk_to_parent(dic, key, path)
+        value = parse_value(text)
+        if isinstance(parent, list):
+            parent[int(leaf)] = value
+        else:
+            parent[leaf] = value
+
+
+def walk_to_parent(dic, key, path):
+    """The container holding the last part of dotted ``key`` and that part; UserError if a part is unknown."""
+    parts = key.split('.')
+    node, done = dic, []
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if isinstance(node, list):
+            if not (part.isdigit() and int(part) < len(node)):
+                raise UserError(f'--opts {key}: {".".join(done) or "<top>"} is a list of {len(node)} items; '
+                                f'expected an index 0..{len(node) - 1}, got {part!r}')
+            if last:
+                return node, part
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            if last and (part in node or _may_create(node, done, part, path)):
+                return node, part
+            if part not in node:
+                choices = sorted(map(str, node))
+                hint = close_matches(part, choices, 3)
+                raise UserError(f'--opts {key}: unknown key {".".join(done + [part])!r} in {path}; '
+                                + (f'did you mean {", ".join(hint)}?' if hint else
+                                   f'expected one of {", ".join(choices)}'))
+            node = node[part]
+        else:
+            raise UserError(f'--opts {key}: {".".join(done)} is a value ({node!r}), not a section')
+        done.append(part)
+    raise AssertionError('unreachable')
+
+
+def _may_create(node, done, part, path):
+    """Whether --opts may add key ``part`` to ``node`` (at key path ``done``)."""
+    keypath = '.'.join(done)
+    if part in CREATABLE.get(keypath, ()):
+        return True
+    if 'type' in node:  # a component: any argument of its constructor
+        params = constructor_params(component_class(node, keypath, path))
+        return params is None or part in params
+    return False
+
+
+def parse_value(text):
+    """An --opts value: a Python literal (1, 0.5, [64, 64], None, 'x'), else YAML (true, null), else text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
