@@ -3,6 +3,7 @@
 Each step ends a stage of the verb's ``--profile`` breakdown (:class:`paddle_psp_cli.stages.Stages`):
 model build, checkpoint, predictor, and the first forward.
 """
+from paddle_psp.inference.cache import size_limit
 from paddle_psp.inference.predictor import fast_forward
 from paddle_psp.weights.state_dict import load_for_eval
 
@@ -20,7 +21,12 @@ def checkpoint_forward(cfg, model_path, fast, stages, shapes=None):
 
     Returns:
         callable: See :func:`fast_forward`; its first call ends the 'first forward' stage.
+
+    Raises:
+        UserError: ``fast`` and ``$PADDLE_PSP_CACHE_SIZE`` is not a size.
     """
+    if fast:
+        size_limit()  # a bad $PADDLE_PSP_CACHE_SIZE is one error line before anything is logged
     model = cfg.build_model(pretrained=False)  # the checkpoint replaces any pretrained weights: no download
     stages.mark('model build')
     model = load_for_eval(model, model_path)
