@@ -277,3 +277,17 @@ def test_flags_override_the_configs_test_config():
     assert tta.options_from_args(parse_flags(['--aug_pred', '--scales', '2.0']), {}).scales == (2.0,)
     assert options.summary() == ('legacy TTA scales 1.25 flips h+v (4 augmentations), sliding window 64x32 '
                                  'stride 16x16')
+
+
+@pytest.mark.parametrize('options, seen', [
+    (InferOptions.create(), 1),
+    (InferOptions.create(aug=True, scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75), flip_horizontal=True,
+                         flip_vertical=True), 6),
+    (InferOptions.create(True, (0.5, 0.8, 1.2), True, False, True, (20, 14), (12, 9)), 2),  # 0.8, 1.2: one window
+    (InferOptions.create(is_slide=True, crop_size=(16, 12), stride=(10, 7)), 1)],
+    ids=['single', 'six scales + flips', 'scales + windows', 'windows'])
+def test_input_shapes_bounds_the_shapes_forward_sees(image, options, seen):
+    """fast_forward sizes oneDNN's shape cache from this bound: an undercount re-creates primitives per image."""
+    net = ToyNet()
+    tta.infer_logits(net, image, options=options)
+    assert len(set(net.batches)) == seen <= options.input_shapes()

@@ -10,7 +10,8 @@ from PIL import Image
 
 from conftest import write_checkpoints
 from paddle_psp.data import datasets
-from paddle_psp.inference import export, predict, predictor
+import paddle_psp_cli as cli
+from paddle_psp.inference import cache, export, predict, predictor
 from paddle_psp.inference import tta
 from paddle_psp.config import load_config
 from paddle_psp.core.errors import UserError
@@ -169,3 +170,14 @@ def test_export_weights_of_another_model_is_a_user_error(setup, tmp_path):
                      '--save_dir', str(save_dir)])
     assert '\n' not in str(err.value)
     assert not save_dir.exists() or not any(save_dir.iterdir())
+
+
+def test_bad_cache_size_is_one_error_line(setup, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(cache.SIZE_VAR, '4 gigs')
+    status = cli.main(['predict', '--config', setup['config'], '--model_path', setup['checkpoint'],
+                       '--image_path', setup['images'][0], '--save_dir', str(tmp_path / 'out')])
+    assert status == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "paddleseg predict: error: PADDLE_PSP_CACHE_SIZE='4 gigs' is not a size; expected bytes or a number "
+        "with K, M, G or T (powers of 1024), e.g. 4G"]
+    assert not os.path.exists(tmp_path / 'out')

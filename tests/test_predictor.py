@@ -5,7 +5,8 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_psp.inference import export, predictor
+from paddle_psp.core.errors import UserError
+from paddle_psp.inference import cache, export, predictor
 from paddle_psp.models import ZooDeepLabV3, ZooPSPNet, ZooResNet50_vd
 from paddle_psp.models.resnet_vd import ResNetVd
 from paddle_psp.weights.state_dict import randomize
@@ -67,7 +68,7 @@ def test_fast_forward_agrees_with_dygraph_for_any_size(pspnet, tmp_path):
         assert isinstance(actual, np.ndarray) and actual.shape == expected.shape
         assert (actual.argmax(1) == expected.argmax(1)).mean() >= 0.999
         assert np.abs(actual - expected).max() <= 1e-3 * np.abs(expected).max()
-    assert len(os.listdir(tmp_path)) == 1
+    assert len(set(os.listdir(tmp_path)) - {cache.LOCK}) == 1
 
 
 def test_fast_forward_is_exact_for_sizes_the_pyramid_bins_do_not_divide(tmp_path):
@@ -97,7 +98,7 @@ def test_export_is_cached_by_weights(tmp_path, monkeypatch):
     model = make_model('pspnet', seed=5, depth=18)
     first = predictor.exported_model_dir(model, cache_dir=str(tmp_path))
     assert os.path.isfile(os.path.join(first, 'model.pdmodel'))
-    assert os.path.isfile(os.path.join(first, predictor.DONE_MARKER))
+    assert os.path.isfile(os.path.join(first, cache.MARKER))
 
     def no_export(*args, **kwargs):
         raise AssertionError('exported again')
@@ -110,7 +111,7 @@ def test_export_is_cached_by_weights(tmp_path, monkeypatch):
     other_weights = make_model('pspnet', seed=6, depth=18)
     with pytest.raises(AssertionError, match='exported again'):
         predictor.exported_model_dir(other_weights, cache_dir=str(tmp_path))
-    assert sorted(os.listdir(tmp_path)) == [os.path.basename(first)]  # no half-written entry left
+    assert sorted(set(os.listdir(tmp_path)) - {cache.LOCK}) == [os.path.basename(first)]  # nothing half-written
 
 
 @pytest.mark.parametrize('kwargs', [{'fast': False}, {'device': 'gpu:0'}])
@@ -132,4 +133,31 @@ def test_failed_export_falls_back_to_dygraph(tmp_path, monkeypatch):
     assert forward.kind == 'dygraph'
     batch = image_batch((1, 3, 64, 64))
     np.testing.assert_array_equal(forward(batch), dygraph_logits(model, batch))
-    assert os.listdir(tmp_path) == []  # the temporary export folder is gone
+    assert set(os.listdir(tmp_path)) <= {cache.LOCK}  # the temporary export folder is gone
+
+
+def test_a_truncated_export_is_rebuilt_and_still_exact(tmp_path):
+    model = make_model('pspnet', seed=5, depth=18)
+    folder = predictor.exported_model_dir(model, cache_dir=str(tmp_path))
+    with open(os.path.join(folder, 'model.pdiparams'), 'r+b') as handle:
+        handle.truncate(os.path.getsize(handle.name) // 2)
+    forward = predictor.fast_forward(model, cache_dir=str(tmp_path))
+    assert forward.kind == 'paddle-inference' and cache.is_valid(folder)
+    batch = image_batch((1, 3, 64, 96))
+    expected, actual = dygraph_logits(model, batch), forward(batch)
+    assert (actual.argmax(1) == expected.argmax(1)).mean() >= 0.999
+    assert np.abs(actual - expected).max() <= 1e-3 * np.abs(expected).max()
+
+
+def test_the_cache_keeps_its_size_limit(tmp_path, monkeypatch):
+    first = predictor.exported_model_dir(make_model('pspnet', seed=5, depth=18), cache_dir=str(tmp_path))
+    monkeypatch.setenv(cache.SIZE_VAR, str(cache.folder_bytes(first) + 1))  # room for one entry
+    second = predictor.exported_model_dir(make_model('pspnet', seed=6, depth=18), cache_dir=str(tmp_path))
+    assert not os.path.exists(first) and cache.is_valid(second)
+
+
+def test_a_bad_cache_size_is_a_user_error_not_a_fallback(tmp_path, monkeypatch):
+    monkeypatch.setenv(cache.SIZE_VAR, 'plenty')
+    with pytest.raises(UserError, match='PADDLE_PSP_CACHE_SIZE=.plenty. is not a size'):
+        predictor.fast_forward(make_model('pspnet', seed=5, depth=18), cache_dir=str(tmp_path))
+    assert predictor.fast_forward(make_model('pspnet', seed=5, depth=18), fast=False).kind == 'dygraph'

@@ -3,11 +3,12 @@
 Each step ends a stage of the verb's ``--profile`` breakdown (:class:`paddle_psp_cli.stages.Stages`):
 model build, checkpoint, predictor, and the first forward.
 """
+from paddle_psp.inference.cache import size_limit
 from paddle_psp.inference.predictor import fast_forward
 from paddle_psp.weights.state_dict import load_for_eval
 
 
-def checkpoint_forward(cfg, model_path, fast, stages):
+def checkpoint_forward(cfg, model_path, fast, stages, shapes=None):
     """``forward(batch) -> logits`` of the config's model with the weights at ``model_path``.
 
     Args:
@@ -15,14 +16,21 @@ def checkpoint_forward(cfg, model_path, fast, stages):
         model_path (str): Checkpoint: a file, a folder holding one, a URL or a zoo name.
         fast (bool): The fast CPU path (False: the dygraph model, see :func:`fast_forward`).
         stages (paddle_psp_cli.stages.Stages): Timings of the start-up (marked even when disabled).
+        shapes (int, optional): Input shapes per image, :meth:`InferOptions.input_shapes` (see
+            :func:`fast_forward`). Default: None.
 
     Returns:
         callable: See :func:`fast_forward`; its first call ends the 'first forward' stage.
+
+    Raises:
+        UserError: ``fast`` and ``$PADDLE_PSP_CACHE_SIZE`` is not a size.
     """
+    if fast:
+        size_limit()  # a bad $PADDLE_PSP_CACHE_SIZE is one error line before anything is logged
     model = cfg.build_model(pretrained=False)  # the checkpoint replaces any pretrained weights: no download
     stages.mark('model build')
     model = load_for_eval(model, model_path)
     stages.mark('checkpoint')
-    forward = fast_forward(model, fast=fast)
+    forward = fast_forward(model, fast=fast, shapes=shapes)
     stages.mark('predictor')
     return stages.first_call(forward, 'first forward') if stages.enabled else forward

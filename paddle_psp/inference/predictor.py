@@ -3,8 +3,9 @@
 On CPU the model is turned into an inference-only copy that computes the same function
 (:func:`inference_copy`), exported once to an old-format ``.pdmodel`` by
 :func:`paddle_psp.inference.export.save_static_model` and cached on disk under a hash of the weights and
-the model structure (:func:`exported_model_dir`), and run by Paddle Inference with oneDNN on one thread
-per physical core (:func:`inference_forward`, which also runs models written by ``paddleseg export``).
+the model structure (:func:`exported_model_dir`, in the bounded cache of :mod:`paddle_psp.inference.cache`),
+and run by Paddle Inference with oneDNN on one thread per physical core (:func:`inference_forward`, which
+also runs models written by ``paddleseg export``).
 
 The copy differs from the model only in where the convolution biases are added (fp32 throughout): each
 is moved into the batch norm that follows it (:meth:`ConvBN.fold_bias`), because Paddle Inference does
@@ -18,8 +19,6 @@ import hashlib
 import inspect
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 import paddle
@@ -27,16 +26,13 @@ from paddle import inference
 
 from paddle_psp.core.errors import UserError, one_line
 from paddle_psp.core.log import logger
-from paddle_psp.inference import export
+from paddle_psp.inference import cache, export
 from paddle_psp.inference.tta import layer_forward, logits_array
 from paddle_psp.models.layers import ConvBN
 from paddle_psp.core.runtime import physical_cores
 
-CACHE_VAR = 'PADDLE_PSP_CACHE'
-DONE_MARKER = 'fingerprint.json'
 
-
-def fast_forward(model, device=None, fast=True, cache_dir=None):
+def fast_forward(model, device=None, fast=True, cache_dir=None, shapes=None):
     """A ``forward(batch) -> logits`` callable: the fastest exact evaluation path for ``model``.
 
     Args:
@@ -45,20 +41,29 @@ def fast_forward(model, device=None, fast=True, cache_dir=None):
         device (str, optional): 'cpu', 'gpu' or 'gpu:N'. Default: ``paddle.get_device()``.
         fast (bool, optional): False runs the dygraph model as it is (the reference path). Default: True.
         cache_dir (str, optional): Where exported models are kept. Default: ``$PADDLE_PSP_CACHE`` or
-            ``~/.cache/paddle_psp/inference``.
+            ``~/.cache/paddle_psp/inference`` (see :mod:`paddle_psp.inference.cache`).
+        shapes (int, optional): Input shapes each image sends to ``forward``, e.g.
+            :meth:`InferOptions.input_shapes` for test-time augmentation over more scales than
+            ``ONEDNN_SHAPE_CACHE``: oneDNN keeps the primitives of at least this many shapes, so that they
+            are not created again for every image. Default: ``ONEDNN_SHAPE_CACHE``.
 
     Returns:
         callable: ``forward(batch)`` taking an NCHW float32 numpy array and returning the logits
         (N x classes x H x W float32 numpy array). Its ``kind`` attribute says which path it is:
         'paddle-inference' or 'dygraph' (asked for, on GPU, or after a failed export, with a warning).
+
+    Raises:
+        UserError: ``$PADDLE_PSP_CACHE_SIZE`` is not a size (checked on the fast path only).
     """
     device = device or paddle.get_device()
     if not fast or not device.startswith('cpu'):
         return _dygraph_forward(model)
+    cache.size_limit()  # an invalid $PADDLE_PSP_CACHE_SIZE is the user's error, not a failed export
+    threads = physical_cores()
     try:
-        model_dir = exported_model_dir(model, cache_dir)
-        threads = physical_cores()
-        forward = inference_forward(model_dir, cpu_threads=threads)
+        with _cached_export(model, cache_dir) as model_dir:
+            forward = inference_forward(model_dir, cpu_threads=threads,
+                                        shape_cache=max(ONEDNN_SHAPE_CACHE, shapes or 0))
     except Exception as err:  # any export / load failure: evaluation still runs, on the slower path
         logger.warning(f'fast forward unavailable, running the dygraph model: {type(err).__name__}: '
                        f'{one_line(err, limit=300)}')
@@ -76,39 +81,25 @@ def _dygraph_forward(model):
     return forward
 
 
-def default_cache_dir():
-    """``$PADDLE_PSP_CACHE`` or ``~/.cache/paddle_psp/inference``."""
-    home_cache = os.path.join(os.path.expanduser('~'), '.cache', 'paddle_psp', 'inference')
-    return os.environ.get(CACHE_VAR) or home_cache
-
-
 def exported_model_dir(model, cache_dir=None):
     """The cache folder holding ``model``'s inference copy as model.pdmodel / model.pdiparams, for any
     input size (a fixed-size export was measured no faster, and Paddle Inference does not enforce it).
 
-    Exports only when the folder is missing. The export goes to a temporary folder that is renamed into
-    place when complete, so a crash or a concurrent export never leaves a half-written entry.
+    Exports only when the cache has no valid entry for the model (see :mod:`paddle_psp.inference.cache`).
+    Another process may evict the entry once this returns; :func:`fast_forward` loads it under the
+    cache's lock instead.
     """
-    root = cache_dir or default_cache_dir()
+    with _cached_export(model, cache_dir) as folder:
+        return folder
+
+
+def _cached_export(model, cache_dir=None):
+    """:func:`cache.cached_entry` for ``model``'s inference copy: a context manager yielding its folder."""
     key, description = model_fingerprint(model)
-    target = os.path.join(root, key)
-    if os.path.isfile(os.path.join(target, DONE_MARKER)):
-        return target
-    os.makedirs(root, exist_ok=True)
-    work = tempfile.mkdtemp(dir=root, prefix='.export.')
-    try:
-        logger.info(f'exporting an inference model to {target}')
-        export.save_static_model(inference_copy(model), work, [None, 3, None, None], 'none')
-        with open(os.path.join(work, DONE_MARKER), 'w', encoding='utf-8') as handle:
-            json.dump(description, handle, indent=1)
-        try:
-            os.rename(work, target)
-        except OSError:  # another process finished the same export first
-            if not os.path.isfile(os.path.join(target, DONE_MARKER)):
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
+
+    def build(folder):
+        export.save_static_model(inference_copy(model), folder, [None, 3, None, None], 'none')
+    return cache.cached_entry(key, build, cache_dir, description=description)
 
 
 def model_fingerprint(model):
@@ -191,7 +182,10 @@ ONEDNN_OPS = {'conv2d', 'fused_conv2d', 'batch_norm', 'relu', 'elementwise_add',
               'fc', 'bilinear_interp_v2', 'scale', 'softmax', 'transpose2', 'reshape2', 'slice', 'fill_constant',
               'eye', 'shape', 'cast', 'dropout', 'top_k_v2', 'arg_max'}
 # oneDNN keeps primitives and reordered weights per input shape: ~250 MB per shape for PSPNet R50, without
-# limit by default (12 image sizes: 3.9 GB). 4 covers 3-scale TTA; a shape not cached costs ~30 % of a forward.
+# limit by default (12 image sizes: 3.9 GB). 4 covers 3-scale TTA (the flips of a scale are one batch, the
+# sliding windows of a scale one size); a shape not cached costs ~30 % of a forward. Past the capacity
+# Paddle drops an arbitrary shape (its shape map is unordered), so more shapes in rotation than the
+# capacity re-create primitives on every image: fast_forward(shapes=...) raises it for more scales.
 ONEDNN_SHAPE_CACHE = 4
 
 

@@ -110,6 +110,12 @@ class InferOptions:
         """The augmentations these options run."""
         return augmentations(self.scales, self.flip_horizontal, self.flip_vertical)
 
+    def input_shapes(self):
+        """At most how many input shapes one image sends to ``forward``: one per scale (the flips of a scale
+        run as one batch, and the sliding windows of a scale all have one size, edge windows being moved
+        back inside the image; scales whose images exceed the window share it)."""
+        return len(set(self.scales))
+
     def summary(self):
         """One line for logs, e.g. 'TTA scales 0.75,1 flips h (4 augmentations), sliding window ...'."""
         flips = [name for name, on in (('h', self.flip_horizontal), ('v', self.flip_vertical)) if on]
