@@ -12,6 +12,11 @@ PADDLESEG_DEVICES = ('cpu', 'gpu', 'xpu', 'npu', 'mlu')  # what PaddleSeg's --de
 DATA_FORMATS = ('NCHW', 'NHWC')
 OUTPUT_OPS = ('argmax', 'softmax', 'none')
 
+# Where the fast path keeps its exported models (paddle_psp/inference/cache.py; stated here without importing it,
+# so that --help stays light; tests/test_cache.py checks that the two agree).
+CACHE_HELP = ('Its exports are cached in $PADDLE_PSP_CACHE (default ~/.cache/paddle_psp/inference), at most '
+              '$PADDLE_PSP_CACHE_SIZE (default 4G; K, M, G, T), least recently used first out')
+
 
 class _Supported(argparse.Action):
     """Stores a value of ``choices``; one that is not ``supported`` is refused with ``reason`` (one line)."""
@@ -95,7 +100,8 @@ def add_tta_arguments(parser, aug_flags=('--aug_eval',)):
     group.add_argument('--stride', nargs=2, type=int, default=None, metavar=('W', 'H'),
                        help='sliding-window stride')
     parser.add_argument('--dygraph', action='store_true',
-                        help='run the dygraph model instead of the fast CPU path (Paddle Inference + oneDNN)')
+                        help='run the dygraph model instead of the fast CPU path (Paddle Inference + oneDNN). '
+                        + CACHE_HELP)
 
 
 def val_parser():

@@ -27,7 +27,6 @@ REQUIRED = {'train': ['--config', 'c.yml'], 'val': ['--config', 'c.yml', '--mode
             'export': ['--config', 'c.yml', '--model_path', 'm']}
 PARSERS = {'train': train.build_parser, 'val': parsers.val_parser, 'predict': parsers.predict_parser,
            'export': parsers.export_parser}
-TRAIN_FLAGS_PENDING = pytest.mark.xfail(reason='added by branch s-trainflags', strict=False)
 DEVICE_REFUSALS = [('--device', ['xpu']), ('--device', ['npu']), ('--device', ['mlu'])]
 
 # (verb, flag, values given, attribute, our default (PaddleSeg's, or the value meaning the same), parsed value)
@@ -37,7 +36,7 @@ ACCEPTED = [
     ('train', '--num_workers', ['2'], 'num_workers', 0, 2),
     ('train', '--do_eval', [], 'do_eval', False, True),
     ('train', '--use_vdl', [], 'use_vdl', False, True),
-    pytest.param('train', '--use_ema', [], 'use_ema', False, True, marks=TRAIN_FLAGS_PENDING),
+    pytest.param('train', '--use_ema', [], 'use_ema', False, True),
     ('train', '--resume_model', ['out/iter_10'], 'resume_model', None, 'out/iter_10'),
     ('train', '--iters', ['10'], 'iters', None, 10),
     ('train', '--batch_size', ['2'], 'batch_size', None, 2),
@@ -49,9 +48,9 @@ ACCEPTED = [
     ('train', '--precision', ['fp16'], 'precision', 'fp32', 'fp16'),
     ('train', '--amp_level', ['O2'], 'amp_level', 'O1', 'O2'),
     pytest.param('train', '--profiler_options', ['batch_range=[1,2]'], 'profiler_options', None,
-                 'batch_range=[1,2]', marks=TRAIN_FLAGS_PENDING),
-    pytest.param('train', '--data_format', ['NCHW'], 'data_format', 'NCHW', 'NCHW', marks=TRAIN_FLAGS_PENDING),
-    pytest.param('train', '--repeats', ['2'], 'repeats', 1, 2, marks=TRAIN_FLAGS_PENDING),
+                 'batch_range=[1,2]'),
+    pytest.param('train', '--data_format', ['NCHW'], 'data_format', 'NCHW', 'NCHW'),
+    pytest.param('train', '--repeats', ['2'], 'repeats', 1, 2),
     ('train', '--opts', ['a=1', 'b=2'], 'opts', [], ['a=1', 'b=2']),
     ('val', '--model_path', ['x.pdparams'], 'model_path', 'm', 'x.pdparams'),
     ('val', '--num_workers', ['2'], 'num_workers', 0, 2),
@@ -110,8 +109,7 @@ def test_paddleseg_flag_is_accepted_with_its_default(verb, flag, values, attribu
     assert getattr(parse(verb, [])[0], attribute) == default
 
 
-@pytest.mark.parametrize('verb, flag, values, words', [
-    pytest.param(*row, marks=TRAIN_FLAGS_PENDING) if row[0] == 'train' else row for row in REFUSED])
+@pytest.mark.parametrize('verb, flag, values, words', REFUSED)
 def test_unsupported_paddleseg_value_is_refused_in_one_line(verb, flag, values, words):
     args, error = parse(verb, [flag] + values)
     assert args is None

@@ -7,7 +7,7 @@ from paddle_psp.benchmark.report import RESULTS_JSON, RESULTS_MARKDOWN
 from paddle_psp.benchmark.runner import DEFAULT_SAVE_DIR, run
 from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
-from paddle_psp_cli.parsers import add_device_argument
+from paddle_psp_cli.parsers import CACHE_HELP, add_device_argument
 
 
 def build_parser():
@@ -46,7 +46,7 @@ def build_parser():
     tta.add_argument('--crop_size', nargs=2, type=int, metavar=('W', 'H'), help='sliding-window size')
     tta.add_argument('--stride', nargs=2, type=int, metavar=('W', 'H'), help='sliding-window stride')
     tta.add_argument('--dygraph', action='store_true',
-                     help='run the dygraph model, as paddleseg val does, instead of the fast CPU path')
+                     help='run the dygraph model instead of the fast CPU path. ' + CACHE_HELP)
     return parser
 
 

@@ -159,7 +159,7 @@ def _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, re
         return session
     start = time.perf_counter()
     model = load_for_eval(cfg.build_model(pretrained=False), checkpoint)
-    forward = TimedForward(build_forward(model, settings.dygraph))
+    forward = TimedForward(build_forward(model, settings.dygraph, shapes=len(set(settings.scales)) + 1))
     session['model_load_seconds'] = time.perf_counter() - start
     logger.info(f'[BENCHMARK] {target.name}: {len(missing)} images, {plan.forwards_per_image()} forward '
                 f'passes each ({plan.separate_forwards_per_image()} in separate runs)')
@@ -191,9 +191,12 @@ def ProgressBar(label, total, done, every, stream=None):
 
 
 # ------------------------------------------------------------------------------------------------ forward
-def build_forward(model, dygraph):
-    """The forward callable the benchmark times: the fast CPU path unless ``dygraph`` (the one switch)."""
-    return fast_forward(model, fast=not dygraph)
+def build_forward(model, dygraph, shapes=None):
+    """The forward callable the benchmark times: the fast CPU path unless ``dygraph`` (the one switch).
+
+    ``shapes``: how many input shapes one image brings at most (one per scale), see :func:`fast_forward`.
+    """
+    return fast_forward(model, fast=not dygraph, shapes=shapes)
 
 
 class TimedForward:

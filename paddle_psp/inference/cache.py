@@ -70,16 +70,6 @@ def format_size(size):
     return f'{size} B'
 
 
-def cache_help():
-    """One line for ``--help`` saying where the cache is and its limit, with ``%`` doubled for argparse."""
-    try:
-        limit = format_size(size_limit())
-    except UserError:
-        limit = f'invalid {os.environ.get(SIZE_VAR)!r}'
-    text = f'fast-path cache: {cache_dir()} (max {limit}, env {CACHE_VAR}, {SIZE_VAR})'
-    return text.replace('%', '%%')
-
-
 @contextlib.contextmanager
 def cached_entry(key, build, root=None, limit=None, description=None):
     """Hold the lock on a valid cache entry for ``key``, building it first if needed; yields its folder.
