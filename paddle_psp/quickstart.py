@@ -27,6 +27,7 @@ from paddle_psp.data.synthetic import CLASSES, make_cityscapes_like
 from paddle_psp.engine import metrics, train
 from paddle_psp.config import load_config
 from paddle_psp.weights import zoo
+from paddle_psp_cli.parsers import OneLineParser
 
 DEFAULT_SAVE_DIR = os.path.join('.', 'quickstart_output')
 CONFIG = os.path.join('configs', 'quickstart', 'pspnet_resnet50_os8_synthcity_quickstart.yml')
@@ -37,7 +38,7 @@ OUTPUTS = ('train', 'benchmark', 'summary.json')
 
 def build_parser():
     """The ``paddleseg quickstart`` argument parser."""
-    parser = argparse.ArgumentParser(prog='paddleseg quickstart', description=__doc__.split('\n')[0],
+    parser = OneLineParser(prog='paddleseg quickstart', description=__doc__.split('\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog='\n'.join(__doc__.split('\n')[1:]))
     parser.add_argument('--save_dir', default=DEFAULT_SAVE_DIR, help=f'output directory ({DEFAULT_SAVE_DIR})')

@@ -1,4 +1,4 @@
-"""The argument parsers of ``paddleseg val``, ``predict`` and ``export``, and the flags verbs share.
+"""The argument parsers of ``paddleseg train``, ``val``, ``predict`` and ``export``, and the flags verbs share.
 
 Standard library only, so that ``paddleseg VERB --help`` and a mistyped flag answer without importing
 Paddle. PaddleSeg 2.8's ``tools/*.py`` flags keep their names, defaults and meanings; a value this build
@@ -16,6 +16,13 @@ OUTPUT_OPS = ('argmax', 'softmax', 'none')
 # so that --help stays light; tests/test_cache.py checks that the two agree).
 CACHE_HELP = ('Its exports are cached in $PADDLE_PSP_CACHE (default ~/.cache/paddle_psp/inference), at most '
               '$PADDLE_PSP_CACHE_SIZE (default 4G; K, M, G, T), least recently used first out')
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, ``paddleseg VERB: error: ...``, exit status 2 (no usage)."""
+
+    def error(self, message):
+        self.exit(2, f'{self.prog}: error: {" ".join(message.split())}; see {self.prog} --help\n')
 
 
 class _Supported(argparse.Action):
@@ -106,7 +113,7 @@ def add_tta_arguments(parser, aug_flags=('--aug_eval',)):
 
 def val_parser():
     """The ``paddleseg val`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog='paddleseg val', description='Evaluate a checkpoint on the validation set of a config: mIoU, Acc, '
         'Kappa, Dice and per-class IoU / precision / recall (pixels labelled 255 ignored).')
     add_config_arguments(parser, 'YAML config (val_dataset and model)')
@@ -127,7 +134,7 @@ def val_parser():
 
 def predict_parser():
     """The ``paddleseg predict`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog='paddleseg predict', description='Predict images and write pseudo_color_prediction/ (palette '
         'PNGs) and added_prediction/ (overlays) under --save_dir.')
     add_config_arguments(parser, 'YAML config (model and val_dataset transforms)')
@@ -144,7 +151,7 @@ def predict_parser():
 
 def export_parser():
     """The ``paddleseg export`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog='paddleseg export', description='Export a Paddle Inference model (model.pdmodel, model.pdiparams) '
         'and deploy.yaml for the model of a config and a checkpoint.')
     add_config_arguments(parser, 'YAML config (model and val_dataset transforms)')
@@ -161,4 +168,43 @@ def export_parser():
 
 # verb -> its parser, for the verbs whose parser lives here (the command line checks flags with it before
 # importing the verb's module)
-PARSERS = {'val': val_parser, 'predict': predict_parser, 'export': export_parser}
+def train_parser():
+    """The ``paddleseg train`` argument parser (PaddleSeg's tools/train.py flags, plus --device)."""
+    parser = OneLineParser(prog='paddleseg train', description='Iteration-based training with '
+                                     "PaddleSeg's flags, exact resume and data parallelism.")
+    parser.add_argument('--config', required=True, help='YAML config (PaddleSeg format, _base_ allowed)')
+    parser.add_argument('--save_dir', default='./output', help='checkpoints and VisualDL logs (./output)')
+    parser.add_argument('--iters', type=int, help='total iterations (overrides the config)')
+    parser.add_argument('--batch_size', type=int, help='images per device (overrides the config)')
+    parser.add_argument('--learning_rate', type=float, help='base learning rate (overrides the config)')
+    parser.add_argument('--do_eval', action='store_true', help='evaluate at every save; keep best_model/')
+    parser.add_argument('--use_vdl', action='store_true', help='write VisualDL scalars to save_dir')
+    parser.add_argument('--resume_model', help='continue from a checkpoint directory save_dir/iter_N; auto: '
+                        'from the newest complete one in --save_dir, or fresh when there is none')
+    parser.add_argument('--save_interval', type=int, default=1000, help='iterations between checkpoints (1000)')
+    parser.add_argument('--log_iters', type=int, default=10, help='iterations between log lines (10)')
+    parser.add_argument('--keep_checkpoint_max', type=int, default=5, help='newest checkpoints kept (5)')
+    parser.add_argument('--num_workers', type=int, default=0, help='data loading processes (0)')
+    parser.add_argument('--seed', type=int,
+                        help='fixes initial weights, shuffling, augmentation and dropout (default: the resumed '
+                             'run\'s, else a random one, logged and saved in every checkpoint)')
+    add_device_argument(parser)
+    parser.add_argument('--precision', choices=['fp32', 'fp16'], default='fp32', help='fp16: AMP, GPU only')
+    parser.add_argument('--amp_level', choices=['O1', 'O2'], default='O1', help='AMP level with fp16 (O1)')
+    parser.add_argument('--use_ema', action='store_true',
+                        help='also train an exponential moving average of the weights (decay 0.999), evaluate '
+                             'it with --do_eval and keep ema_best_model/')
+    parser.add_argument('--repeats', type=int, default=1, help='passes over the train set per epoch (1)')
+    parser.add_argument('--data_format', choices=['NCHW', 'NHWC'], default='NCHW',
+                        help='tensor layout of the model and loss (NCHW)')
+    parser.add_argument('--profiler_options', metavar='"KEY=VALUE;..."',
+                        help='profile iterations with paddle.profiler, PaddleSeg\'s option string, e.g. '
+                             '"batch_range=[10,20];profile_path=/tmp/profile" (see engine/profiler.py)')
+    parser.add_argument('--opts', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='override config keys, e.g. train_dataset.dataset_root=data/cityscapes')
+    return parser
+
+
+
+
+PARSERS = {'train': train_parser, 'val': val_parser, 'predict': predict_parser, 'export': export_parser}

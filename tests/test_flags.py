@@ -25,7 +25,7 @@ from paddle_psp_cli import parsers
 REQUIRED = {'train': ['--config', 'c.yml'], 'val': ['--config', 'c.yml', '--model_path', 'm'],
             'predict': ['--config', 'c.yml', '--model_path', 'm', '--image_path', 'i'],
             'export': ['--config', 'c.yml', '--model_path', 'm']}
-PARSERS = {'train': train.build_parser, 'val': parsers.val_parser, 'predict': parsers.predict_parser,
+PARSERS = {'train': parsers.train_parser, 'val': parsers.val_parser, 'predict': parsers.predict_parser,
            'export': parsers.export_parser}
 DEVICE_REFUSALS = [('--device', ['xpu']), ('--device', ['npu']), ('--device', ['mlu'])]
 

@@ -7,12 +7,12 @@ from paddle_psp.benchmark.report import RESULTS_JSON, RESULTS_MARKDOWN
 from paddle_psp.benchmark.runner import DEFAULT_SAVE_DIR, run
 from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
-from paddle_psp_cli.parsers import CACHE_HELP, add_device_argument
+from paddle_psp_cli.parsers import CACHE_HELP, OneLineParser, add_device_argument
 
 
 def build_parser():
     """The ``paddleseg benchmark`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog='paddleseg benchmark', formatter_class=argparse.RawDescriptionHelpFormatter,
         description='Fill the mIoU / mIoU (flip) / mIoU (ms+flip) table for zoo entries or a checkpoint, with '
                     'one set of forward passes per image.',

@@ -57,6 +57,7 @@ from paddle_psp.core.outputs import require_dir, require_file, writing
 from paddle_psp.core.util import Progress
 from paddle_psp.data.datasets import (CITYSCAPES_LAYOUT, IGNORE_INDEX, IMAGE_SUFFIX, LABEL_IDS_SUFFIX, SBD_LAYOUT,
                                       TRAIN_IDS_SUFFIX, VOC_CLASSES, VOC_LAYOUT, unpaired_cityscapes_frame)
+from paddle_psp_cli.parsers import OneLineParser
 
 VOC_ALLOWED = np.append(np.arange(len(VOC_CLASSES)), IGNORE_INDEX)
 LABELS_EXPECTED = 'a writable folder for the converted label PNGs (copy a read-only dataset to a writable place)'
@@ -432,7 +433,7 @@ def _positive_int(text):
 
 def build_parser():
     """The ``paddleseg prepare`` argument parser with one sub-command per dataset."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog='paddleseg prepare',
         description='Convert a dataset from its official format into what PaddleSeg\'s datasets read. '
                     'Safe to re-run: up-to-date outputs are skipped, every file is written atomically.')

@@ -16,7 +16,6 @@ Data parallel (CPU with gloo, or GPUs)::
 
     python -m paddle.distributed.launch --nproc_per_node 2 $(which paddleseg) train --config X.yml
 """
-import argparse
 import math
 import secrets
 import sys
@@ -37,46 +36,9 @@ from paddle_psp.engine.hooks import CheckpointHook, EvalHook, LogHook, Step, Vis
 from paddle_psp.engine.loader import derive_seed, make_loader, unpack_batch
 from paddle_psp.engine.profiler import ProfilerHook, parse_profiler_options
 from paddle_psp.models.layers import NCHWAdapter
+from paddle_psp_cli.parsers import train_parser
 
 AMP_BLACK_LIST = {'bilinear_interp_v2'}
-OTHER_DEVICES = ('xpu', 'npu', 'mlu')  # PaddleSeg's choices this plugin does not run on
-
-
-def build_parser():
-    """The ``paddleseg train`` argument parser (PaddleSeg's tools/train.py flags, plus --device)."""
-    parser = argparse.ArgumentParser(prog='paddleseg train', description=__doc__.split('\n')[0])
-    parser.add_argument('--config', required=True, help='YAML config (PaddleSeg format, _base_ allowed)')
-    parser.add_argument('--save_dir', default='./output', help='checkpoints and VisualDL logs (./output)')
-    parser.add_argument('--iters', type=int, help='total iterations (overrides the config)')
-    parser.add_argument('--batch_size', type=int, help='images per device (overrides the config)')
-    parser.add_argument('--learning_rate', type=float, help='base learning rate (overrides the config)')
-    parser.add_argument('--do_eval', action='store_true', help='evaluate at every save; keep best_model/')
-    parser.add_argument('--use_vdl', action='store_true', help='write VisualDL scalars to save_dir')
-    parser.add_argument('--resume_model', help='continue from a checkpoint directory save_dir/iter_N; auto: '
-                        'from the newest complete one in --save_dir, or fresh when there is none')
-    parser.add_argument('--save_interval', type=int, default=1000, help='iterations between checkpoints (1000)')
-    parser.add_argument('--log_iters', type=int, default=10, help='iterations between log lines (10)')
-    parser.add_argument('--keep_checkpoint_max', type=int, default=5, help='newest checkpoints kept (5)')
-    parser.add_argument('--num_workers', type=int, default=0, help='data loading processes (0)')
-    parser.add_argument('--seed', type=int,
-                        help='fixes initial weights, shuffling, augmentation and dropout (default: the resumed '
-                             'run\'s, else a random one, logged and saved in every checkpoint)')
-    parser.add_argument('--device', choices=['cpu', 'gpu', *OTHER_DEVICES],
-                        help='default: gpu when Paddle has CUDA and a GPU, else cpu (xpu, npu, mlu: refused)')
-    parser.add_argument('--precision', choices=['fp32', 'fp16'], default='fp32', help='fp16: AMP, GPU only')
-    parser.add_argument('--amp_level', choices=['O1', 'O2'], default='O1', help='AMP level with fp16 (O1)')
-    parser.add_argument('--use_ema', action='store_true',
-                        help='also train an exponential moving average of the weights (decay 0.999), evaluate '
-                             'it with --do_eval and keep ema_best_model/')
-    parser.add_argument('--repeats', type=int, default=1, help='passes over the train set per epoch (1)')
-    parser.add_argument('--data_format', choices=['NCHW', 'NHWC'], default='NCHW',
-                        help='tensor layout of the model and loss (NCHW)')
-    parser.add_argument('--profiler_options', metavar='"KEY=VALUE;..."',
-                        help='profile iterations with paddle.profiler, PaddleSeg\'s option string, e.g. '
-                             '"batch_range=[10,20];profile_path=/tmp/profile" (see engine/profiler.py)')
-    parser.add_argument('--opts', nargs='+', default=[], metavar='KEY=VALUE',
-                        help='override config keys, e.g. train_dataset.dataset_root=data/cityscapes')
-    return parser
 
 
 def main(argv=None, extra_hooks=()):
@@ -87,7 +49,7 @@ def main(argv=None, extra_hooks=()):
         extra_hooks (sequence[Hook], optional): Called after the standard hooks (tests inject faults
             this way). Default: ().
     """
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    args = train_parser().parse_args(sys.argv[1:] if argv is None else argv)
     check_flags(args)
     args.resume_model = check_save_dir(args.save_dir, args.resume_model)
     trainer = Trainer(args)
@@ -105,9 +67,6 @@ def check_flags(args):
         raise UserError(f'--num_workers: expected 0 or more, got {args.num_workers}')
     if args.repeats < 1:
         raise UserError(f'--repeats: expected a positive integer, got {args.repeats}')
-    if args.device in OTHER_DEVICES:
-        raise UserError(f'--device {args.device}: this plugin runs on CPU and CUDA GPUs only; expected --device '
-                        'cpu or --device gpu')
     if args.profiler_options is not None:
         parse_profiler_options(args.profiler_options)
     if args.precision == 'fp16' and select_device(args.device) == 'cpu':

@@ -1,11 +1,11 @@
 """``paddleseg models``: build the four zoo models, print parameter counts and one forward pass each."""
-import argparse
 import time
 
 import numpy as np
 import paddle
 
 from paddle_psp.models import ZooDeepLabV3, ZooPSPNet, ZooResNet50_vd, ZooResNet101_vd
+from paddle_psp_cli.parsers import OneLineParser
 
 BACKBONES = {'ResNet50_OS8': ZooResNet50_vd, 'ResNet101_OS8': ZooResNet101_vd}
 
@@ -26,7 +26,7 @@ def count_parameters(model):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='paddleseg models', description=__doc__)
+    parser = OneLineParser(prog='paddleseg models', description=__doc__)
     parser.add_argument('--num_classes', type=int, default=19)
     parser.add_argument('--input_size', type=int, nargs=2, default=[128, 128], metavar=('W', 'H'))
     args = parser.parse_args(argv)

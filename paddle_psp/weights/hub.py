@@ -37,7 +37,6 @@ cache path where a file fetched by hand can be put. Before anything is created, 
 checked (:mod:`paddle_psp.core.outputs`): an empty ``SEG_HOME``, a file in the way or a read-only folder
 stops the download with one line; so does a full disk while downloading, which deletes the partial file.
 """
-import argparse
 import dataclasses
 import os
 import re
@@ -55,6 +54,7 @@ from paddle_psp.weights import zoo
 from paddle_psp.weights.archive import ARCHIVE_SUFFIXES, unpack
 from paddle_psp.weights.fetch import DEFAULT_RETRY, discard, download, html_error, looks_like_html
 from paddle_psp.weights.pdparams import read_state_dict
+from paddle_psp_cli.parsers import OneLineParser
 
 CHECKPOINT_NAME = 'model.pdparams'
 MIRROR_ENV = 'PADDLE_PSP_MIRROR'
@@ -307,7 +307,7 @@ def _check_checkpoint(path, url):
 # ----------------------------------------------------------------------------- CLI
 
 def _parser():
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog='paddleseg download',
         description='Download, verify and cache a checkpoint (zoo name or URL); print its local path.',
         epilog=f'Cache: $SEG_HOME/pretrained_model (SEG_HOME defaults to ~/.paddleseg). '

@@ -7,7 +7,6 @@ Run ``python -m paddle_psp.weights.zoo`` to print the README zoo table, ``--writ
 refresh the table between the ``<!-- zoo:start -->`` and ``<!-- zoo:end -->`` markers, and
 ``--check-readme README.md`` to fail (exit status 1) when that table is out of date.
 """
-import argparse
 import copy
 import functools
 import json
@@ -16,6 +15,7 @@ import sys
 
 from paddle_psp.core import atomic
 from paddle_psp.core.errors import UserError
+from paddle_psp_cli.parsers import OneLineParser
 
 MANIFEST_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'zoo.json')
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -249,7 +249,7 @@ def write_readme(path):
 
 def _build_parser():
     """Command-line parser of ``python -m paddle_psp.weights.zoo``."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog='python -m paddle_psp.weights.zoo',
         description='Print the model zoo table, or check/refresh it in a README.')
     group = parser.add_mutually_exclusive_group()
