@@ -76,7 +76,7 @@ def train(directory, config, nodes=1, nproc=1, batch_size=BATCH):
             TRAIN_WITH_HOOKS, '--dump_ranks', dump, '--config', config,
             '--save_dir', os.path.join(directory, f'out{node}'),
             '--batch_size', str(batch_size), '--iters', str(ITERS), '--save_interval', str(ITERS),
-            '--device', 'cpu'])
+            '--device', 'cpu', '--seed', '0'])
     results = run_together(commands, directory, env)
     for node, (code, output) in enumerate(results):
         workers = sorted(glob.glob(os.path.join(directory, f'log{node}', 'workerlog.*')))

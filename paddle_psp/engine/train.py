@@ -86,7 +86,8 @@ def check_save_dir(save_dir, resume_model):
         resume_model = ckpt.latest_checkpoint(save_dir)
         logger.info(f'--resume_model auto: resuming from {resume_model}' if resume_model else
                     f'--resume_model auto: no complete checkpoint in {save_dir}, starting a new run')
-    run_id = ckpt.read_info(resume_model).get('run_id') if resume_model else None
+    ours = resume_model and not ckpt.is_paddleseg_checkpoint(resume_model)  # PaddleSeg's iter_N has no run id
+    run_id = ckpt.read_info(resume_model).get('run_id') if ours else None
     others = ckpt.other_runs(save_dir, run_id) if run_id or not resume_model else []
     if others:
         listed = others[0] if len(others) == 1 else f'{others[0]} .. {others[-1]}'
