@@ -1,17 +1,9 @@
 """``paddleseg quickstart``: the built-in demo, end to end on a CPU in a few minutes, no network needed.
 
-1. Generates a small deterministic street-scene dataset in Cityscapes layout
-   (:func:`paddle_psp.data.synthetic.make_cityscapes_like`).
-2. Trains PSPNet on a dilated ResNet50-vd (output stride 8) with ``paddleseg train`` and VisualDL logs,
-   from random weights (no ImageNet weights: they would need a download) with a 64-channel pyramid head,
-   small crops and a short schedule (``configs/quickstart/``).
-3. Benchmarks the trained model (``paddleseg benchmark``: mIoU, flip, ms+flip from one pass per image) and
-   prints the table with the chance level next to it.
-
-Everything goes to ``--save_dir`` (``./quickstart_output``): ``data/``, ``train/`` (checkpoints, VisualDL
-records), ``benchmark/`` (benchmark.json, benchmark.md) and ``summary.json``.
+It generates a small synthetic dataset in Cityscapes layout, trains PSPNet on it and benchmarks the result.
+The steps and the outputs are described once, in the verb's help (``paddleseg quickstart --help``, text in
+:data:`paddle_psp_cli.parsers.QUICKSTART_STEPS`).
 """
-import argparse
 import json
 import os
 import shutil
@@ -27,31 +19,17 @@ from paddle_psp.data.synthetic import CLASSES, make_cityscapes_like
 from paddle_psp.engine import metrics, train
 from paddle_psp.config import load_config
 from paddle_psp.weights import zoo
-from paddle_psp_cli.parsers import OneLineParser
+from paddle_psp_cli.parsers import quickstart_parser
 
-DEFAULT_SAVE_DIR = os.path.join('.', 'quickstart_output')
 CONFIG = os.path.join('configs', 'quickstart', 'pspnet_resnet50_os8_synthcity_quickstart.yml')
 DATASET = {'num_train': 32, 'num_val': 8, 'size': (256, 128), 'seed': 0}
 TARGET_NAME = 'quickstart'
 OUTPUTS = ('train', 'benchmark', 'summary.json')
 
 
-def build_parser():
-    """The ``paddleseg quickstart`` argument parser."""
-    parser = OneLineParser(prog='paddleseg quickstart', description=__doc__.split('\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog='\n'.join(__doc__.split('\n')[1:]))
-    parser.add_argument('--save_dir', default=DEFAULT_SAVE_DIR, help=f'output directory ({DEFAULT_SAVE_DIR})')
-    parser.add_argument('--iters', type=int, help='training iterations (default: the quickstart config\'s)')
-    parser.add_argument('--overwrite', action='store_true', help='replace the results of an earlier quickstart')
-    parser.add_argument('--dygraph', action='store_true',
-                        help='benchmark the dygraph model instead of the fast CPU path')
-    return parser
-
-
 def main(argv=None):
     """``paddleseg quickstart``: returns 0 after printing the table and the chance level."""
-    args = build_parser().parse_args(argv)
+    args = quickstart_parser().parse_args(argv)
     if args.iters is not None and args.iters < 1:
         raise UserError(f'--iters {args.iters}: expected a positive number of iterations')
     config = find_config()

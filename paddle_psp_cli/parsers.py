@@ -1,4 +1,4 @@
-"""The argument parsers of ``paddleseg train``, ``val``, ``predict`` and ``export``, and the flags verbs share.
+"""The argument parsers of every ``paddleseg`` verb, and the flags verbs share.
 
 Standard library only, so that ``paddleseg VERB --help`` and a mistyped flag answer without importing
 Paddle. PaddleSeg 2.8's ``tools/*.py`` flags keep their names, defaults and meanings; a value this build
@@ -6,11 +6,32 @@ cannot honour (``--device npu``) is refused by the parser in one line naming wha
 flag-by-flag comparison with PaddleSeg is in docs/flags.md.
 """
 import argparse
+import os
 
 DEVICES = ('cpu', 'gpu')  # what this build runs on
 PADDLESEG_DEVICES = ('cpu', 'gpu', 'xpu', 'npu', 'mlu')  # what PaddleSeg's --device accepts
 DATA_FORMATS = ('NCHW', 'NHWC')
 OUTPUT_OPS = ('argmax', 'softmax', 'none')
+
+# Defaults of the application verbs, stated here (and imported by their modules) so that --help stays light.
+DEFAULT_SCALES = (0.75, 1.0, 1.25)  # the ms+flip column's scales (paddle_psp/benchmark/plan.py)
+BENCHMARK_SAVE_DIR = os.path.join('.', 'output', 'benchmark')
+QUICKSTART_SAVE_DIR = os.path.join('.', 'quickstart_output')
+MIRROR_ENV = 'PADDLE_PSP_MIRROR'  # environment variable: a mirror of https://bj.bcebos.com (weights/hub.py)
+QUICKSTART_DESCRIPTION = ('``paddleseg quickstart``: the built-in demo, end to end on a CPU in a few minutes, no '
+                          'network needed.')
+QUICKSTART_STEPS = """
+1. Generates a small deterministic street-scene dataset in Cityscapes layout
+   (:func:`paddle_psp.data.synthetic.make_cityscapes_like`).
+2. Trains PSPNet on a dilated ResNet50-vd (output stride 8) with ``paddleseg train`` and VisualDL logs,
+   from random weights (no ImageNet weights: they would need a download) with a 64-channel pyramid head,
+   small crops and a short schedule (``configs/quickstart/``).
+3. Benchmarks the trained model (``paddleseg benchmark``: mIoU, flip, ms+flip from one pass per image) and
+   prints the table with the chance level next to it.
+
+Everything goes to ``--save_dir`` (``./quickstart_output``): ``data/``, ``train/`` (checkpoints, VisualDL
+records), ``benchmark/`` (benchmark.json, benchmark.md) and ``summary.json``.
+"""
 
 # Where the fast path keeps its exported models (paddle_psp/inference/cache.py; stated here without importing it,
 # so that --help stays light; tests/test_cache.py checks that the two agree).
@@ -166,8 +187,6 @@ def export_parser():
     return parser
 
 
-# verb -> its parser, for the verbs whose parser lives here (the command line checks flags with it before
-# importing the verb's module)
 def train_parser():
     """The ``paddleseg train`` argument parser (PaddleSeg's tools/train.py flags, plus --device)."""
     parser = OneLineParser(prog='paddleseg train', description='Iteration-based training with '
@@ -205,6 +224,117 @@ def train_parser():
     return parser
 
 
+def benchmark_parser():
+    """The ``paddleseg benchmark`` argument parser."""
+    parser = OneLineParser(
+        prog='paddleseg benchmark', formatter_class=argparse.RawDescriptionHelpFormatter,
+        description='Fill the mIoU / mIoU (flip) / mIoU (ms+flip) table for zoo entries or a checkpoint, with '
+                    'one set of forward passes per image.',
+        epilog='examples:\n  paddleseg benchmark --zoo all --dataset cityscapes --data_root data/cityscapes\n'
+               '  paddleseg benchmark --config my.yml --model_path output/iter_1000/model.pdparams --limit 20')
+    add_device_argument(parser)
+    what = parser.add_argument_group('what to benchmark (zoo entries, or a config and a checkpoint)')
+    what.add_argument('--zoo', metavar='NAME|all', help='a zoo entry name, or all (narrowed by the filters)')
+    what.add_argument('--model', help='zoo filter: PSPNet or DeepLabV3')
+    what.add_argument('--dataset', help='zoo filter: cityscapes or voc12aug')
+    what.add_argument('--backbone', help='zoo filter: ResNet50_OS8 or ResNet101_OS8')
+    what.add_argument('--config', help='YAML config (its val_dataset and model)')
+    what.add_argument('--model_path',
+                      help='checkpoint: a .pdparams file, a folder holding one, a URL or a zoo name')
+    what.add_argument('--name', help='label of a --config run (default: the config file name)')
+    data = parser.add_argument_group('data and output')
+    data.add_argument('--data_root', help='replaces val_dataset.dataset_root of the config(s)')
+    data.add_argument('--limit', type=int, help='score only the first N val images')
+    data.add_argument('--opts', nargs='+', default=[], metavar='KEY=VALUE', help='config overrides')
+    data.add_argument('--save_dir', default=BENCHMARK_SAVE_DIR, help=f'output directory ({BENCHMARK_SAVE_DIR})')
+    data.add_argument('--resume', action='store_true', help='continue an interrupted run in --save_dir')
+    data.add_argument('--overwrite', action='store_true', help='replace earlier results in --save_dir')
+    data.add_argument('--log_every', type=int, default=10,
+                      help='without a terminal: a progress line every N images (10)')
+    tta = parser.add_argument_group('inference')
+    tta.add_argument('--scales', nargs='+', type=float, default=list(DEFAULT_SCALES), metavar='S',
+                     help='scales of the ms+flip column (0.75 1.0 1.25)')
+    tta.add_argument('--legacy_tta', action='store_true',
+                     help='pre-2023 PaddleSeg TTA (produced the published ms+flip column)')
+    tta.add_argument('--is_slide', action='store_true', default=None, help='sliding-window inference')
+    tta.add_argument('--crop_size', nargs=2, type=int, metavar=('W', 'H'), help='sliding-window size')
+    tta.add_argument('--stride', nargs=2, type=int, metavar=('W', 'H'), help='sliding-window stride')
+    tta.add_argument('--dygraph', action='store_true',
+                     help='run the dygraph model instead of the fast CPU path. ' + CACHE_HELP)
+    return parser
 
 
-PARSERS = {'train': train_parser, 'val': val_parser, 'predict': predict_parser, 'export': export_parser}
+def download_parser():
+    """The ``paddleseg download`` argument parser."""
+    parser = OneLineParser(
+        prog='paddleseg download',
+        description='Download, verify and cache a checkpoint (zoo name or URL); print its local path.',
+        epilog=f'Cache: $SEG_HOME/pretrained_model (SEG_HOME defaults to ~/.paddleseg). '
+               f'{MIRROR_ENV}=BASE fetches https://bj.bcebos.com/... from BASE/... instead.')
+    parser.add_argument('spec', metavar='NAME|URL',
+                        help='zoo config name, http(s) or file:// URL, or a local path')
+    parser.add_argument('--sha256', metavar='HEX', help='pinned SHA-256 of the file (or archive)')
+    parser.add_argument('--force', action='store_true', help='download again even if cached')
+    return parser
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{text}: expected an integer >= 1')
+    return value
+
+
+def prepare_parser():
+    """The ``paddleseg prepare`` argument parser with one sub-command per dataset."""
+    parser = OneLineParser(
+        prog='paddleseg prepare',
+        description='Convert a dataset from its official format into what PaddleSeg\'s datasets read. '
+                    'Safe to re-run: up-to-date outputs are skipped, every file is written atomically.')
+    datasets = parser.add_subparsers(dest='dataset', required=True, metavar='DATASET')
+    city = datasets.add_parser(
+        'cityscapes', help='gtFine *_labelIds.png -> *_labelTrainIds.png, plus ROOT/{train,val,test}.txt',
+        description='Write gtFine/SPLIT/CITY/*_gtFine_labelTrainIds.png beside each *_gtFine_labelIds.png '
+                    '(official cityscapesscripts label table) and ROOT/SPLIT.txt lists.')
+    city.add_argument('--root', required=True,
+                      help='Cityscapes root holding leftImg8bit/ and gtFine/ (from leftImg8bit_trainvaltest.zip '
+                           'and gtFine_trainvaltest.zip)')
+    voc = datasets.add_parser(
+        'voc12aug', help='VOC 2012 + SBD -> VOC2012/SegmentationClassAug and ImageSets/Segmentation/aug.txt',
+        description='Write VOC2012/SegmentationClassAug/*.png (VOC SegmentationClass without palette, SBD '
+                    'cls/*.mat for the other images) and ImageSets/Segmentation/{aug,trainaug}.txt, as '
+                    'PaddleSeg\'s PascalVOC(mode="trainaug") expects.')
+    voc.add_argument('--voc', required=True, help='the VOCdevkit folder (holding VOC2012/)')
+    voc.add_argument('--sbd', required=True, help="SBD's benchmark_RELEASE folder or its dataset/ subfolder")
+    for sub in (city, voc):
+        sub.add_argument('--workers', type=_positive_int, default=2, help='conversion processes (default: 2)')
+        sub.add_argument('--force', action='store_true', help='convert even outputs that are up to date')
+    return parser
+
+
+def quickstart_parser():
+    """The ``paddleseg quickstart`` argument parser."""
+    parser = OneLineParser(prog='paddleseg quickstart', description=QUICKSTART_DESCRIPTION,
+                           formatter_class=argparse.RawDescriptionHelpFormatter, epilog=QUICKSTART_STEPS)
+    parser.add_argument('--save_dir', default=QUICKSTART_SAVE_DIR,
+                        help=f'output directory ({QUICKSTART_SAVE_DIR})')
+    parser.add_argument('--iters', type=int, help='training iterations (default: the quickstart config\'s)')
+    parser.add_argument('--overwrite', action='store_true', help='replace the results of an earlier quickstart')
+    parser.add_argument('--dygraph', action='store_true',
+                        help='benchmark the dygraph model instead of the fast CPU path')
+    return parser
+
+
+def models_parser():
+    """The ``paddleseg models`` argument parser."""
+    parser = OneLineParser(prog='paddleseg models', description='``paddleseg models``: build the four zoo '
+                           'models, print parameter counts and one forward pass each.')
+    parser.add_argument('--num_classes', type=int, default=19)
+    parser.add_argument('--input_size', type=int, nargs=2, default=[128, 128], metavar=('W', 'H'))
+    return parser
+
+
+# verb -> its parser (the command line checks flags with it before importing the verb's module)
+PARSERS = {'train': train_parser, 'val': val_parser, 'predict': predict_parser, 'export': export_parser,
+           'benchmark': benchmark_parser, 'download': download_parser, 'prepare': prepare_parser,
+           'quickstart': quickstart_parser, 'models': models_parser}

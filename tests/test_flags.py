@@ -20,6 +20,7 @@ from paddle_psp.engine.auc_roc import AucRoc
 from paddle_psp.engine.evaluate import metrics_json
 from paddle_psp.inference.predict import custom_palette
 from paddle_psp.core.errors import UserError
+import paddle_psp_cli
 from paddle_psp_cli import parsers
 
 REQUIRED = {'train': ['--config', 'c.yml'], 'val': ['--config', 'c.yml', '--model_path', 'm'],
@@ -161,15 +162,35 @@ def command(*argv):
     return run, time.perf_counter() - start
 
 
-@pytest.mark.parametrize('argv', [['--version'], ['val', '--help'], ['predict', '--help'], ['export', '--help'],
-                                  ['val', '--config', 'c', '--model_path', 'm', '--device', 'npu']])
-def test_version_help_and_bad_flags_answer_without_paddle(argv):
+def run_light(argv):
+    """Run ``paddleseg ARGV`` in a subprocess; returns it and the heavy packages imported by the time it exited."""
     code = ('import sys, runpy; sys.argv = ["paddleseg"] + sys.argv[1:]\n'
             'try:\n    runpy.run_module("paddle_psp_cli", run_name="__main__")\n'
             'finally:\n    print("IMPORTED", sorted(m for m in ("paddle", "paddleseg", "paddle_psp") if m in sys.modules))')
-    run = subprocess.run([sys.executable, '-c', code, *argv], capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    return subprocess.run([sys.executable, '-c', code, *argv], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+
+
+@pytest.mark.parametrize('argv', [['--version'], ['val', '--config', 'c', '--model_path', 'm', '--device', 'npu'],
+                                  ['download'], ['prepare', 'cityscapes', '--root', 'r', '--workers', '0'],
+                                  ['benchmark', '--limit', 'x'], ['models', '--num_classes']])
+def test_version_and_bad_flags_answer_without_paddle(argv):
+    run = run_light(argv)
     assert 'IMPORTED []' in run.stdout, run.stdout + run.stderr
+    if argv != ['--version']:
+        assert run.returncode == 2 and len(run.stderr.splitlines()) == 1, run.stderr
+
+
+@pytest.mark.parametrize('verb', sorted(paddle_psp_cli.VERBS) + sorted(paddle_psp_cli.ALIASES))
+def test_every_verb_answers_help_without_paddle(verb):
+    run = run_light([verb, '--help'])
+    name = paddle_psp_cli.ALIASES.get(verb, verb)
+    assert run.returncode == 0 and f'usage: paddleseg {name}' in run.stdout, run.stdout + run.stderr
+    assert 'IMPORTED []' in run.stdout, run.stdout + run.stderr
+
+
+def test_every_verb_has_a_light_parser():
+    assert set(parsers.PARSERS) == set(paddle_psp_cli.VERBS)
 
 
 def test_version_answers_in_under_a_second():

@@ -14,10 +14,10 @@ from paddle_psp.core.errors import UserError
 from paddle_psp.engine import metrics
 from paddle_psp.inference import tta
 from paddle_psp.weights import zoo
+from paddle_psp_cli.parsers import DEFAULT_SCALES
 
 COLUMNS = ('miou', 'miou_flip', 'miou_ms_flip')
 COLUMN_TITLES = {'miou': 'mIoU', 'miou_flip': 'mIoU (flip)', 'miou_ms_flip': 'mIoU (ms+flip)'}
-DEFAULT_SCALES = (0.75, 1.0, 1.25)
 SINGLE = tta.Augmentation(1.0, False, False)
 
 

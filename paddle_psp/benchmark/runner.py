@@ -27,8 +27,7 @@ from paddle_psp.inference import tta
 from paddle_psp.inference.predictor import fast_forward
 from paddle_psp.weights import hub
 from paddle_psp.weights.state_dict import load_for_eval
-
-DEFAULT_SAVE_DIR = os.path.join('.', 'output', 'benchmark')
+from paddle_psp_cli.parsers import BENCHMARK_SAVE_DIR as DEFAULT_SAVE_DIR
 
 
 def run(targets, settings, save_dir=DEFAULT_SAVE_DIR, resume=False, overwrite=False):

@@ -3,6 +3,12 @@ from paddle_psp.core.log import logger
 from paddle_psp.core.util import has_gpu
 
 
+def resolve_device(requested=None):
+    """'cpu' or 'gpu' for ``--device requested``, without setting it: 'gpu' (and no flag) means the GPU when this
+    Paddle build has CUDA and sees one, else the CPU, as in PaddleSeg."""
+    return 'cpu' if requested == 'cpu' or not has_gpu() else 'gpu'
+
+
 def use_device(requested=None):
     """Set Paddle's device for ``--device requested`` and return it ('cpu' or 'gpu').
 
@@ -16,7 +22,7 @@ def use_device(requested=None):
         str: 'cpu' or 'gpu'.
     """
     import paddle  # lazy: core stays importable (and cheap) without paddle
-    device = 'cpu' if requested == 'cpu' or not has_gpu() else 'gpu'
+    device = resolve_device(requested)
     if requested == 'gpu' and device == 'cpu':
         logger.warning('--device gpu: this Paddle build has no CUDA or sees no GPU; running on the CPU, as '
                        'PaddleSeg does')

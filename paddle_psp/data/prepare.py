@@ -37,7 +37,6 @@ run resumes where it stopped; ``--force`` converts everything again. Every folde
 will write to is checked before the first conversion (a file in the way, a read-only folder): such a run
 stops with one line and writes nothing. Only results go to stdout; the progress bar goes to stderr.
 """
-import argparse
 import functools
 import glob
 import multiprocessing
@@ -57,7 +56,7 @@ from paddle_psp.core.outputs import require_dir, require_file, writing
 from paddle_psp.core.util import Progress
 from paddle_psp.data.datasets import (CITYSCAPES_LAYOUT, IGNORE_INDEX, IMAGE_SUFFIX, LABEL_IDS_SUFFIX, SBD_LAYOUT,
                                       TRAIN_IDS_SUFFIX, VOC_CLASSES, VOC_LAYOUT, unpaired_cityscapes_frame)
-from paddle_psp_cli.parsers import OneLineParser
+from paddle_psp_cli.parsers import prepare_parser
 
 VOC_ALLOWED = np.append(np.arange(len(VOC_CLASSES)), IGNORE_INDEX)
 LABELS_EXPECTED = 'a writable folder for the converted label PNGs (copy a read-only dataset to a writable place)'
@@ -424,40 +423,6 @@ def prepare_voc12aug(voc, sbd, workers=2, force=False):
 
 # ---------------------------------------------------------------- command line
 
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'{text}: expected an integer >= 1')
-    return value
-
-
-def build_parser():
-    """The ``paddleseg prepare`` argument parser with one sub-command per dataset."""
-    parser = OneLineParser(
-        prog='paddleseg prepare',
-        description='Convert a dataset from its official format into what PaddleSeg\'s datasets read. '
-                    'Safe to re-run: up-to-date outputs are skipped, every file is written atomically.')
-    datasets = parser.add_subparsers(dest='dataset', required=True, metavar='DATASET')
-    city = datasets.add_parser(
-        'cityscapes', help='gtFine *_labelIds.png -> *_labelTrainIds.png, plus ROOT/{train,val,test}.txt',
-        description='Write gtFine/SPLIT/CITY/*_gtFine_labelTrainIds.png beside each *_gtFine_labelIds.png '
-                    '(official cityscapesscripts label table) and ROOT/SPLIT.txt lists.')
-    city.add_argument('--root', required=True,
-                      help='Cityscapes root holding leftImg8bit/ and gtFine/ (from leftImg8bit_trainvaltest.zip '
-                           'and gtFine_trainvaltest.zip)')
-    voc = datasets.add_parser(
-        'voc12aug', help='VOC 2012 + SBD -> VOC2012/SegmentationClassAug and ImageSets/Segmentation/aug.txt',
-        description='Write VOC2012/SegmentationClassAug/*.png (VOC SegmentationClass without palette, SBD '
-                    'cls/*.mat for the other images) and ImageSets/Segmentation/{aug,trainaug}.txt, as '
-                    'PaddleSeg\'s PascalVOC(mode="trainaug") expects.')
-    voc.add_argument('--voc', required=True, help='the VOCdevkit folder (holding VOC2012/)')
-    voc.add_argument('--sbd', required=True, help="SBD's benchmark_RELEASE folder or its dataset/ subfolder")
-    for sub in (city, voc):
-        sub.add_argument('--workers', type=_positive_int, default=2, help='conversion processes (default: 2)')
-        sub.add_argument('--force', action='store_true', help='convert even outputs that are up to date')
-    return parser
-
-
 def _report(dataset, result):
     """Print what a run did, one line per fact."""
     if result.converted:
@@ -472,7 +437,7 @@ def _report(dataset, result):
 
 def main(argv=None):
     """``paddleseg prepare {cityscapes,voc12aug} ...``; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    args = prepare_parser().parse_args(argv)
     for option in ('root', 'voc', 'sbd'):
         if getattr(args, option, None) == '':
             raise UserError(f'--{option}: empty path; expected the path of a dataset folder '

@@ -25,10 +25,10 @@ import paddle
 
 from paddle_psp.config import load_config
 from paddle_psp.config.registry import constructor_params, lookup_class
+from paddle_psp.core.device import resolve_device, use_device
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 from paddle_psp.core.outputs import require_dir
-from paddle_psp.core.util import has_gpu
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine import vdl
 from paddle_psp.engine.ema import EMAHook, ModelEMA
@@ -69,7 +69,7 @@ def check_flags(args):
         raise UserError(f'--repeats: expected a positive integer, got {args.repeats}')
     if args.profiler_options is not None:
         parse_profiler_options(args.profiler_options)
-    if args.precision == 'fp16' and select_device(args.device) == 'cpu':
+    if args.precision == 'fp16' and resolve_device(args.device) == 'cpu':
         raise UserError('--precision fp16: mixed precision (AMP) runs on GPU only; expected --precision fp32 '
                         'on CPU')
 
@@ -98,14 +98,6 @@ def check_save_dir(save_dir, resume_model):
     return resume_model
 
 
-def select_device(requested):
-    """'cpu' or 'gpu': the request, else gpu when this Paddle build has CUDA and a GPU."""
-    gpu = has_gpu()
-    if requested == 'gpu' and not gpu:
-        raise UserError('--device gpu: this Paddle build has no CUDA or no GPU is visible; expected --device cpu')
-    return requested or ('gpu' if gpu else 'cpu')
-
-
 # ---------------------------------------------------------------------------------------------- trainer
 class Trainer:
     """Everything one training run needs, validated before anything is written.
@@ -124,8 +116,7 @@ class Trainer:
 
     def __init__(self, args):
         self.args = args
-        self.device = select_device(args.device)
-        paddle.set_device(self.device)
+        self.device = use_device(args.device)
         self.nranks = paddle.distributed.get_world_size()
         self.rank = paddle.distributed.get_rank()
         if self.rank != 0:

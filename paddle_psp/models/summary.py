@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 
 from paddle_psp.models import ZooDeepLabV3, ZooPSPNet, ZooResNet50_vd, ZooResNet101_vd
-from paddle_psp_cli.parsers import OneLineParser
+from paddle_psp_cli.parsers import models_parser
 
 BACKBONES = {'ResNet50_OS8': ZooResNet50_vd, 'ResNet101_OS8': ZooResNet101_vd}
 
@@ -26,10 +26,7 @@ def count_parameters(model):
 
 
 def main(argv=None):
-    parser = OneLineParser(prog='paddleseg models', description=__doc__)
-    parser.add_argument('--num_classes', type=int, default=19)
-    parser.add_argument('--input_size', type=int, nargs=2, default=[128, 128], metavar=('W', 'H'))
-    args = parser.parse_args(argv)
+    args = models_parser().parse_args(argv)
     image = paddle.to_tensor(np.random.RandomState(0).rand(1, 3, args.input_size[1], args.input_size[0]),
                              dtype='float32')
     print(f'{"model":<10} {"backbone":<14} {"trainable params":>17} {"train outputs":<30} eval output  time')

@@ -54,10 +54,9 @@ from paddle_psp.weights import zoo
 from paddle_psp.weights.archive import ARCHIVE_SUFFIXES, unpack
 from paddle_psp.weights.fetch import DEFAULT_RETRY, discard, download, html_error, looks_like_html
 from paddle_psp.weights.pdparams import read_state_dict
-from paddle_psp_cli.parsers import OneLineParser
+from paddle_psp_cli.parsers import MIRROR_ENV, download_parser
 
 CHECKPOINT_NAME = 'model.pdparams'
-MIRROR_ENV = 'PADDLE_PSP_MIRROR'
 MIRRORED_BASE = re.compile(r'^https?://bj\.bcebos\.com(?=/)')
 CACHE_EXPECTED = 'a writable directory for the download cache (set SEG_HOME to move it)'
 
@@ -306,22 +305,9 @@ def _check_checkpoint(path, url):
 
 # ----------------------------------------------------------------------------- CLI
 
-def _parser():
-    parser = OneLineParser(
-        prog='paddleseg download',
-        description='Download, verify and cache a checkpoint (zoo name or URL); print its local path.',
-        epilog=f'Cache: $SEG_HOME/pretrained_model (SEG_HOME defaults to ~/.paddleseg). '
-               f'{MIRROR_ENV}=BASE fetches https://bj.bcebos.com/... from BASE/... instead.')
-    parser.add_argument('spec', metavar='NAME|URL',
-                        help='zoo config name, http(s) or file:// URL, or a local path')
-    parser.add_argument('--sha256', metavar='HEX', help='pinned SHA-256 of the file (or archive)')
-    parser.add_argument('--force', action='store_true', help='download again even if cached')
-    return parser
-
-
 def main(argv=None):
     """``paddleseg download NAME|URL [--sha256 HEX] [--force]``: print the cached path."""
-    args = _parser().parse_args(argv)
+    args = download_parser().parse_args(argv)
     sha256 = _normalise_sha256(args.sha256, '--sha256')
     print(resolve(args.spec, sha256, force=args.force))
     return 0
