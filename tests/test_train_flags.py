@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from paddle_psp.config import load_config
+from paddle_psp.core import device
 from paddle_psp.core.errors import UserError
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine import train
@@ -50,6 +51,16 @@ def test_refused_values_are_one_line(flags, message):
     with pytest.raises(UserError) as err:
         train.check_flags(args)
     assert message in str(err.value) and '\n' not in str(err.value)
+
+
+def test_device_gpu_without_cuda_falls_back_to_cpu_as_the_other_verbs(monkeypatch, capsys):
+    monkeypatch.setattr(device, 'has_gpu', lambda: False)
+    train.check_flags(parsers.train_parser().parse_args(['--config', 'x.yml', '--device', 'gpu']))  # no error
+    assert device.use_device('gpu') == 'cpu' and paddle.get_device() == 'cpu'
+    assert capsys.readouterr().err.count('running on the CPU') == 1
+    fp16 = parsers.train_parser().parse_args(['--config', 'x.yml', '--device', 'gpu', '--precision', 'fp16'])
+    with pytest.raises(UserError, match='GPU only'):
+        train.check_flags(fp16)
 
 
 def test_profiler_options_parse_as_paddleseg():
