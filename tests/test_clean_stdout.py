@@ -3,6 +3,7 @@
 Run as real commands (a subprocess each), since what a shell captures is the point.
 """
 import os
+import re
 import subprocess
 import sys
 
@@ -30,3 +31,17 @@ def test_prepare_prints_only_its_results(tmp_path):
     lines = run.stdout.splitlines()
     assert lines[0] == 'cityscapes: converted 5 label images (0 already up to date)'
     assert all(line.startswith('cityscapes: ') for line in lines), lines
+
+
+def test_val_shows_no_third_party_noise(tmp_path, synthetic_root):
+    """A normal ``paddleseg val`` (cold fast-path cache: export, then Paddle Inference) prints our log lines
+    on stderr and nothing of Paddle's: no Python warnings, no C++ (glog) lines."""
+    from conftest import write_checkpoints
+    setup = write_checkpoints(tmp_path, synthetic_root, seed=0)
+    run = paddleseg('val', '--config', setup['config'], '--model_path', setup['checkpoint'], '--device', 'cpu',
+                    PADDLE_PSP_CACHE=str(tmp_path / 'cache'))
+    assert 'mIoU' in run.stdout + run.stderr
+    assert 'exporting an inference model' in run.stderr  # the cold-cache path ran
+    noise = [line for line in run.stderr.splitlines()
+             if 'Warning' in line or 'warnings.warn' in line or re.match(r'^[IWEF]\d{4} ', line)]
+    assert not noise, noise
