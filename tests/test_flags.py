@@ -15,7 +15,6 @@ import time
 import numpy as np
 import pytest
 
-from paddle_psp.engine import train
 from paddle_psp.engine.auc_roc import AucRoc
 from paddle_psp.engine.evaluate import metrics_json
 from paddle_psp.inference.predict import custom_palette

@@ -12,7 +12,6 @@ import paddle
 import pytest
 
 from conftest import SUBPROCESS_ENV
-import paddle_psp_cli as cli
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.config import load_config
 from paddle_psp.engine.loader import BatchCollator, EpochShardSampler, SeededSamples
