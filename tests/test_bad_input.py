@@ -53,13 +53,14 @@ def config(edit):
 
 
 def labels(split, value=None, size=None, first_only=False):
-    """Setup (on ``{data}``): set the top rows of the ``split`` labels to ``value``, or resize them to ``size``."""
+    """Setup (on ``{data}``): set every pixel of the ``split`` labels to ``value`` (so that any random crop of a
+    training run, whatever its drawn seed, holds it), or resize them to ``size``."""
     def damage(path, names):
         files = sorted(glob.glob(os.path.join(names['data'], 'gtFine', split, '*', '*.png')))
         for file in files[:1] if first_only else files:
             label = cv2.imread(file, cv2.IMREAD_UNCHANGED)
             if value is not None:
-                label[:4] = value
+                label[:] = value
             cv2.imwrite(file, cv2.resize(label, size, interpolation=cv2.INTER_NEAREST) if size else label)
     return damage
 
