@@ -1,5 +1,6 @@
 """The fast evaluation path: exact inference copy, exported Paddle Inference model, cache."""
 import os
+import shutil
 
 import numpy as np
 import paddle
@@ -97,7 +98,7 @@ def test_fast_forward_deeplabv3(tmp_path):
 def test_export_is_cached_by_weights(tmp_path, monkeypatch):
     model = make_model('pspnet', seed=5, depth=18)
     first = predictor.exported_model_dir(model, cache_dir=str(tmp_path))
-    assert os.path.isfile(os.path.join(first, 'model.pdmodel'))
+    assert sorted(os.listdir(first)) == sorted((cache.MARKER,) + predictor.OPTIMIZED_FILES)
     assert os.path.isfile(os.path.join(first, cache.MARKER))
 
     def no_export(*args, **kwargs):
@@ -112,6 +113,25 @@ def test_export_is_cached_by_weights(tmp_path, monkeypatch):
     with pytest.raises(AssertionError, match='exported again'):
         predictor.exported_model_dir(other_weights, cache_dir=str(tmp_path))
     assert sorted(set(os.listdir(tmp_path)) - {cache.LOCK}) == [os.path.basename(first)]  # nothing half-written
+
+
+def test_the_saved_optimized_program_gives_the_same_logits(tmp_path, monkeypatch):
+    model = make_model('pspnet', seed=5, depth=18)
+    plain, optimized = str(tmp_path / 'plain'), str(tmp_path / 'optimized')
+    export.save_static_model(predictor.inference_copy(model), plain, [None, 3, None, None], 'none')
+    shutil.copytree(plain, optimized)
+    predictor.save_optimized(optimized)
+    assert sorted(os.listdir(optimized)) == sorted(predictor.OPTIMIZED_FILES)
+    for shape in [(1, 3, 64, 64), (2, 3, 100, 75)]:  # any size, once the passes ran on the program
+        batch = image_batch(shape)
+        np.testing.assert_array_equal(predictor.inference_forward(optimized)(batch),
+                                      predictor.inference_forward(plain)(batch))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError('no room')
+    monkeypatch.setattr(predictor.inference, 'create_predictor', broken)
+    predictor.save_optimized(plain)  # a warning: the plain export stays as it was
+    assert sorted(os.listdir(plain)) == sorted(export.MODEL_FILES)
 
 
 @pytest.mark.parametrize('kwargs', [{'fast': False}, {'device': 'gpu:0'}])
@@ -139,7 +159,7 @@ def test_failed_export_falls_back_to_dygraph(tmp_path, monkeypatch):
 def test_a_truncated_export_is_rebuilt_and_still_exact(tmp_path):
     model = make_model('pspnet', seed=5, depth=18)
     folder = predictor.exported_model_dir(model, cache_dir=str(tmp_path))
-    with open(os.path.join(folder, 'model.pdiparams'), 'r+b') as handle:
+    with open(os.path.join(folder, predictor.OPTIMIZED_FILES[1]), 'r+b') as handle:
         handle.truncate(os.path.getsize(handle.name) // 2)
     forward = predictor.fast_forward(model, cache_dir=str(tmp_path))
     assert forward.kind == 'paddle-inference' and cache.is_valid(folder)

@@ -24,9 +24,8 @@ from paddle_psp.data.datasets import IGNORE_INDEX
 from paddle_psp.engine.loader import label_problem
 from paddle_psp.config import build_val_dataset, load_config
 from paddle_psp.inference import tta
-from paddle_psp.inference.predictor import fast_forward
+from paddle_psp.inference.checkpoint_forward import checkpoint_forward
 from paddle_psp.weights import hub
-from paddle_psp.weights.state_dict import load_for_eval
 from paddle_psp_cli.parsers import BENCHMARK_SAVE_DIR as DEFAULT_SAVE_DIR
 
 
@@ -157,8 +156,7 @@ def _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, re
     if not missing:
         return session
     start = time.perf_counter()
-    model = load_for_eval(cfg.build_model(pretrained=False), checkpoint)
-    forward = TimedForward(build_forward(model, settings.dygraph, shapes=len(set(settings.scales)) + 1))
+    forward = TimedForward(build_forward(cfg, checkpoint, settings.dygraph, shapes=len(set(settings.scales)) + 1))
     session['model_load_seconds'] = time.perf_counter() - start
     logger.info(f'[BENCHMARK] {target.name}: {len(missing)} images, {plan.forwards_per_image()} forward '
                 f'passes each ({plan.separate_forwards_per_image()} in separate runs)')
@@ -190,12 +188,14 @@ def ProgressBar(label, total, done, every, stream=None):
 
 
 # ------------------------------------------------------------------------------------------------ forward
-def build_forward(model, dygraph, shapes=None):
-    """The forward callable the benchmark times: the fast CPU path unless ``dygraph`` (the one switch).
+def build_forward(cfg, checkpoint, dygraph, shapes=None):
+    """The forward callable the benchmark times, of ``cfg``'s model with ``checkpoint``: the fast CPU path
+    unless ``dygraph`` (the one switch), found by recipe when the cache knows it (:func:`checkpoint_forward`).
 
-    ``shapes``: how many input shapes one image brings at most (one per scale), see :func:`fast_forward`.
+    ``shapes``: how many input shapes one image brings at most (one per scale), see
+    :func:`~paddle_psp.inference.predictor.fast_forward`.
     """
-    return fast_forward(model, fast=not dygraph, shapes=shapes)
+    return checkpoint_forward(cfg, checkpoint, fast=not dygraph, shapes=shapes)
 
 
 class TimedForward:

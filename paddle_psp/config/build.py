@@ -106,11 +106,16 @@ class SegConfig:
         """A new segmentation model; ``pretrained=False``: without the weights any ``pretrained`` key of the
         model section (the model's, the backbone's) names, for a checkpoint that replaces them (nothing is
         downloaded)."""
+        return build_component(self.model_config(pretrained), 'model', self.path)
+
+    def model_config(self, pretrained=True):
+        """The component dict :meth:`build_model` builds: a copy of the model section with ``num_classes``
+        filled in, and with every ``pretrained`` key None when ``pretrained`` is False."""
         model_cfg = copy.deepcopy(self.section('model'))
         model_cfg.setdefault('num_classes', self.num_classes)
         if not pretrained:
             _drop_pretrained(model_cfg)
-        return build_component(model_cfg, 'model', self.path)
+        return model_cfg
 
     @functools.cached_property
     def train_dataset(self):

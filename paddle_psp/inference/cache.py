@@ -11,6 +11,12 @@ marker, so the marker's modification time orders the entries. The entry in use i
 when it alone is larger than the limit. Every look-up, replacement and eviction happens under one
 inter-process lock (``.lock`` in the cache folder), held by :func:`cached_entry` until its caller has
 loaded the entry; only the export itself runs outside it, in a temporary folder renamed into place.
+
+An index (``.recipes.json``) maps recipes (what an entry is made of, known before the model is built: see
+:mod:`paddle_psp.inference.recipe`) to entry keys, so that a later start finds its entry without computing
+the key: :func:`recipe_entry`. A mapping is added under the lock once its entry is in place and claimed, and
+written atomically; one whose entry is gone or invalid is a miss (and is dropped at the next write), never a
+reason to use anything but a valid entry. The index keeps the ``MAX_RECIPES`` most recently added mappings.
 """
 import contextlib
 import json
@@ -20,6 +26,7 @@ import shutil
 import tempfile
 import time
 
+from paddle_psp.core.atomic import write_text
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 from paddle_psp.core.util import file_lock, sha256_file
@@ -29,6 +36,9 @@ SIZE_VAR = 'PADDLE_PSP_CACHE_SIZE'
 DEFAULT_SIZE = '4G'
 MARKER = 'fingerprint.json'
 LOCK = '.lock'
+INDEX = '.recipes.json'
+MAX_RECIPES = 256
+KEY_PATTERN = re.compile(r'[0-9A-Za-z][0-9A-Za-z_-]*')  # what the index may name: an entry, no path
 WORK_PREFIX = '.export.'
 # A temporary export folder this old belongs to a process that died mid-export.
 STALE_WORK_SECONDS = 24 * 3600
@@ -71,7 +81,7 @@ def format_size(size):
 
 
 @contextlib.contextmanager
-def cached_entry(key, build, root=None, limit=None, description=None):
+def cached_entry(key, build, root=None, limit=None, description=None, recipe=None):
     """Hold the lock on a valid cache entry for ``key``, building it first if needed; yields its folder.
 
     Load what the entry holds inside the ``with`` block: once it ends another process may evict it.
@@ -82,6 +92,8 @@ def cached_entry(key, build, root=None, limit=None, description=None):
         root (str, optional): The cache folder. Default: :func:`cache_dir`.
         limit (int, optional): Size limit in bytes. Default: :func:`size_limit`.
         description (dict, optional): What the entry was made from, kept in its marker. Default: None.
+        recipe (tuple, optional): ``(recipe, record)``: map the recipe (a hex digest) to ``key`` in the
+            index, keeping the dict ``record`` with it (see :func:`recipe_entry`). Default: None.
 
     Raises:
         UserError: ``$PADDLE_PSP_CACHE_SIZE`` is invalid (only when ``limit`` is None).
@@ -92,6 +104,7 @@ def cached_entry(key, build, root=None, limit=None, description=None):
     os.makedirs(root, exist_ok=True)
     with file_lock(os.path.join(root, LOCK)):
         if _claim(root, target, limit):
+            _remember(root, key, recipe)
             yield target
             return
     work = tempfile.mkdtemp(dir=root, prefix=WORK_PREFIX)
@@ -103,9 +116,67 @@ def cached_entry(key, build, root=None, limit=None, description=None):
             if not _claim(root, target, limit):  # another process may have built it meanwhile
                 os.rename(work, target)
                 _claim(root, target, limit)
+            _remember(root, key, recipe)
             yield target
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def recipe_entry(recipe, check=None, root=None, limit=None):
+    """Hold the lock on the valid entry the index maps ``recipe`` to; yields its folder, or None (a miss).
+
+    A miss: the index has no mapping for ``recipe``, ``check(record)`` is false for the record kept with it,
+    or its entry is gone or invalid (then deleted, as by :func:`cached_entry`). A hit touches the entry and
+    evicts others as :func:`cached_entry` does; load what it holds inside the ``with`` block.
+
+    Args:
+        recipe (str): A hex digest (see :mod:`paddle_psp.inference.recipe`).
+        check (callable, optional): ``check(record) -> bool`` on the record kept with the mapping.
+        root (str, optional): The cache folder. Default: :func:`cache_dir`.
+        limit (int, optional): Size limit in bytes. Default: :func:`size_limit`.
+    """
+    root = root or cache_dir()
+    limit = size_limit() if limit is None else limit
+    if os.path.isfile(os.path.join(root, INDEX)):
+        with file_lock(os.path.join(root, LOCK)):
+            record = read_index(root).get(recipe)
+            if record is not None and (check is None or check(record)):
+                target = os.path.join(root, record['key'])
+                if _claim(root, target, limit):
+                    yield target
+                    return
+    yield None
+
+
+def read_index(root):
+    """The index of ``root``: ``{recipe: record}``, each record a dict with the entry's ``key``, oldest
+    first; empty when it is missing or unreadable (call under the lock)."""
+    try:
+        with open(os.path.join(root, INDEX), encoding='utf-8') as handle:
+            index = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(index, dict):
+        return {}
+    return {recipe: record for recipe, record in index.items()
+            if isinstance(record, dict) and KEY_PATTERN.fullmatch(str(record.get('key')))}
+
+
+def _remember(root, key, recipe):
+    """Under the lock: map ``recipe`` (``(recipe, record)`` or None) to entry ``key`` in the index, dropping
+    mappings to entries that are gone and all but the ``MAX_RECIPES`` newest."""
+    if recipe is None:
+        return
+    name, record = recipe
+    index = {old: entry for old, entry in read_index(root).items()
+             if old != name and os.path.isdir(os.path.join(root, entry['key']))}
+    index[name] = dict(record, key=key)
+    kept = dict(list(index.items())[-MAX_RECIPES:])
+    try:
+        write_text(os.path.join(root, INDEX), json.dumps(kept, indent=1))
+    except OSError as err:  # the entry is in place; only later starts lose their shortcut
+        logger.warning(f'{os.path.join(root, INDEX)}: not updated: {err}')
 
 
 def _claim(root, target, limit):

@@ -1,21 +1,31 @@
-"""A config's model with a checkpoint, as the fastest ``forward`` (what ``val`` and ``predict`` run).
+"""A config's model with a checkpoint, as the fastest ``forward`` (what ``val``, ``predict`` and ``benchmark``
+run).
 
-Each step ends a stage of the verb's ``--profile`` breakdown (:class:`paddle_psp_cli.stages.Stages`):
-model build, checkpoint, predictor, and the first forward.
+On the fast CPU path the export cache is asked first by recipe (:func:`recipe_forward`): when it knows this
+config and checkpoint, the predictor is made from its entry without building the model or reading the
+checkpoint. Otherwise the model is built, the checkpoint loaded and :func:`fast_forward` finds (or makes)
+the entry by the model's fingerprint, and maps the recipe to it for the next start.
+
+Each step ends a stage of the verb's ``--profile`` breakdown (:class:`paddle_psp_cli.stages.Stages`): cache
+lookup (fast path), then model build, checkpoint and predictor, or on a recipe hit the predictor alone; then
+the first forward.
 """
 from paddle_psp.inference.cache import size_limit
-from paddle_psp.inference.predictor import fast_forward
+from paddle_psp.inference.predictor import fast_forward, recipe_forward
+from paddle_psp.inference.recipe import recipe_key
 from paddle_psp.weights.state_dict import load_for_eval
+from paddle_psp_cli.stages import Stages
 
 
-def checkpoint_forward(cfg, model_path, fast, stages, shapes=None):
+def checkpoint_forward(cfg, model_path, fast, stages=None, shapes=None):
     """``forward(batch) -> logits`` of the config's model with the weights at ``model_path``.
 
     Args:
         cfg (paddle_psp.config.SegConfig): The loaded config.
         model_path (str): Checkpoint: a file, a folder holding one, a URL or a zoo name.
         fast (bool): The fast CPU path (False: the dygraph model, see :func:`fast_forward`).
-        stages (paddle_psp_cli.stages.Stages): Timings of the start-up (marked even when disabled).
+        stages (paddle_psp_cli.stages.Stages, optional): Timings of the start-up (marked even when
+            disabled). Default: none kept.
         shapes (int, optional): Input shapes per image, :meth:`InferOptions.input_shapes` (see
             :func:`fast_forward`). Default: None.
 
@@ -25,12 +35,19 @@ def checkpoint_forward(cfg, model_path, fast, stages, shapes=None):
     Raises:
         UserError: ``fast`` and ``$PADDLE_PSP_CACHE_SIZE`` is not a size.
     """
+    stages = stages or Stages(enabled=False)
+    forward = recipe = None
     if fast:
         size_limit()  # a bad $PADDLE_PSP_CACHE_SIZE is one error line before anything is logged
-    model = cfg.build_model(pretrained=False)  # the checkpoint replaces any pretrained weights: no download
-    stages.mark('model build')
-    model = load_for_eval(model, model_path)
-    stages.mark('checkpoint')
-    forward = fast_forward(model, fast=fast, shapes=shapes)
+        recipe = recipe_key(cfg, model_path)
+        forward = recipe_forward(recipe, shapes=shapes, on_hit=lambda: stages.mark('cache lookup'))
+        if forward is None:
+            stages.mark('cache lookup')
+    if forward is None:
+        model = cfg.build_model(pretrained=False)  # the checkpoint replaces any pretrained weights: no download
+        stages.mark('model build')
+        model = load_for_eval(model, model_path)
+        stages.mark('checkpoint')
+        forward = fast_forward(model, fast=fast, shapes=shapes, recipe=recipe)
     stages.mark('predictor')
     return stages.first_call(forward, 'first forward') if stages.enabled else forward

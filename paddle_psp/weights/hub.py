@@ -92,20 +92,25 @@ def resolve(spec, sha256=None, *, force=False, retry=None):
     Raises:
         UserError: One line naming the spec or URL and what went wrong.
     """
-    spec = os.fspath(spec)
     sha256 = _normalise_sha256(sha256, 'sha256')
-    retry = retry or DEFAULT_RETRY
-    scheme = urllib.parse.urlparse(spec).scheme.lower()
-    if scheme == 'file':
-        return _resolve_local(_file_url_path(spec), sha256)
-    if scheme in ('http', 'https'):
-        return _resolve_url(spec, sha256, force, retry)
-    if '://' in spec:
-        raise UserError(f'{spec}: unsupported URL scheme; expected http://, https:// or file://')
-    path = os.path.expanduser(spec)
-    if os.path.exists(path) or _looks_like_path(spec):
+    path, url, pinned = _locate(os.fspath(spec))
+    if url is None:
         return _resolve_local(path, sha256)
-    return _resolve_zoo_name(spec, sha256, force, retry)
+    return _resolve_url(url, sha256 or _normalise_sha256(pinned, f'{spec}: sha256'), force, retry or DEFAULT_RETRY)
+
+
+def cached_path(spec):
+    """The file :func:`resolve` returns for ``spec`` when it needs no download, found without reading it (no
+    digest is checked); None when it would download, or when ``spec`` is not valid (:func:`resolve` says why).
+    """
+    try:
+        path, url, _ = _locate(os.fspath(spec))
+        if url is None:
+            return _resolve_local(path, None)
+        path = _entry_for(url).path
+    except UserError:
+        return None
+    return path if os.path.isfile(path) else None
 
 
 def cache_dir():
@@ -147,17 +152,30 @@ def _resolve_local(path, sha256):
     return os.path.abspath(path)
 
 
-def _resolve_zoo_name(name, sha256, force, retry):
+def _locate(spec):
+    """What ``spec`` names: ``(local path, None, None)`` or ``(None, URL, the zoo entry's sha256 or None)``.
+
+    Raises:
+        UserError: An unsupported URL scheme, or neither a path nor a zoo name with a checkpoint URL.
+    """
+    scheme = urllib.parse.urlparse(spec).scheme.lower()
+    if scheme == 'file':
+        return _file_url_path(spec), None, None
+    if scheme in ('http', 'https'):
+        return None, spec, None
+    if '://' in spec:
+        raise UserError(f'{spec}: unsupported URL scheme; expected http://, https:// or file://')
+    path = os.path.expanduser(spec)
+    if os.path.exists(path) or _looks_like_path(spec):
+        return path, None, None
     known = zoo.names()
-    if name not in known:
-        raise UserError(f'{name}: no such file, URL or zoo name; expected a path, a URL or one of: '
+    if spec not in known:
+        raise UserError(f'{spec}: no such file, URL or zoo name; expected a path, a URL or one of: '
                         + ', '.join(known))
-    entry = zoo.get(name)
-    url = entry.get('checkpoint_url')
-    if not url:
-        raise UserError(f'{name}: the zoo entry has no checkpoint_url; expected a published checkpoint')
-    pinned = sha256 or _normalise_sha256(entry.get('sha256'), f'{name}: sha256')
-    return _resolve_url(url, pinned, force, retry)
+    entry = zoo.get(spec)
+    if not entry.get('checkpoint_url'):
+        raise UserError(f'{spec}: the zoo entry has no checkpoint_url; expected a published checkpoint')
+    return None, entry['checkpoint_url'], entry.get('sha256')
 
 
 def _normalise_sha256(value, key):

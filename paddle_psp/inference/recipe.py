@@ -1,0 +1,98 @@
+"""Recipes: a cached export found from what it is made of, without building the model or reading the checkpoint.
+
+An export's cache key (:func:`paddle_psp.inference.predictor.model_fingerprint`) hashes the model's weights
+and structure, so it needs the model built and its checkpoint loaded: seconds for ResNet-50. A *recipe*
+names the same export by what produced it (:func:`recipe_key`):
+
+* the model section of the config as the model is built from it (:meth:`SegConfig.model_config`, after
+  ``_base_``, ``--opts`` and PaddleSeg's built-ins replaced), as sorted JSON;
+* the identity of the checkpoint file that loading ``--model_path`` reads (for a folder, URL or zoo name,
+  the file :func:`paddle_psp.weights.hub.cached_path` finds): its real path, size, modification and change
+  times, inode and device, so a rewritten, replaced or touched checkpoint is another recipe;
+* the versions of Paddle and PaddleSeg.
+
+The cache's index maps a recipe to the key a full start computed from it, with a digest of the Python
+sources that computed it (:func:`source_record`): the package's own and those of the model's layer classes.
+The shortcut is taken only while that digest still holds (:func:`sources_unchanged`), so an edited source
+is a miss, as is a changed model section, checkpoint or version.
+"""
+import hashlib
+import inspect
+import json
+import os
+
+import paddle
+import paddleseg
+
+from paddle_psp.weights import hub
+
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def recipe_key(cfg, model_path):
+    """A hex digest of what the fast path's export of ``cfg``'s model with ``model_path`` is made of.
+
+    Args:
+        cfg (paddle_psp.config.SegConfig): The loaded config.
+        model_path (str): Checkpoint: a file, a folder holding one, a URL or a zoo name.
+
+    Returns:
+        str: The digest, or None when the checkpoint is not on disk yet (a download) or ``model_path`` is
+        not valid (the full start reports it).
+    """
+    path = hub.cached_path(model_path)
+    try:
+        stat = os.stat(path) if path else None
+    except OSError:  # gone meanwhile
+        stat = None
+    if stat is None:
+        return None
+    facts = {
+        'model': cfg.model_config(pretrained=False),
+        'checkpoint': [os.path.realpath(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino,
+                       stat.st_dev],
+        'paddle': paddle.__version__,
+        'paddleseg': paddleseg.__version__,
+    }
+    text = json.dumps(facts, sort_keys=True, default=repr)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def source_record(layers):
+    """What the index keeps beside a recipe's key: the folders whose Python files made the export (this
+    package's and those of ``layers``' classes) and their digest (:func:`folders_digest`)."""
+    folders = sorted(layer_folders(layers) | package_folders())
+    return {'sources': folders, 'source_digest': folders_digest(folders)}
+
+
+def sources_unchanged(record):
+    """Whether the Python files of the folders ``record`` names (:func:`source_record`) are as they were."""
+    try:
+        return folders_digest(record['sources']) == record['source_digest']
+    except (OSError, KeyError, TypeError):
+        return False
+
+
+def layer_folders(layers):
+    """The folders of the source files defining the classes of ``layers``, except Paddle's own (its
+    version covers them)."""
+    ours = {type(layer) for layer in layers if not type(layer).__module__.startswith('paddle.')}
+    return {os.path.dirname(path) for path in map(inspect.getsourcefile, ours) if path}
+
+
+def package_folders():
+    """Every folder of this package that holds Python files."""
+    return {folder for folder, _, names in os.walk(PACKAGE) if any(name.endswith('.py') for name in names)}
+
+
+def folders_digest(folders, files=()):
+    """A hash of the contents of ``files`` and of the Python files directly in ``folders`` (in the order of
+    their paths, which it leaves out: the same sources elsewhere give the same hash)."""
+    paths = set(files)
+    for folder in folders:
+        paths |= {os.path.join(folder, name) for name in os.listdir(folder) if name.endswith('.py')}
+    digest = hashlib.blake2b(digest_size=8)
+    for path in sorted(filter(None, paths)):
+        with open(path, 'rb') as handle:
+            digest.update(handle.read())
+    return digest.hexdigest()

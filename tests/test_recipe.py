@@ -1,0 +1,189 @@
+"""The recipe shortcut: a warm start finds its cached export from the config and checkpoint, without building
+the model; any change to what the export is made of leads to the full start, with correct output."""
+import json
+import os
+import shutil
+
+import numpy as np
+import paddle
+import pytest
+from PIL import Image
+
+from conftest import write_checkpoints
+from paddle_psp.config import load_config
+from paddle_psp.config.build import SegConfig
+from paddle_psp.inference import cache, export, predict, predictor, recipe
+from test_cache import KIB, fake_build
+
+HEX_KEY = 'ab' * 16
+
+
+# ----------------------------------------------------------------------------------------------- index
+def use(root, key=HEX_KEY, name='r1', record=None):
+    """Use entry ``key`` through :func:`cache.cached_entry`, mapping recipe ``name`` to it."""
+    with cache.cached_entry(key, fake_build(KIB), str(root), 10 * KIB, recipe=(name, record or {})) as folder:
+        return folder
+
+
+def look_up(root, name='r1', check=None, limit=10 * KIB):
+    with cache.recipe_entry(name, check, str(root), limit) as folder:
+        return folder
+
+
+def test_a_recipe_finds_its_entry_once_mapped(tmp_path):
+    assert look_up(tmp_path) is None  # no index yet
+    folder = use(tmp_path, record={'note': 1})
+    assert look_up(tmp_path) == folder and cache.read_index(str(tmp_path))['r1'] == {'note': 1, 'key': HEX_KEY}
+    assert look_up(tmp_path, name='r2') is None
+    assert look_up(tmp_path, check=lambda record: record['note'] == 2) is None
+
+
+@pytest.mark.parametrize('damage', [shutil.rmtree, lambda folder: os.remove(os.path.join(folder, 'model.pdiparams'))],
+                         ids=['entry deleted', 'entry damaged'])
+def test_a_mapping_to_a_missing_or_invalid_entry_is_a_miss(tmp_path, damage):
+    folder = use(tmp_path)
+    damage(folder)
+    assert look_up(tmp_path) is None and not os.path.exists(folder)  # an invalid entry is deleted
+    use(tmp_path, key='cd' * 16, name='r2')  # the next write drops the mapping to the entry that is gone
+    assert list(cache.read_index(str(tmp_path))) == ['r2']
+
+
+def test_a_mapping_to_an_evicted_entry_is_a_miss(tmp_path):
+    use(tmp_path, key='aa', name='old')
+    use(tmp_path, key='bb', name='new')
+    with cache.cached_entry('cc', fake_build(8 * KIB), str(tmp_path), 8 * KIB):  # evicts both
+        pass
+    assert not os.path.exists(tmp_path / 'aa') and look_up(tmp_path, name='old') is None
+
+
+@pytest.mark.parametrize('text', ['{"r1": ', '[]', json.dumps({'r1': {'key': '../elsewhere'}})],
+                         ids=['truncated', 'not a dict', 'a path'])
+def test_an_unreadable_index_or_mapping_is_a_miss(tmp_path, text):
+    use(tmp_path)
+    (tmp_path / cache.INDEX).write_text(text)
+    assert look_up(tmp_path) is None
+    use(tmp_path)
+    assert list(cache.read_index(str(tmp_path))) == ['r1']
+
+
+def test_the_index_keeps_the_newest_mappings(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, 'MAX_RECIPES', 3)
+    for number in range(5):
+        use(tmp_path, name=f'r{number}')
+    assert list(cache.read_index(str(tmp_path))) == ['r2', 'r3', 'r4']
+
+
+def test_sources_unchanged_sees_an_edit(tmp_path):
+    (tmp_path / 'layer.py').write_text('A = 1\n')
+    record = {'sources': [str(tmp_path)], 'source_digest': recipe.folders_digest([str(tmp_path)])}
+    assert recipe.sources_unchanged(record)
+    (tmp_path / 'layer.py').write_text('A = 2\n')
+    assert not recipe.sources_unchanged(record)
+    assert not recipe.sources_unchanged({'sources': [str(tmp_path / 'gone')], 'source_digest': ''})
+
+
+# ----------------------------------------------------------------------------------------------- predict
+@pytest.fixture(scope='module')
+def warm(synthetic_root, tmp_path_factory):
+    """A tiny PSPNet config and checkpoint, one image, and an export cache warmed by one predict."""
+    folder = tmp_path_factory.mktemp('recipe')
+    paths = write_checkpoints(folder, synthetic_root, seed=5)
+    image = sorted(os.path.join(r, f) for r, _, fs in os.walk(os.path.join(synthetic_root, 'leftImg8bit', 'val'))
+                   for f in fs)[0]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(cache.CACHE_VAR, str(folder / 'cache'))
+        labels = run_predict(paths, image, str(folder / 'cold'))
+    return dict(paths, image=image, cache=str(folder / 'cache'), labels=labels)
+
+
+def run_predict(paths, image, save_dir, *extra):
+    assert predict.main(['--config', paths['config'], '--model_path', paths['checkpoint'], '--image_path', image,
+                         '--save_dir', save_dir, *extra]) == 0
+    return np.array(Image.open(os.path.join(save_dir, 'pseudo_color_prediction', os.path.basename(image))))
+
+
+@pytest.fixture
+def counted(warm, tmp_path, monkeypatch):
+    """A copy of the warm cache and of the checkpoint in ``tmp_path``, the copy's recipe mapped by one predict
+    (the entry is the same: no export); then ``calls`` counts model builds and exports."""
+    shutil.copytree(warm['cache'], tmp_path / 'cache')
+    checkpoint = str(tmp_path / 'model.pdparams')
+    shutil.copy2(warm['checkpoint'], checkpoint)
+    monkeypatch.setenv(cache.CACHE_VAR, str(tmp_path / 'cache'))
+    np.testing.assert_array_equal(run_predict(dict(warm, checkpoint=checkpoint), warm['image'],
+                                              str(tmp_path / 'first')), warm['labels'])
+    calls = {'build': 0, 'export': 0}
+
+    def counting(name, function):
+        def wrapped(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapped
+    monkeypatch.setattr(SegConfig, 'build_model', counting('build', SegConfig.build_model))
+    monkeypatch.setattr(export, 'save_static_model', counting('export', export.save_static_model))
+    return dict(warm, checkpoint=checkpoint, calls=calls, tmp=tmp_path)
+
+
+def entry_folder(setup):
+    folders = [name for name in os.listdir(setup['tmp'] / 'cache') if not name.startswith('.')]
+    assert len(folders) == 1
+    return setup['tmp'] / 'cache' / folders[0]
+
+
+def agreement_with_dygraph(setup, labels, opts=()):
+    cfg = load_config(setup['config'], opts=list(opts))
+    model = cfg.build_model(pretrained=False)
+    model.set_state_dict(paddle.load(setup['checkpoint']))
+    model.eval()
+    rgb = np.asarray(Image.open(setup['image']).convert('RGB'), np.float32)
+    with paddle.no_grad():
+        logits = model(paddle.to_tensor(((rgb / 255 - 0.5) / 0.5).transpose(2, 0, 1)[np.newaxis]))[0].numpy()
+    return (logits[0].argmax(0) == labels).mean()
+
+
+def test_a_warm_start_builds_no_model_and_predicts_the_same(counted):
+    labels = run_predict(counted, counted['image'], str(counted['tmp'] / 'out'))
+    assert counted['calls'] == {'build': 0, 'export': 0}
+    np.testing.assert_array_equal(labels, counted['labels'])
+
+
+def touch(setup):
+    stamp = os.path.getmtime(setup['checkpoint']) + 10
+    os.utime(setup['checkpoint'], (stamp, stamp))
+
+
+def rewrite(setup):
+    state = paddle.load(setup['checkpoint'])
+    paddle.save({key: value * 2 if key.endswith('_variance') else value for key, value in state.items()},
+                setup['checkpoint'])
+
+
+def damage_entry(setup):
+    with open(entry_folder(setup) / predictor.OPTIMIZED_FILES[1], 'r+b') as handle:
+        handle.seek(100)
+        flipped = bytes(255 - byte for byte in handle.read(16))
+        handle.seek(100)
+        handle.write(flipped)
+
+
+def delete_entry(setup):
+    shutil.rmtree(entry_folder(setup))
+
+
+@pytest.mark.parametrize('change, opts, exports', [
+    (touch, (), 0), (rewrite, (), 1), (None, ('model.align_corners=True',), 1), (damage_entry, (), 1),
+    (delete_entry, (), 1)], ids=['checkpoint touched', 'checkpoint rewritten', 'opts', 'entry damaged',
+                                 'entry deleted'])
+def test_any_change_takes_the_full_start_and_predicts_right(counted, change, opts, exports):
+    if change:
+        change(counted)
+    extra = ('--opts',) + opts if opts else ()
+    labels = run_predict(counted, counted['image'], str(counted['tmp'] / 'out'), *extra)
+    assert counted['calls'] == {'build': 1, 'export': exports}
+    again = run_predict(counted, counted['image'], str(counted['tmp'] / 'again'), *extra)
+    assert counted['calls'] == {'build': 1, 'export': exports}  # the new recipe is mapped: no build
+    np.testing.assert_array_equal(again, labels)
+    if change in (touch, damage_entry, delete_entry):
+        np.testing.assert_array_equal(labels, counted['labels'])  # the same model (its entry rebuilt)
+    else:
+        assert agreement_with_dygraph(counted, labels, opts) >= 0.999
