@@ -270,7 +270,8 @@ def save_optimized(folder):
     """Replace the export in ``folder`` by the ``OPTIMIZED_FILES`` that Paddle Inference's graph passes make
     of it for :func:`inference_forward` with oneDNN. If that fails the export is kept, with a warning."""
     try:
-        config = _predictor_config(folder, export.MODEL_FILES, True, physical_cores(), ONEDNN_SHAPE_CACHE)
+        # No thread count: the passes do not depend on it, and setting it changes this process' math library.
+        config = _predictor_config(folder, export.MODEL_FILES, True, None, ONEDNN_SHAPE_CACHE)
         config.set_optim_cache_dir(folder)
         config.enable_save_optim_model(True)
         inference.create_predictor(config)
