@@ -82,6 +82,27 @@ def test_sources_unchanged_sees_an_edit(tmp_path):
     assert not recipe.sources_unchanged({'sources': [str(tmp_path / 'gone')], 'source_digest': ''})
 
 
+def test_the_recipe_key_sees_each_part_of_the_recipe(synthetic_root, tmp_path, monkeypatch):
+    paths = write_checkpoints(tmp_path, synthetic_root, seed=5)
+    (tmp_path / 'package').mkdir()
+    (tmp_path / 'package' / 'module.py').write_text('A = 1\n')
+    monkeypatch.setattr(recipe, 'PACKAGE', str(tmp_path / 'package'))
+    cfg = load_config(paths['config'])
+    keys = {recipe.recipe_key(cfg, paths['checkpoint'])}
+    assert recipe.recipe_key(cfg, paths['checkpoint']) in keys and None not in keys  # the same recipe
+    assert recipe.recipe_key(cfg, str(tmp_path)) is None  # a folder without model.pdparams: the full start says so
+    stamp = os.path.getmtime(paths['checkpoint']) + 10
+    os.utime(paths['checkpoint'], (stamp, stamp))
+    keys.add(recipe.recipe_key(cfg, paths['checkpoint']))
+    keys.add(recipe.recipe_key(load_config(paths['config'], opts=['model.align_corners=True']),
+                               paths['checkpoint']))
+    (tmp_path / 'package' / 'module.py').write_text('A = 2\n')  # an edited source of the running package
+    keys.add(recipe.recipe_key(cfg, paths['checkpoint']))
+    monkeypatch.setattr(recipe.paddle, '__version__', '9.9.9')
+    keys.add(recipe.recipe_key(cfg, paths['checkpoint']))
+    assert len(keys) == 5
+
+
 # ----------------------------------------------------------------------------------------------- predict
 @pytest.fixture(scope='module')
 def warm(synthetic_root, tmp_path_factory):

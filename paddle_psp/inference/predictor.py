@@ -103,17 +103,17 @@ def recipe_forward(recipe, cache_dir=None, shapes=None, on_hit=None):
                 return None
             if on_hit is not None:
                 on_hit()
-            return _entry_forward(model_dir, shapes)
+            return _entry_forward(model_dir, shapes, ' (found for this config and checkpoint: not built)')
     except Exception as err:  # the full start builds the model and tries again
         logger.warning(f'cached model of this config and checkpoint not loaded: {type(err).__name__}: '
                        f'{one_line(err, limit=300)}')
         return None
 
 
-def _entry_forward(model_dir, shapes):
+def _entry_forward(model_dir, shapes, note=''):
     threads = physical_cores()
     forward = inference_forward(model_dir, cpu_threads=threads, shape_cache=max(ONEDNN_SHAPE_CACHE, shapes or 0))
-    logger.info(f'fast forward: Paddle Inference with oneDNN, {threads} threads, model {model_dir}')
+    logger.info(f'fast forward: Paddle Inference with oneDNN, {threads} threads, model {model_dir}{note}')
     return forward
 
 

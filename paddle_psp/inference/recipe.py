@@ -9,12 +9,13 @@ names the same export by what produced it (:func:`recipe_key`):
 * the identity of the checkpoint file that loading ``--model_path`` reads (for a folder, URL or zoo name,
   the file :func:`paddle_psp.weights.hub.cached_path` finds): its real path, size, modification and change
   times, inode and device, so a rewritten, replaced or touched checkpoint is another recipe;
-* the versions of Paddle and PaddleSeg.
+* the versions of Paddle and PaddleSeg, and a digest of the Python files of the running package and of the
+  folders of the classes the model section names.
 
-The cache's index maps a recipe to the key a full start computed from it, with a digest of the Python
-sources that computed it (:func:`source_record`): the package's own and those of the model's layer classes.
-The shortcut is taken only while that digest still holds (:func:`sources_unchanged`), so an edited source
-is a miss, as is a changed model section, checkpoint or version.
+The cache's index maps a recipe to the key a full start computed from it, with a digest of the source
+folders of the model's layer classes as they were then (:func:`source_record`). The shortcut is taken only
+while that digest still holds (:func:`sources_unchanged`), so an edited source is a miss, as is a changed
+model section, checkpoint or version, or another copy of the package sharing the cache.
 """
 import hashlib
 import inspect
@@ -24,6 +25,8 @@ import os
 import paddle
 import paddleseg
 
+from paddle_psp.config.registry import lookup_class
+from paddle_psp.core.errors import UserError
 from paddle_psp.weights import hub
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,8 +50,14 @@ def recipe_key(cfg, model_path):
         stat = None
     if stat is None:
         return None
+    model_cfg = cfg.model_config(pretrained=False)
+    try:
+        folders = package_folders() | component_folders(model_cfg, 'model', cfg.path)
+    except UserError:  # an unknown type: the full start reports it
+        return None
     facts = {
-        'model': cfg.model_config(pretrained=False),
+        'model': model_cfg,
+        'sources': folders_digest(sorted(folders)),
         'checkpoint': [os.path.realpath(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino,
                        stat.st_dev],
         'paddle': paddle.__version__,
@@ -59,9 +68,9 @@ def recipe_key(cfg, model_path):
 
 
 def source_record(layers):
-    """What the index keeps beside a recipe's key: the folders whose Python files made the export (this
-    package's and those of ``layers``' classes) and their digest (:func:`folders_digest`)."""
-    folders = sorted(layer_folders(layers) | package_folders())
+    """What the index keeps beside a recipe's key: the source folders of ``layers``' classes and their
+    digest (:func:`folders_digest`)."""
+    folders = sorted(layer_folders(layers))
     return {'sources': folders, 'source_digest': folders_digest(folders)}
 
 
@@ -78,6 +87,27 @@ def layer_folders(layers):
     version covers them)."""
     ours = {type(layer) for layer in layers if not type(layer).__module__.startswith('paddle.')}
     return {os.path.dirname(path) for path in map(inspect.getsourcefile, ours) if path}
+
+
+def component_folders(node, keypath, path):
+    """The source folders of the classes that component dict ``node`` and the components nested in it name
+    (their ``type``), except Paddle's own.
+
+    Raises:
+        UserError: A ``type`` names no registered class.
+    """
+    folders = set()
+    if isinstance(node, dict):
+        if 'type' in node:
+            component = lookup_class(node['type'], keypath, path)
+            if not component.__module__.startswith('paddle.'):
+                folders |= {os.path.dirname(inspect.getsourcefile(component) or '')} - {''}
+        for key, value in node.items():
+            folders |= component_folders(value, f'{keypath}.{key}', path)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            folders |= component_folders(value, f'{keypath}.{index}', path)
+    return folders
 
 
 def package_folders():
