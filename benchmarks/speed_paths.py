@@ -83,9 +83,10 @@ def eval_task(spec):
 
     def run():
         logits[0] = forward(batch)
-    median, times = timed(run, spec['repeat'])
+    cpu = {}
+    median, times = timed(run, spec['repeat'], cpu)
     np.save(spec['output'], logits[0])
-    return {'median_s': median, 'times_s': times, 'setup_s': setup}
+    return dict(cpu, median_s=median, times_s=times, setup_s=setup)
 
 
 def train_task(spec):
@@ -116,8 +117,9 @@ def train_task(spec):
         optimizer.clear_grad()
         losses.append(float(loss))
         outputs.append(len(logits))
-    median, times = timed(step, spec['repeat'])
-    return {'median_s': median, 'times_s': times, 'losses': losses, 'outputs': outputs[-1]}
+    cpu = {}
+    median, times = timed(step, spec['repeat'], cpu)
+    return dict(cpu, median_s=median, times_s=times, losses=losses, outputs=outputs[-1])
 
 
 def export_task(spec):
@@ -168,14 +170,24 @@ TASKS = {'eval': eval_task, 'export': export_task, 'train': train_task, 'gemm': 
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def timed(function, repeat):
-    """Median seconds of ``repeat`` calls after one warm-up call, and all the times."""
+def timed(function, repeat, cpu=None):
+    """Median seconds of ``repeat`` calls after one warm-up call, and all the times.
+
+    ``cpu``, a dict, receives the median CPU seconds of this process over the same calls (``cpu_s``: user +
+    system, all threads; ``system_s``: system alone, e.g. page faults), which a busy machine inflates far
+    less than the wall time.
+    """
     function()
-    times = []
+    times, cpu_times, system_times = [], [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        before, start = os.times(), time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
+        after = os.times()
+        cpu_times.append(after.user + after.system - before.user - before.system)
+        system_times.append(after.system - before.system)
+    if cpu is not None:
+        cpu.update(cpu_s=statistics.median(cpu_times), system_s=statistics.median(system_times))
     return statistics.median(times), times
 
 

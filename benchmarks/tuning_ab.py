@@ -1,0 +1,132 @@
+"""Interleaved A/B of glibc's ``MALLOC_MMAP_THRESHOLD_`` (paddle-psp's CPU tuning) on dygraph paths.
+
+Usage (from the repository root; meaningful only on an otherwise idle machine, the load average is printed)::
+
+    python benchmarks/tuning_ab.py                            # eval forward, both models, 512x512, 3 rounds
+    python benchmarks/tuning_ab.py --models deeplabv3 --train 512x512 --train_models deeplabv3
+
+Each measurement is one :mod:`speed_paths` subprocess (as in ``speed.py``: one warm-up run, then
+``--repeat`` timed runs, peak RSS of that child alone). The variants alternate, ABCD ABCD ..., so that a
+change of load hits all of them alike; the table gives the median over ``--rounds`` children.
+Evaluation forward: paddle-psp's and PaddleSeg's own model, each without and with the variable (every other
+variable as ``speed.py``'s tuned paths, so the models are compared in the same environment). Training step
+(batch 2, ``--train SIZE``): paddle-psp's model without and with the variable, and PaddleSeg's in its
+default environment as the peak-RSS reference.
+"""
+import argparse
+import datetime
+import os
+import statistics
+import sys
+import tempfile
+
+import numpy as np
+
+from paddle_psp.core import runtime, util
+from speed import MODELS, default_env, parse_size, run_child
+from speed_paths import make_weights
+
+VAR = runtime.MMAP_THRESHOLD_VAR
+
+
+def envs():
+    """{'off': speed.py's environment plus the MKL tuning without the variable, 'on': with it, 'default':
+    speed.py's default environment (no tuning at all)}."""
+    base = default_env()
+    base.pop(runtime.NO_TUNING_VAR)
+    base.update(runtime.tuning_env(base))
+    base.pop(VAR, None)
+    base[runtime.NO_TUNING_VAR] = '1'  # children import paddle-psp; nothing may add the variable behind us
+    return {'off': base, 'on': dict(base, **{VAR: str(runtime.MMAP_THRESHOLD)}), 'default': default_env()}
+
+
+def interleaved(variants, rounds, spec_of, environments):
+    """Run each (label, paddleseg, env) variant ``rounds`` times, alternating; {label: [results]}."""
+    results = {label: [] for label, _, _ in variants}
+    for round_index in range(rounds):
+        for label, paddleseg, env in variants:
+            results[label].append(run_child(spec_of(paddleseg), environments[env],
+                                            f'round {round_index + 1}: {label}'))
+    return results
+
+
+def table(title, results, baseline):
+    """Markdown rows per variant: medians over its children of the wall time, the CPU time (user + system)
+    and the system time, the ratios to ``baseline``'s medians, the highest peak RSS and the load range."""
+    def median(label, key):
+        return statistics.median(row[key] for row in results[label])
+    lines = [title, '', '| path | wall (s) | each child (s) | wall / base | CPU (s) | CPU / base | system (s) '
+             '| peak RSS (GiB, max) | load avg |', '|---|---|---|---|---|---|---|---|---|']
+    for label, rows in results.items():
+        times = ' '.join(f'{row["median_s"]:.2f}' for row in rows)
+        wall, cpu = median(label, 'median_s'), median(label, 'cpu_s')
+        load = f'{min(row["load_before"] for row in rows):.1f}-{max(row["load_after"] for row in rows):.1f}'
+        lines.append(f'| {label} | {wall:.2f} | {times} | {wall / median(baseline, "median_s"):.3f} | {cpu:.2f} '
+                     f'| {cpu / median(baseline, "cpu_s"):.3f} | {median(label, "system_s"):.2f} | '
+                     f'{max(row["peak_rss_gib"] for row in rows):.2f} | {load} |')
+    return '\n'.join(lines)
+
+
+def build_parser():
+    """The command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--models', nargs='*', choices=sorted(MODELS), default=['pspnet', 'deeplabv3'],
+                        help='models whose evaluation forward is measured (none: skip it)')
+    parser.add_argument('--size', type=parse_size, default=[512, 512], help='eval HEIGHTxWIDTH (default 512x512)')
+    parser.add_argument('--rounds', type=int, default=3, help='children per variant, alternating (default 3)')
+    parser.add_argument('--repeat', type=int, default=1, help='timed runs per child after a warm-up (default 1)')
+    parser.add_argument('--train', type=parse_size, default=None, metavar='SIZE',
+                        help='also measure a training step (batch 2) at HEIGHTxWIDTH, e.g. 384x384')
+    parser.add_argument('--train_models', nargs='+', choices=sorted(MODELS), default=['deeplabv3'])
+    return parser
+
+
+def main(argv=None):
+    """Run the interleaved A/B and print the header and one table per model and task."""
+    args = build_parser().parse_args(argv)
+    if args.rounds < 3 or args.repeat < 1:
+        raise SystemExit('--rounds: expected at least 3 (median of 3 or more); --repeat at least 1')
+    environments = envs()
+    cpuinfo = util.read_cpuinfo()
+    date = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')
+    print(f'tuning_ab.py, {date}: CPU {util.cpu_vendor(cpuinfo)} {util.cpu_name(cpuinfo)} (family '
+          f'{util.cpuinfo_field("cpu family", cpuinfo)}, model {util.cpuinfo_field("model", cpuinfo)}), '
+          f'{util.usable_cpus()} usable CPUs; "off": '
+          f'{", ".join(k + "=" + v for k, v in environments["off"].items() if k.startswith("MKL_")) or "no MKL variable"}'
+          f'; "on": plus {VAR}={runtime.MMAP_THRESHOLD}; load average at start: '
+          f'{", ".join(f"{v:.2f}" for v in os.getloadavg())}', flush=True)
+    tables = []
+    with tempfile.TemporaryDirectory(prefix='psp_tuning_ab_') as work:
+        batch = os.path.join(work, 'input.npy')
+        np.save(batch, np.random.default_rng(1).uniform(-1, 1, (1, 3, *args.size)).astype('float32'))
+        weights = {}
+        for name in sorted(set(args.models) | set(args.train_models if args.train else [])):
+            weights[name] = os.path.join(work, f'{name}.pdparams')
+            make_weights(name, weights[name])
+        eval_variants = [('paddle-psp, off', False, 'off'), ('paddle-psp, on', False, 'on'),
+                         ('PaddleSeg, off', True, 'off'), ('PaddleSeg, on', True, 'on')]
+        for name in args.models:
+            spec = {'task': 'eval', 'model': name, 'weights': weights[name], 'input': batch, 'fast': False,
+                    'repeat': args.repeat, 'output': os.path.join(work, 'out.npy'), 'cache_dir': work}
+            results = interleaved(eval_variants, args.rounds, lambda paddleseg: dict(spec, paddleseg=paddleseg),
+                                  environments)
+            tables.append(table(f'{MODELS[name]}, evaluation forward, batch 1, {args.size[0]}x{args.size[1]}',
+                                results, 'paddle-psp, off'))
+        train_variants = [('paddle-psp, off', False, 'off'), ('paddle-psp, on', False, 'on'),
+                          ('PaddleSeg, default env', True, 'default')]
+        for name in args.train_models if args.train else []:
+            spec = {'task': 'train', 'model': name, 'weights': weights[name], 'size': args.train,
+                    'repeat': args.repeat}
+            results = interleaved(train_variants, args.rounds, lambda paddleseg: dict(spec, paddleseg=paddleseg),
+                                  environments)
+            tables.append(table(f'{MODELS[name]}, training step, batch 2, {args.train[0]}x{args.train[1]}',
+                                results, 'paddle-psp, off'))
+    print()
+    print('\n\n'.join(tables))
+    print(f'\nload average at the end: {", ".join(f"{v:.2f}" for v in os.getloadavg())} (2 cores: ~1 is the '
+          'measured child)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
