@@ -90,14 +90,17 @@ def is_glibc():
     return platform.system() == 'Linux' and platform.libc_ver()[0] == 'glibc'
 
 
-def tuning_env(environ=None, cpuinfo=None):
+def tuning_env(environ=None, cpuinfo=None, training=False):
     """The variables the tuning would add to ``environ``: none when disabled or already set.
 
-    ``MKL_DEBUG_CPU_TYPE`` on AMD CPUs with AVX2; ``MALLOC_MMAP_THRESHOLD_`` on glibc.
+    ``MKL_DEBUG_CPU_TYPE`` on AMD CPUs with AVX2; ``MALLOC_MMAP_THRESHOLD_`` on glibc for a training
+    process only (it lowers a training step's peak RSS and costs time everywhere; see the module docstring).
 
     Args:
         environ (dict, optional): Environment to complete. Default: ``os.environ``.
         cpuinfo (str, optional): cpuinfo text. Default: read from the system.
+        training (bool, optional): Whether the process trains (``paddleseg train``, ``quickstart``) rather
+            than evaluates, predicts or exports. Default: False.
 
     Returns:
         dict: Variable name -> value, only for variables ``environ`` lacks.
@@ -110,12 +113,12 @@ def tuning_env(environ=None, cpuinfo=None):
     cpu_type = mkl_cpu_type(cpuinfo)[0]
     if is_amd_cpu(cpuinfo) and cpu_type is not None:
         wanted['MKL_DEBUG_CPU_TYPE'] = cpu_type
-    if is_glibc():
+    if training and is_glibc():
         wanted[MMAP_THRESHOLD_VAR] = str(MMAP_THRESHOLD)
     return {key: value for key, value in wanted.items() if key not in environ}
 
 
-def apply_cpu_tuning(enabled=True):
+def apply_cpu_tuning(enabled=True, training=False):
     """Apply the tuning to this process and its children, and log what is in effect (one line, once).
 
     Puts :func:`tuning_env` into ``os.environ`` and sets glibc's mmap threshold with ``mallopt`` (the
@@ -125,13 +128,14 @@ def apply_cpu_tuning(enabled=True):
     Args:
         enabled (bool, optional): False (e.g. a ``--no_tuning`` flag) behaves as ``PADDLE_PSP_NO_TUNING=1``
             and also sets that variable so that child processes agree. Default: True.
+        training (bool, optional): Whether this process trains (see :func:`tuning_env`). Default: False.
 
     Returns:
         dict: The variables this call set.
     """
     if not enabled:
         os.environ[NO_TUNING_VAR] = '1'
-    added = tuning_env()
+    added = tuning_env(training=training)
     os.environ.update(added)
     if MMAP_THRESHOLD_VAR in added:
         _set_mmap_threshold(int(added[MMAP_THRESHOLD_VAR]))
