@@ -1,17 +1,19 @@
-"""Interleaved A/B of glibc's ``MALLOC_MMAP_THRESHOLD_`` (paddle-psp's CPU tuning) on dygraph paths.
+"""Interleaved A/B of glibc's ``MALLOC_MMAP_THRESHOLD_`` (paddle-psp's CPU tuning for training processes).
 
-Usage (from the repository root; meaningful only on an otherwise idle machine, the load average is printed)::
+Usage (from the repository root; timings mean something only on an otherwise idle machine, so the load
+average is printed, and CPU time, which load inflates far less, beside the wall time)::
 
-    python benchmarks/tuning_ab.py                            # eval forward, both models, 512x512, 3 rounds
-    python benchmarks/tuning_ab.py --models deeplabv3 --train 512x512 --train_models deeplabv3
+    python benchmarks/tuning_ab.py                    # eval forward, both models, 512x512: ~6 min idle, 2 cores
+    python benchmarks/tuning_ab.py --models --train 256x256 --train_models deeplabv3 pspnet   # training step
+    python benchmarks/tuning_ab.py --models --train 512x512 --train_reference   # peak RSS as speed.py's (long)
 
 Each measurement is one :mod:`speed_paths` subprocess (as in ``speed.py``: one warm-up run, then
-``--repeat`` timed runs, peak RSS of that child alone). The variants alternate, ABCD ABCD ..., so that a
-change of load hits all of them alike; the table gives the median over ``--rounds`` children.
-Evaluation forward: paddle-psp's and PaddleSeg's own model, each without and with the variable (every other
-variable as ``speed.py``'s tuned paths, so the models are compared in the same environment). Training step
-(batch 2, ``--train SIZE``): paddle-psp's model without and with the variable (``--train_reference``: and
-PaddleSeg's in its default environment, the peak-RSS reference).
+``--repeat`` timed runs; peak RSS of that child alone). The variants alternate, ABCD ABCD ..., so that a
+change of load hits all of them alike; each table row gives the median over ``--rounds`` children.
+Evaluation forward: paddle-psp's and PaddleSeg's own model, each without ("off") and with ("on") the
+variable, every other variable as ``speed.py``'s tuned paths, so that the two models meet in the same
+environment. Training step (batch 2, ``--train SIZE``): paddle-psp's model off and on (``--train_reference``:
+also PaddleSeg's in its default environment, as ``speed.py`` runs it).
 """
 import argparse
 import datetime
@@ -23,7 +25,7 @@ import tempfile
 import numpy as np
 
 from paddle_psp.core import runtime, util
-from speed import MODELS, default_env, parse_size, run_child
+from speed import MODELS, default_env, parse_size, run_child, tuning_text
 from speed_paths import make_weights
 
 VAR = runtime.MMAP_THRESHOLD_VAR
@@ -40,12 +42,13 @@ def envs():
     return {'off': base, 'on': dict(base, **{VAR: str(runtime.MMAP_THRESHOLD)}), 'default': default_env()}
 
 
-def interleaved(variants, rounds, spec_of, environments):
-    """Run each (label, paddleseg, env) variant ``rounds`` times, alternating; {label: [results]}."""
+def interleaved(variants, rounds, spec, environments):
+    """Run ``spec`` for each (label, paddleseg, environment name) variant ``rounds`` times, alternating;
+    {label: [result of each child]}."""
     results = {label: [] for label, _, _ in variants}
     for round_index in range(rounds):
         for label, paddleseg, env in variants:
-            results[label].append(run_child(spec_of(paddleseg), environments[env],
+            results[label].append(run_child(dict(spec, paddleseg=paddleseg), environments[env],
                                             f'round {round_index + 1}: {label}'))
     return results
 
@@ -83,50 +86,58 @@ def build_parser():
     return parser
 
 
+def header(environments):
+    """When and where: the date, the CPU, the two environments and the load average."""
+    cpuinfo = util.read_cpuinfo()
+    date = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')
+    return (f'tuning_ab.py, {date}: CPU {util.cpu_vendor(cpuinfo)} {util.cpu_name(cpuinfo)} (family '
+            f'{util.cpuinfo_field("cpu family", cpuinfo)}, model {util.cpuinfo_field("model", cpuinfo)}), '
+            f'{util.usable_cpus()} usable CPUs; "off": {tuning_text(environments["off"])}; "on": '
+            f'{tuning_text(environments["on"])}; load average at start: {load_text()}')
+
+
+def load_text():
+    """The 1, 5 and 15 minute load averages."""
+    return ', '.join(f'{value:.2f}' for value in os.getloadavg())
+
+
+EVAL_VARIANTS = [('paddle-psp, off', False, 'off'), ('paddle-psp, on', False, 'on'),
+                 ('PaddleSeg, off', True, 'off'), ('PaddleSeg, on', True, 'on')]
+TRAIN_VARIANTS = [('paddle-psp, off', False, 'off'), ('paddle-psp, on', False, 'on')]
+TRAIN_REFERENCE = ('PaddleSeg, default env', True, 'default')
+
+
 def main(argv=None):
     """Run the interleaved A/B and print the header and one table per model and task."""
     args = build_parser().parse_args(argv)
     if args.rounds < 3 or args.repeat < 1:
         raise SystemExit('--rounds: expected at least 3 (median of 3 or more); --repeat at least 1')
     environments = envs()
-    cpuinfo = util.read_cpuinfo()
-    date = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')
-    print(f'tuning_ab.py, {date}: CPU {util.cpu_vendor(cpuinfo)} {util.cpu_name(cpuinfo)} (family '
-          f'{util.cpuinfo_field("cpu family", cpuinfo)}, model {util.cpuinfo_field("model", cpuinfo)}), '
-          f'{util.usable_cpus()} usable CPUs; "off": '
-          f'{", ".join(k + "=" + v for k, v in environments["off"].items() if k.startswith("MKL_")) or "no MKL variable"}'
-          f'; "on": plus {VAR}={runtime.MMAP_THRESHOLD}; load average at start: '
-          f'{", ".join(f"{v:.2f}" for v in os.getloadavg())}', flush=True)
+    print(header(environments), flush=True)
+    train_models = args.train_models if args.train else []
     tables = []
     with tempfile.TemporaryDirectory(prefix='psp_tuning_ab_') as work:
         batch = os.path.join(work, 'input.npy')
         np.save(batch, np.random.default_rng(1).uniform(-1, 1, (1, 3, *args.size)).astype('float32'))
-        weights = {}
-        for name in sorted(set(args.models) | set(args.train_models if args.train else [])):
-            weights[name] = os.path.join(work, f'{name}.pdparams')
-            make_weights(name, weights[name])
-        eval_variants = [('paddle-psp, off', False, 'off'), ('paddle-psp, on', False, 'on'),
-                         ('PaddleSeg, off', True, 'off'), ('PaddleSeg, on', True, 'on')]
+        weights = {name: os.path.join(work, f'{name}.pdparams') for name in set(args.models) | set(train_models)}
+        for name, path in weights.items():
+            make_weights(name, path)
         for name in args.models:
             spec = {'task': 'eval', 'model': name, 'weights': weights[name], 'input': batch, 'fast': False,
                     'repeat': args.repeat, 'output': os.path.join(work, 'out.npy'), 'cache_dir': work}
-            results = interleaved(eval_variants, args.rounds, lambda paddleseg: dict(spec, paddleseg=paddleseg),
-                                  environments)
+            results = interleaved(EVAL_VARIANTS, args.rounds, spec, environments)
             tables.append(table(f'{MODELS[name]}, evaluation forward, batch 1, {args.size[0]}x{args.size[1]}',
                                 results, 'paddle-psp, off'))
-        train_variants = [('paddle-psp, off', False, 'off'), ('paddle-psp, on', False, 'on')]
-        train_variants += [('PaddleSeg, default env', True, 'default')] if args.train_reference else []
-        for name in args.train_models if args.train else []:
+        for name in train_models:
             spec = {'task': 'train', 'model': name, 'weights': weights[name], 'size': args.train,
                     'repeat': args.repeat}
-            results = interleaved(train_variants, args.rounds, lambda paddleseg: dict(spec, paddleseg=paddleseg),
-                                  environments)
+            variants = TRAIN_VARIANTS + ([TRAIN_REFERENCE] if args.train_reference else [])
+            results = interleaved(variants, args.rounds, spec, environments)
             tables.append(table(f'{MODELS[name]}, training step, batch 2, {args.train[0]}x{args.train[1]}',
                                 results, 'paddle-psp, off'))
     print()
     print('\n\n'.join(tables))
-    print(f'\nload average at the end: {", ".join(f"{v:.2f}" for v in os.getloadavg())} (2 cores: ~1 is the '
-          'measured child)')
+    print(f'\nload average at the end: {load_text()} (2 cores: ~1 is the measured child)')
     return 0
 
 
