@@ -21,6 +21,17 @@ time per training step (page faults) and ~15 % on the dygraph forward; the Paddl
 unchanged. (16 MiB saved only 0.1-0.2 GiB.) glibc reads the variable at process start, so
 :func:`apply_cpu_tuning` also sets it in-process with ``mallopt`` (and in the environment, for children).
 
+It is set for training processes only (``paddleseg train`` and ``quickstart``: ``training=True``). On the
+2-core Intel Xeon (family 6, model 207), 2026-11-29, ``benchmarks/tuning_ab.py`` (interleaved, median of 3
+children each; load average 3-7, so compared by CPU time, user + system): the dygraph evaluation forward
+(512x512) takes 11 % more CPU time with it for our DeepLabV3 R50 OS8 and 17 % for PaddleSeg's own (6 % and
+5 % for PSPNet; system time, page faults, rises from ~1.0 to 1.5-1.9 s of ~5 s), and saves only 0.1 GiB of
+peak RSS (1.16 -> 1.04 GiB). In the same environment our DeepLabV3 forward takes 5 % less CPU
+time than PaddleSeg's, so its slower row in ``speed.py`` (tuned against PaddleSeg's default environment)
+was this variable, not the model. A DeepLabV3 training step (512x512, batch 2) takes 10 % more CPU time
+with it and peaks at 3.34 instead of 3.83 GiB (PaddleSeg's default: 3.81): the trade the AMD figures show.
+Evaluation, prediction and export, where it costs time and saves next to nothing, run without it.
+
 Threads: Paddle sets ``OMP_NUM_THREADS=1`` at import unless it is set. Raising it to the core count did
 not speed up dygraph forward or training here (Paddle's CPU convolution does not parallelise), so it is
 left alone; the Paddle Inference path runs on :func:`physical_cores` threads.
