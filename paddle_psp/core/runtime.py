@@ -29,7 +29,8 @@ children each; load average 3-7, so compared by CPU time, user + system): the dy
 peak RSS (1.16 -> 1.04 GiB). In the same environment our DeepLabV3 forward takes 5 % less CPU
 time than PaddleSeg's, so its slower row in ``speed.py`` (tuned against PaddleSeg's default environment)
 was this variable, not the model. A DeepLabV3 training step (512x512, batch 2) takes 10 % more CPU time
-with it and peaks at 3.34 instead of 3.83 GiB (PaddleSeg's default: 3.81): the trade the AMD figures show.
+with it and peaks at 3.34 instead of 3.83 GiB (PaddleSeg's default: 3.81); PSPNet's (one child each)
+5 % more, 3.96 instead of 4.24 GiB (PaddleSeg's: 4.60): the trade the AMD figures show.
 Evaluation, prediction and export, where it costs time and saves next to nothing, run without it.
 
 Threads: Paddle sets ``OMP_NUM_THREADS=1`` at import unless it is set. Raising it to the core count did
