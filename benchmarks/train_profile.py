@@ -20,13 +20,17 @@ cross-entropy, backward, Momentum SGD), run in this process with paddle-psp's CP
 3. The levers, each against the plain dygraph step, interleaved (plain, lever, plain, lever, ...) after
    one first step each: ``to_static`` (``paddle.jit.to_static`` of the model's forward, PIR program,
    backward through the program), ``onednn`` (``FLAGS_use_mkldnn`` set around a dygraph step),
-   ``to_static+onednn`` (both). Exactness: every variant starts from the same weights and seed; after
-   its first step the loss and every updated weight and batch-norm statistic are compared with the
-   plain step's (max abs difference).
+   ``to_static+onednn`` (both), ``fused_bn_relu`` (each conv-BN-ReLU's batch norm and ReLU as Paddle's
+   ``fused_batch_norm_act`` op) and ``threads`` (Paddle's CPU kernels on every physical core instead of
+   the one thread Paddle starts with; the CPU s / wall s column shows whether they ran in parallel).
+   Exactness: every variant starts from the same weights and seed; after its first step the loss and
+   every updated weight and batch-norm statistic are compared with the plain step's (max abs
+   difference). A lever whose first step raises is listed with its error.
 """
 import argparse
 import os
 import re
+import resource
 import statistics
 import sys
 import time
@@ -40,12 +44,24 @@ runtime.apply_cpu_tuning()  # before the first paddle computation, as ``paddlese
 import paddle  # noqa: E402 (after the tuning)
 import paddle.profiler as profiler  # noqa: E402
 
+from paddle_psp.models.layers import ConvBN  # noqa: E402
 from speed import default_env, header_line, parse_size, tuned_env  # noqa: E402
 from speed_macs import conv_macs_by_layer  # noqa: E402
 from speed_paths import build_model, make_train_step, matmul_rate  # noqa: E402
 
 SEED = 0
-LEVERS = ('to_static', 'onednn', 'to_static+onednn', 'threads')
+# Operator groups summed under the operator table (kernel names, forward and backward).
+GROUPS = {
+    'convolutions': {'conv2d', 'conv2d_grad'},
+    'memory-bound (batch norm, ReLU, add, pool, dropout, resize; with gradients)': {
+        'batch_norm', 'batch_norm_grad', 'relu', 'relu_grad', 'add', 'add_grad', 'pool2d', 'pool2d_grad',
+        'dropout', 'dropout_grad', 'bilinear_interp', 'bilinear_interp_grad'},
+    'factored PSP fusion: interpolation products (matmul, matmul_grad)': {'matmul', 'matmul_grad'},
+    'factored PSP fusion: weight split, concats (the weight gradient, the products)': {'split', 'concat'},
+    'reshape and transpose copies (with gradients)': {'reshape', 'reshape_grad', 'transpose', 'transpose_grad'},
+    'optimizer (momentum_)': {'momentum_'},
+}
+LEVERS = ('to_static', 'onednn', 'to_static+onednn', 'fused_bn_relu', 'threads')
 
 
 # ----------------------------------------------------------------------------------------------- the step
@@ -68,6 +84,16 @@ def set_threads(count):
     paddle.base.core.set_num_threads(count)
 
 
+def fuse_bn_relu(model):
+    """Make every conv-BN-ReLU of ``model`` compute its batch norm and ReLU as one ``fused_batch_norm_act``
+    op (Paddle's fused kernel, training mode), in place."""
+    for layer in model.sublayers():
+        if isinstance(layer, ConvBN) and layer.relu is not None:
+            norm = layer._batch_norm
+            layer.normalize = lambda y, bn=norm: paddle._C_ops.fused_batch_norm_act(
+                y, bn.weight, bn.bias, bn._mean, bn._variance, bn._momentum, bn._epsilon, 'relu')[0]
+
+
 def with_setting(step, apply, undo):
     """``step`` with ``apply()`` called before it and ``undo()`` after it."""
     def run():
@@ -83,6 +109,8 @@ def lever_step(lever, size, state):
     """A training step (see :func:`speed_paths.make_train_step`) of a fresh model holding ``state``, with
     ``lever`` applied ('plain' for none); returns (model, step)."""
     model = new_model(state)
+    if lever == 'fused_bn_relu':
+        fuse_bn_relu(model)
     static = 'to_static' in lever
     forward = paddle.jit.to_static(model, full_graph=True, backend=None) if static else None
     step = make_train_step(model, size, forward=forward)
@@ -170,6 +198,10 @@ def print_profile(step_s, table, top):
         print(f'| {name} | {calls} | {ms / 1e3:.2f} | {100 * ms / 1e3 / step_s:.1f} % |')
     rest = sum(ms for _, (_, ms) in ranked[top:])
     print(f'| (the other {max(0, len(ranked) - top)}) | | {rest / 1e3:.2f} | {100 * rest / 1e3 / step_s:.1f} % |')
+    print()
+    for label, names in GROUPS.items():
+        seconds = sum(ms for name, (_, ms) in merged.items() if name.split(' ')[0] in names) / 1e3
+        print(f'- {label}: {seconds:.2f} s ({100 * seconds / step_s:.1f} %)')
 
 
 # ----------------------------------------------------------------------------------------------- 2. parts
@@ -357,9 +389,13 @@ def profile_step(args, rng, gemm):
     plain_s, _ = timed_once(step)
     print(f'PSPNet-R50 OS8 training step, batch 2, {args.size[0]}x{args.size[1]}: first {warm_s:.2f} s, '
           f'second {plain_s:.2f} s (load {os.getloadavg()[0]:.2f})', flush=True)
-    start = time.perf_counter()
+    start, faults = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     table = profile(step)
-    print_profile(time.perf_counter() - start, table, args.top)
+    step_s = time.perf_counter() - start
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    print_profile(step_s, table, args.top)
+    print(f'- minor page faults in the profiled step: {faults} ({faults * resource.getpagesize() / 2 ** 30:.1f} GiB '
+          'of fresh pages the kernel zeroed: freed blocks above glibc\'s mmap threshold go back to the system)')
     images = paddle.to_tensor(rng.uniform(-1, 1, (2, 3, *args.size)).astype('float32'))
     model.train()
     macs = conv_macs_by_layer(model, [2, 3, *args.size])
