@@ -25,7 +25,8 @@ cross-entropy, backward, Momentum SGD), run in this process with paddle-psp's CP
    the one thread Paddle starts with; the CPU s / wall s column shows whether they ran in parallel).
    Exactness: every variant starts from the same weights and seed; after its first step the loss and
    every updated weight and batch-norm statistic are compared with the plain step's (max abs
-   difference). A lever whose first step raises is listed with its error.
+   difference, and that difference over the largest change a value made in the plain step). A lever
+   whose first step raises is listed with its error.
 """
 import argparse
 import os
@@ -279,9 +280,10 @@ def print_parts(rows, macs, step_s, gemm):
 # ----------------------------------------------------------------------------------------------- 3. levers
 def compare_levers(levers, size, repeat):
     """{lever: (median step s, plain median s, median of the rounds' time / plain, CPU s per wall s, loss
-    diff, max weight diff)} from interleaved runs, or
+    diff, max weight diff, that diff over the largest update)} from interleaved runs, or
     {lever: error text} for a lever whose first step raises."""
     state = {name: value.clone() for name, value in new_model().state_dict().items()}
+    initial = {name: value.numpy() for name, value in state.items()}
     variants = {lever: lever_step(lever, size, state) for lever in ('plain',) + tuple(levers)}
     first, failed = {}, {}
     for lever, (model, step) in list(variants.items()):
@@ -306,16 +308,25 @@ def compare_levers(levers, size, repeat):
         print(f'  round {index + 1}: ' + ', '.join(f'{lever} {values[-1]:.2f} s' for lever, values in times.items())
               + f' (load {os.getloadavg()[0]:.2f})', flush=True)
     plain_loss, plain_weights, _ = first['plain']
-    results = dict(failed)
-    for lever in first:
-        if lever == 'plain':
+    results = {}
+    for lever in levers:
+        if lever in failed:
+            results[lever] = failed[lever]
             continue
         loss, weights, _ = first[lever]
-        weight_diff = max(float(np.abs(weights[name] - plain_weights[name]).max()) for name in plain_weights)
         ratio = statistics.median(ours / plain for ours, plain in zip(times[lever], times['plain']))
         results[lever] = (statistics.median(times[lever]), statistics.median(times['plain']), ratio,
-                          sum(cpu_times[lever]) / sum(times[lever]), abs(loss - plain_loss), weight_diff)
+                          sum(cpu_times[lever]) / sum(times[lever]), abs(loss - plain_loss),
+                          *weight_difference(weights, plain_weights, initial))
     return results
+
+
+def weight_difference(weights, reference, initial):
+    """(max abs difference between ``weights`` and ``reference`` over the tensors, that difference over
+    the largest change any value made in the reference step)."""
+    difference = max(float(np.abs(weights[name] - value).max()) for name, value in reference.items())
+    update = max(float(np.abs(value - initial[name]).max()) for name, value in reference.items())
+    return difference, difference / update if update else 0.0
 
 
 def error_summary(error):
@@ -331,15 +342,15 @@ def print_levers(results, size, repeat):
           'dygraph step:')
     print()
     print('| lever | step (s) | plain (s) | time / plain (median of the rounds) | CPU s / wall s | loss diff '
-          '| max weight diff |')
+          '| max weight diff (over the largest update) |')
     print('|---|---|---|---|---|---|---|')
     for lever, result in results.items():
         if isinstance(result, str):
             print(f'| {lever} | fails: {result} | | | | | |')
             continue
-        seconds, plain, ratio, cpu_share, loss_diff, weight_diff = result
+        seconds, plain, ratio, cpu_share, loss_diff, weight_diff, relative = result
         print(f'| {lever} | {seconds:.2f} | {plain:.2f} | {ratio:.2f} | {cpu_share:.2f} | {loss_diff:.1e} | '
-              f'{weight_diff:.1e} |')
+              f'{weight_diff:.1e} ({relative:.1e}) |')
 
 
 # ------------------------------------------------------------------------------------------------ command
