@@ -1,6 +1,7 @@
 """Where the time of one PSPNet-R50 OS8 training step goes on this CPU, and what Paddle's levers change.
 
-Usage (from the repository root; the default takes about 5 minutes on an idle 2-core Xeon)::
+Usage (from the repository root; the default should take about 5 minutes on the idle 2-core Xeon, judged
+from ``speed.py``'s step times there)::
 
     python benchmarks/train_profile.py                       # profile at 512x512, levers at 256x256
     python benchmarks/train_profile.py --size 256x256 --lever_size 128x128 --repeat 2   # a quick look
@@ -15,8 +16,9 @@ cross-entropy, backward, Momentum SGD), run in this process with paddle-psp's CP
 2. The step by part of the model (stem, the four ResNet stages, pyramid pooling, classifier, auxiliary
    head): each part's forward and backward run on its own, on the inputs the full forward gives it, with
    its convolution MACs (:func:`speed_macs.conv_macs_by_layer`) and the GFLOP/s of its forward and
-   backward (backward = 2 x the forward MACs: input and weight gradients) beside the fp32 GEMM rate of
-   ``paddle.matmul`` measured here on the same threads.
+   backward (convolution FLOPs over the part's whole time, batch norms and ReLUs included; backward =
+   2 x the forward MACs: input and weight gradients) beside the fp32 GEMM rate of ``paddle.matmul``
+   measured here on the same threads.
 3. The levers, each against the plain dygraph step, interleaved (plain, lever, plain, lever, ...) after
    one first step each: ``to_static`` (``paddle.jit.to_static`` of the model's forward, PIR program,
    backward through the program), ``onednn`` (``FLAGS_use_mkldnn`` set around a dygraph step),
