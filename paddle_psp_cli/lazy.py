@@ -4,7 +4,8 @@
 for its ``auc_roc`` only) and SciPy (``from scipy.optimize import linear_sum_assignment`` in a MaskFormer loss,
 ``from scipy.ndimage import ...`` in a DecoupledSegNet loss and an edge transform); scikit-learn in turn
 imports pandas. Together they are most of the time ``import paddleseg`` takes, and no verb of this package
-calls those functions except ``paddleseg val --auc_roc``.
+calls those functions except ``paddleseg val --auc_roc``. The HTTP clients PaddleSeg and Paddle import for
+their own downloads (requests, httpx) are deferred too: this package downloads with the standard library.
 
 ``paddle_psp/__init__.py`` imports PaddleSeg inside :func:`deferred_imports`. While that block runs,
 ``sys.modules`` holds a stand-in for each module of :data:`DEFERRED`, so PaddleSeg binds stand-ins instead of
@@ -26,7 +27,6 @@ package is not installed.
 """
 import contextlib
 import importlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
@@ -39,6 +39,8 @@ DEFERRED = {
     'scipy': (),
     'scipy.ndimage': ('distance_transform_edt', 'shift'),  # transforms/functional.py, a DecoupledSegNet loss
     'scipy.optimize': ('linear_sum_assignment',),  # the MaskFormer loss
+    'requests': (),  # paddleseg/utils/download.py, to download pretrained weights (paddle_psp has its own)
+    'httpx': (),  # Paddle's paddle/utils/download.py and paddle/dataset/common.py (Paddle is imported by PaddleSeg)
 }
 
 
@@ -67,7 +69,7 @@ class _DeferredFunction:
         return f'<deferred function {self.__module__}.{self.__name__}>'
 
 
-class _Fallback(importlib.abc.MetaPathFinder):
+class _Fallback:
     """During :func:`deferred_imports`: an import of a submodule of a deferred package that has no stand-in
     (``import scipy.io``) replaces the stand-ins with the real modules, then is found as usual."""
 

@@ -1,6 +1,6 @@
-"""``import paddle_psp`` imports PaddleSeg with scikit-learn and SciPy deferred (paddle_psp_cli/lazy.py):
-neither is imported until a PaddleSeg function uses it, each then answers as the real one, and any later
-``import sklearn`` / ``import scipy`` is the real module. Each case runs in a fresh interpreter."""
+"""``import paddle_psp`` imports PaddleSeg with scikit-learn, SciPy, requests and httpx deferred
+(paddle_psp_cli/lazy.py): none is imported until a PaddleSeg (or Paddle) function uses it, each then answers
+as the real one, and any later ``import sklearn`` (or the others) is the real module. Each case runs in a fresh interpreter."""
 import os
 import subprocess
 import sys
@@ -20,7 +20,7 @@ def python(code, timeout=300):
 
 def test_import_paddle_psp_imports_neither_scikit_learn_nor_scipy():
     out = python('import paddle_psp, paddleseg\n'
-                 'print(sorted(m for m in sys.modules if m.split(".")[0] in ("sklearn", "scipy", "pandas")) == [])\n'
+                 'print(sorted(m for m in sys.modules if m.split(".")[0] in ("sklearn", "scipy", "pandas", "requests", "httpx")) == [])\n'
                  'print(sys.modules["paddleseg.cvlibs.manager"].MODELS["ZooPSPNet"].__name__)')
     assert out == ['True', 'ZooPSPNet']
 
@@ -36,9 +36,11 @@ def test_paddleseg_functions_that_use_them_still_compute_the_right_values():
         'rows, cols = maskformer_loss.linear_sum_assignment(np.array([[4., 1.], [2., 5.]]))\n'
         'print(list(cols))\n'
         'print(functional.distance_transform_edt(np.array([[0., 1., 1., 1.]])).tolist())\n'
+        'import paddle.utils.download, paddleseg.utils.download\n'
+        'print(paddle.utils.download.httpx.stream.__module__, paddleseg.utils.download.requests.get.__module__)\n'
         f'print({REAL.format("sklearn.metrics")} and {REAL.format("scipy.optimize")} and '
-        f'{REAL.format("scipy.ndimage")})')
-    assert out == ['1.0', '[1,', '0]', '[[0.0,', '1.0,', '2.0,', '3.0]]', 'True']
+        f'{REAL.format("scipy.ndimage")} and {REAL.format("httpx")} and {REAL.format("requests")})')
+    assert out == ['1.0', '[1,', '0]', '[[0.0,', '1.0,', '2.0,', '3.0]]', 'httpx', 'requests.api', 'True']
 
 
 def test_a_later_import_is_the_real_module_and_paddleseg_then_uses_it():
