@@ -101,8 +101,9 @@ def mkl_code_path(env, cpuinfo):
     return f'MKL_DEBUG_CPU_TYPE={value}: {isa} (AMD)'
 
 
-def header_line(envs):
-    """When and where: the date, CPU vendor and model, MKL's code path and the tuning of each path kind."""
+def header_line(envs, script='speed.py'):
+    """When and where: ``script``, the date, CPU vendor and model, MKL's code path and the tuning of each path
+    kind (``envs``: {'default': env, 'tuned': env})."""
     cpuinfo = util.read_cpuinfo()
     vendor = util.cpu_vendor(cpuinfo) or 'unknown vendor'
     model = util.cpu_name(cpuinfo) or 'unknown CPU'
@@ -111,7 +112,7 @@ def header_line(envs):
     mkl = (paths['tuned'] + ' on every path' if paths['default'] == paths['tuned']
            else f'default env: {paths["default"]}; tuned: {paths["tuned"]}')
     date = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')
-    return (f'speed.py, {date}: CPU {vendor} {model}' + (f' (family {family})' if family else '')
+    return (f'{script}, {date}: CPU {vendor} {model}' + (f' (family {family})' if family else '')
             + f'; MKL code path: {mkl}; tuning of the tuned paths: {tuning_text(envs["tuned"])} '
             f'(default env paths: none)')
 
