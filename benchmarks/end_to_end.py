@@ -1,7 +1,6 @@
 """End to end: ``paddleseg predict`` against PaddleSeg's own predict, each run a fresh process from start to exit.
 
-Usage (from the repository root; about 4 minutes at the defaults on an idle 2-core machine, most of it
-PaddleSeg's forward passes)::
+Usage (from the repository root; a few minutes at the defaults, most of them PaddleSeg's forward passes)::
 
     python benchmarks/end_to_end.py                       # PSPNet R50 OS8, 10 images of 512x512
     python benchmarks/end_to_end.py --model deeplabv3 --repeats 2 --work /tmp/e2e
