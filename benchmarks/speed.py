@@ -103,8 +103,9 @@ def mkl_code_path(env, cpuinfo):
     return f'MKL_DEBUG_CPU_TYPE={value}: {isa} (AMD)'
 
 
-def header_line(envs):
-    """When and where: the date, CPU vendor and model, MKL's code path and the tuning of each path kind."""
+def header_line(envs, script='speed.py'):
+    """When and where: ``script``, the date, CPU vendor and model, MKL's code path and the tuning of each path
+    kind (``envs``: {'default': env, 'tuned': env})."""
     cpuinfo = util.read_cpuinfo()
     vendor = util.cpu_vendor(cpuinfo) or 'unknown vendor'
     model = util.cpu_name(cpuinfo) or 'unknown CPU'
@@ -113,9 +114,10 @@ def header_line(envs):
     mkl = (paths['tuned'] + ' on every path' if paths['default'] == paths['tuned']
            else f'default env: {paths["default"]}; tuned: {paths["tuned"]}')
     date = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')
-    return (f'speed.py, {date}: CPU {vendor} {model}' + (f' (family {family})' if family else '')
-            + f'; MKL code path: {mkl}; tuning of the tuned paths: {tuning_text(envs["tuned"])}, of the tuned '
-            f'training step: {tuning_text(envs["tuned train"])} (default env paths: none)')
+    train = envs.get('tuned train')
+    return (f'{script}, {date}: CPU {vendor} {model}' + (f' (family {family})' if family else '')
+            + f'; MKL code path: {mkl}; tuning of the tuned paths: {tuning_text(envs["tuned"])}'
+            + (f', of the tuned training step: {tuning_text(train)}' if train else '') + ' (default env paths: none)')
 
 
 def machine_line(rates, threads):

@@ -42,7 +42,7 @@ import numpy as np
 
 from paddle_psp.core import runtime
 
-runtime.apply_cpu_tuning()  # before the first paddle computation, as ``paddleseg`` does
+runtime.apply_cpu_tuning(training=True)  # before the first paddle computation, as ``paddleseg train`` does
 
 import paddle  # noqa: E402 (after the tuning)
 import paddle.profiler as profiler  # noqa: E402
@@ -374,7 +374,7 @@ def build_parser():
 def main(argv=None):
     """Profile the step, time its parts, compare the levers; print everything with the load average."""
     args = build_parser().parse_args(argv)
-    print(header_line({'default': default_env(), 'tuned': tuned_env()}).replace('speed.py', 'train_profile.py'))
+    print(header_line({'default': default_env(), 'tuned': tuned_env(training=True)}, 'train_profile.py'))
     print(f'load average at start: {os.getloadavg()[0]:.2f} (timings are noisy above ~1.5 on 2 cores); '
           f'Paddle {paddle.__version__}, FLAGS_paddle_num_threads='
           f'{paddle.get_flags("FLAGS_paddle_num_threads")["FLAGS_paddle_num_threads"]}, '

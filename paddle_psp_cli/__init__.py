@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from paddle_psp_cli import lazy, parsers, quiet
+from paddle_psp_cli import parsers, quiet
 
 __version__ = '0.1.0'
 
@@ -54,7 +54,6 @@ def main(argv=None):
     if verb in parsers.PARSERS:
         parsers.PARSERS[verb]().parse_args(argv[1:])  # --help and bad flags answered before Paddle loads
     quiet.silence_known_warnings()
-    lazy.defer_imports()
     # Lazy from here on: each of these imports Paddle and PaddleSeg (through paddle_psp/__init__).
     from paddle_psp.core import runtime
     from paddle_psp.core.errors import UserError
