@@ -13,9 +13,8 @@ For each model it
    :func:`paddle_psp.inference.export.save_static_model`: old-format ``model.pdmodel``), run as
    ``paddleseg val/predict/benchmark`` run it (:func:`~paddle_psp.inference.predictor.inference_forward`:
    Paddle Inference, oneDNN fp32, one thread per physical core);
-2. quantizes it with ``paddle.static.quantization.PostTrainingQuantization`` (static graph, old IR; weights
-   channel-wise abs-max, activations from ``--calib`` calibration images with ``--algo``; the fake
-   quant / dequant ops are kept in the saved model);
+2. quantizes it as ``--quantize int8`` does (:mod:`paddle_psp.inference.quantize`: Paddle's
+   ``PostTrainingQuantization``, ``--calib`` calibration images, activation ranges by ``--algo``);
 3. runs the quantized model with Paddle Inference, oneDNN and ``Config.enable_onednn_int8()`` (the
    quant2 passes turn the fake quant ops into oneDNN int8 kernels; pool2d stays on Paddle's kernel as on
    the fp32 path, whose oneDNN op list it shares: with every op on oneDNN the int8 pool2d has no kernel);
@@ -30,21 +29,18 @@ its int8 agreement says nothing of a trained model's accuracy; the quickstart mo
 Calibration images for random models are synthetic street scenes (:func:`paddle_psp.data.synthetic.draw_scene`).
 """
 import argparse
-import contextlib
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 import numpy as np
 import paddle
-from paddle import inference
 
 from paddle_psp.core import util
 from paddle_psp.data.synthetic import draw_scene
-from paddle_psp.inference import export
-from paddle_psp.inference.predictor import ONEDNN_OPS, inference_copy, inference_forward
+from paddle_psp.inference import export, quantize as quantization
+from paddle_psp.inference.predictor import inference_copy, inference_forward
 from paddle_psp.core.runtime import physical_cores
 from speed_paths import build_model
 
@@ -52,68 +48,16 @@ MODELS = {'pspnet': 'PSPNet ResNet50 OS8', 'deeplabv3': 'DeepLabV3 ResNet50 OS8'
 QUICKSTART_CONFIG = os.path.join('configs', 'quickstart', 'pspnet_resnet50_os8_synthcity_quickstart.yml')
 
 
-def quantize(fp32_dir, int8_dir, batches, algo):
-    """Post-training quantization of the exported model in ``fp32_dir`` into ``int8_dir``; seconds taken."""
-    from paddle.static.quantization import PostTrainingQuantization
-    start = time.perf_counter()
-    scope = paddle.static.Scope()  # a fresh one per model: the parameters of two exports share names
-    with paddle.pir_utils.OldIrGuard(), paddle.static.scope_guard(scope):
-        paddle.enable_static()
-        try:
-            ptq = PostTrainingQuantization(
-                paddle.static.Executor(paddle.CPUPlace()), fp32_dir, scope=scope,
-                model_filename=export.MODEL_FILES[0], params_filename=export.MODEL_FILES[1],
-                data_loader=lambda: ({'x': batch} for batch in batches), batch_nums=len(batches), algo=algo)
-            ptq.quantize()
-            ptq.save_quantized_model(int8_dir)
-        finally:
-            paddle.disable_static()
-    return time.perf_counter() - start
-
-
-def int8_forward(model_dir, cpu_threads):
-    """A ``forward(batch)`` running the quantized model with oneDNN int8 kernels."""
-    config = inference.Config(*[os.path.join(model_dir, name) for name in export.MODEL_FILES])
-    config.disable_gpu()
-    config.disable_glog_info()
-    config.enable_onednn()
-    config.set_onednn_op(ONEDNN_OPS)
-    config.enable_onednn_int8()
-    config.enable_memory_optim()
-    config.set_cpu_math_library_num_threads(cpu_threads)
-    with quiet_stdout():  # the int8 passes print their progress there, past disable_glog_info
-        predictor = inference.create_predictor(config)
-    source = predictor.get_input_handle(predictor.get_input_names()[0])
-    target = predictor.get_output_handle(predictor.get_output_names()[0])
-
-    def forward(batch):
-        source.reshape(batch.shape)
-        source.copy_from_cpu(np.ascontiguousarray(batch, np.float32))
-        predictor.run()
-        return target.copy_to_cpu()
-    return forward
-
-
-@contextlib.contextmanager
-def quiet_stdout():
-    """File descriptor 1 goes to /dev/null for the duration (C++ output included)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    with open(os.devnull, 'w') as null:
-        os.dup2(null.fileno(), 1)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def build_pair(model, folder, calibration, algo, threads):
     """Export ``model``, quantize it; returns (fp32 forward, int8 forward, quantization seconds)."""
     fp32_dir, int8_dir = os.path.join(folder, 'fp32'), os.path.join(folder, 'int8')
     export.save_static_model(inference_copy(model), fp32_dir, [None, 3, None, None], 'none')
-    seconds = quantize(fp32_dir, int8_dir, calibration, algo)
-    return inference_forward(fp32_dir, cpu_threads=threads), int8_forward(int8_dir, threads), seconds
+    os.makedirs(int8_dir)
+    start = time.perf_counter()
+    quantization.quantize_model(fp32_dir, int8_dir, export.MODEL_FILES, calibration, algo)
+    seconds = time.perf_counter() - start
+    return (inference_forward(fp32_dir, cpu_threads=threads),
+            inference_forward(int8_dir, cpu_threads=threads, int8=True), seconds)
 
 
 def interleaved(forwards, batch, repeat):
@@ -168,9 +112,7 @@ def quickstart(args, threads, folder):
                                                f'val_dataset.dataset_root={root}'])
     checkpoint = os.path.join(args.quickstart, 'train', f'iter_{cfg.iters}', 'model.pdparams')
     model = load_for_eval(cfg.build_model(pretrained=False), checkpoint)
-    np.random.seed(0)
-    train = cfg.train_dataset
-    calibration = [train[index]['img'][None] for index in range(min(args.calib, len(train)))]
+    calibration = quantization.config_calibration(cfg, 'int8', args.calib)
     fp32, int8, seconds = build_pair(model, os.path.join(folder, 'quickstart'), calibration, args.algo, threads)
     scores = [100 * evaluate(forward, cfg.val_dataset, print_detail=False)['mIoU'] for forward in (fp32, int8)]
     batch = cfg.val_dataset[0]['img'][None]
@@ -186,9 +128,10 @@ def main(argv=None):
     parser.add_argument('--models', nargs='*', default=list(MODELS), choices=list(MODELS))
     parser.add_argument('--size', type=int, default=512, help='timed input: size x size (random models)')
     parser.add_argument('--repeat', type=int, default=5, help='timed runs of each path')
-    parser.add_argument('--calib', type=int, default=4, help='calibration images')
+    parser.add_argument('--calib', type=int, default=quantization.DEFAULT_CALIB_IMAGES, help='calibration images')
     parser.add_argument('--calib_size', type=int, default=256, help='calibration image size (random models)')
-    parser.add_argument('--algo', default='hist', help='PostTrainingQuantization algo (hist, avg, abs_max, KL...)')
+    parser.add_argument('--algo', default=quantization.CALIBRATION_ALGO,
+                        help='PostTrainingQuantization algo (abs_max, hist, avg, mse, KL...)')
     parser.add_argument('--quickstart', help='a paddleseg quickstart output folder: also score its model')
     args = parser.parse_args(argv)
     threads = physical_cores()

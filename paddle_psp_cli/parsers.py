@@ -111,8 +111,8 @@ def add_quantize_arguments(parser):
                         help='int8: post-training quantization (Paddle\'s PTQ, run on oneDNN int8 kernels), '
                         'calibrated on the config\'s train_dataset; faster on CPUs with AMX / VNNI, not exact '
                         '(default none: fp32)')
-    parser.add_argument('--calib_images', type=int, default=8, metavar='N',
-                        help='train_dataset images calibrating --quantize int8 (default 8)')
+    parser.add_argument('--calib_images', type=int, default=32, metavar='N',
+                        help='train_dataset images calibrating --quantize int8 (default 32)')
 
 
 def add_tta_arguments(parser, aug_flags=('--aug_eval',)):

@@ -23,7 +23,7 @@ def checkpoint_forward(cfg, model_path, fast, stages, shapes=None, quantize='non
             :func:`fast_forward`). Default: None.
         quantize (str, optional): 'int8' runs the fast path quantized, calibrated on ``calib_images``
             images of the config's train_dataset (see :mod:`paddle_psp.inference.quantize`). Default: 'none'.
-        calib_images (int, optional): Calibration images for 'int8'. Default: 8.
+        calib_images (int, optional): Calibration images for 'int8'. Default: 32.
 
     Returns:
         callable: See :func:`fast_forward`; its first call ends the 'first forward' stage.

@@ -78,7 +78,7 @@ def export(config, model_path, save_dir, input_shape=None, output_op='argmax', o
         quantize (str, optional): 'int8': post-training quantization calibrated on the first
             ``calib_images`` images of the config's train_dataset (see :mod:`.quantize`); deploy.yaml then
             says ``quantize: int8``. Default: 'none' (fp32).
-        calib_images (int, optional): Calibration images for 'int8'. Default: 8.
+        calib_images (int, optional): Calibration images for 'int8'. Default: 32.
 
     Returns:
         str: Path of the written ``deploy.yaml``.

@@ -14,6 +14,7 @@ convolution.
 
 On GPU, or with ``fast=False``, the dygraph model runs as it is under ``paddle.no_grad``.
 """
+import contextlib
 import copy
 import hashlib
 import inspect
@@ -26,6 +27,7 @@ from paddle import inference
 
 from paddle_psp.core.errors import UserError, one_line
 from paddle_psp.core.log import logger
+from paddle_psp.core.util import quiet_stdout
 from paddle_psp.inference import cache, export
 from paddle_psp.inference.tta import layer_forward, logits_array
 from paddle_psp.models.layers import ConvBN
@@ -230,7 +232,8 @@ def inference_forward(model_dir, use_mkldnn=True, cpu_threads=None, shape_cache=
     config.enable_memory_optim()  # reuses intermediate buffers: -0.5 GiB peak RSS for PSPNet, same speed
     if cpu_threads:
         config.set_cpu_math_library_num_threads(int(cpu_threads))
-    predictor = inference.create_predictor(config)
+    with quiet_stdout() if int8 else contextlib.nullcontext():  # int8 passes print to stdout, glog or not
+        predictor = inference.create_predictor(config)
     source = predictor.get_input_handle(predictor.get_input_names()[0])
     target = predictor.get_output_handle(predictor.get_output_names()[0])
 
