@@ -4,11 +4,14 @@ Each step ends a stage of the verb's ``--profile`` breakdown (:class:`paddle_psp
 model build, checkpoint, predictor, and the first forward.
 """
 from paddle_psp.inference.cache import size_limit
+from paddle_psp.core.errors import UserError
 from paddle_psp.inference.predictor import fast_forward
+from paddle_psp.inference.quantize import DEFAULT_CALIB_IMAGES, config_calibration
 from paddle_psp.weights.state_dict import load_for_eval
 
 
-def checkpoint_forward(cfg, model_path, fast, stages, shapes=None):
+def checkpoint_forward(cfg, model_path, fast, stages, shapes=None, quantize='none',
+                       calib_images=DEFAULT_CALIB_IMAGES):
     """``forward(batch) -> logits`` of the config's model with the weights at ``model_path``.
 
     Args:
@@ -18,19 +21,26 @@ def checkpoint_forward(cfg, model_path, fast, stages, shapes=None):
         stages (paddle_psp_cli.stages.Stages): Timings of the start-up (marked even when disabled).
         shapes (int, optional): Input shapes per image, :meth:`InferOptions.input_shapes` (see
             :func:`fast_forward`). Default: None.
+        quantize (str, optional): 'int8' runs the fast path quantized, calibrated on ``calib_images``
+            images of the config's train_dataset (see :mod:`paddle_psp.inference.quantize`). Default: 'none'.
+        calib_images (int, optional): Calibration images for 'int8'. Default: 32.
 
     Returns:
         callable: See :func:`fast_forward`; its first call ends the 'first forward' stage.
 
     Raises:
-        UserError: ``fast`` and ``$PADDLE_PSP_CACHE_SIZE`` is not a size.
+        UserError: ``fast`` and ``$PADDLE_PSP_CACHE_SIZE`` is not a size; bad ``quantize`` /
+            ``calib_images`` (see :func:`config_calibration`), or 'int8' without ``fast``.
     """
+    if quantize != 'none' and not fast:
+        raise UserError(f'--quantize {quantize}: runs on the fast CPU path; expected it without --dygraph')
+    calibration = config_calibration(cfg, quantize, calib_images)
     if fast:
         size_limit()  # a bad $PADDLE_PSP_CACHE_SIZE is one error line before anything is logged
     model = cfg.build_model(pretrained=False)  # the checkpoint replaces any pretrained weights: no download
     stages.mark('model build')
     model = load_for_eval(model, model_path)
     stages.mark('checkpoint')
-    forward = fast_forward(model, fast=fast, shapes=shapes)
+    forward = fast_forward(model, fast=fast, shapes=shapes, calibration=calibration)
     stages.mark('predictor')
     return stages.first_call(forward, 'first forward') if stages.enabled else forward

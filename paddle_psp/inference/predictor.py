@@ -14,6 +14,7 @@ convolution.
 
 On GPU, or with ``fast=False``, the dygraph model runs as it is under ``paddle.no_grad``.
 """
+import contextlib
 import copy
 import hashlib
 import inspect
@@ -26,13 +27,14 @@ from paddle import inference
 
 from paddle_psp.core.errors import UserError, one_line
 from paddle_psp.core.log import logger
+from paddle_psp.core.util import quiet_stdout
 from paddle_psp.inference import cache, export
 from paddle_psp.inference.tta import layer_forward, logits_array
 from paddle_psp.models.layers import ConvBN
 from paddle_psp.core.runtime import physical_cores
 
 
-def fast_forward(model, device=None, fast=True, cache_dir=None, shapes=None):
+def fast_forward(model, device=None, fast=True, cache_dir=None, shapes=None, calibration=None):
     """A ``forward(batch) -> logits`` callable: the fastest exact evaluation path for ``model``.
 
     Args:
@@ -46,6 +48,9 @@ def fast_forward(model, device=None, fast=True, cache_dir=None, shapes=None):
             :meth:`InferOptions.input_shapes` for test-time augmentation over more scales than
             ``ONEDNN_SHAPE_CACHE``: oneDNN keeps the primitives of at least this many shapes, so that they
             are not created again for every image. Default: ``ONEDNN_SHAPE_CACHE``.
+        calibration (list, optional): Calibration batches (:func:`.quantize.config_calibration`): the
+            exported model is then quantized to int8 and runs on oneDNN's int8 kernels (CPU only; not
+            exact). Default: None (fp32, exact).
 
     Returns:
         callable: ``forward(batch)`` taking an NCHW float32 numpy array and returning the logits
@@ -61,14 +66,16 @@ def fast_forward(model, device=None, fast=True, cache_dir=None, shapes=None):
     cache.size_limit()  # an invalid $PADDLE_PSP_CACHE_SIZE is the user's error, not a failed export
     threads = physical_cores()
     try:
-        with _cached_export(model, cache_dir) as model_dir:
+        with _cached_export(model, cache_dir, calibration) as model_dir:
             forward = inference_forward(model_dir, cpu_threads=threads,
-                                        shape_cache=max(ONEDNN_SHAPE_CACHE, shapes or 0))
+                                        shape_cache=max(ONEDNN_SHAPE_CACHE, shapes or 0),
+                                        int8=calibration is not None)
     except Exception as err:  # any export / load failure: evaluation still runs, on the slower path
         logger.warning(f'fast forward unavailable, running the dygraph model: {type(err).__name__}: '
                        f'{one_line(err, limit=300)}')
         return _dygraph_forward(model)
-    logger.info(f'fast forward: Paddle Inference with oneDNN, {threads} threads, model {model_dir}')
+    precision = 'int8' if calibration is not None else 'fp32'
+    logger.info(f'fast forward: Paddle Inference with oneDNN {precision}, {threads} threads, model {model_dir}')
     return forward
 
 
@@ -93,12 +100,18 @@ def exported_model_dir(model, cache_dir=None):
         return folder
 
 
-def _cached_export(model, cache_dir=None):
-    """:func:`cache.cached_entry` for ``model``'s inference copy: a context manager yielding its folder."""
+def _cached_export(model, cache_dir=None, calibration=None):
+    """:func:`cache.cached_entry` for ``model``'s inference copy (quantized to int8 on ``calibration``
+    when given): a context manager yielding its folder."""
     key, description = model_fingerprint(model)
+    if calibration is not None:
+        digest = hashlib.blake2b(key.encode(), digest_size=16)
+        for batch in calibration:
+            digest.update(f'{batch.shape};'.encode() + np.ascontiguousarray(batch, np.float32).tobytes())
+        key = description['int8_calibration'] = digest.hexdigest()
 
     def build(folder):
-        export.save_static_model(inference_copy(model), folder, [None, 3, None, None], 'none')
+        export.save_static_model(inference_copy(model), folder, [None, 3, None, None], 'none', calibration)
     return cache.cached_entry(key, build, cache_dir, description=description)
 
 
@@ -135,7 +148,7 @@ def _source_digest(layers):
     """A hash of this module, of the source files defining the layers' classes and of the Python files
     beside them, such as the functions those classes call (edits re-export). Paddle's own classes are
     covered by its version."""
-    files = {__file__, export.__file__}
+    files = {__file__, export.__file__, export.quantization.__file__}
     ours = {type(layer) for layer in layers if not type(layer).__module__.startswith('paddle.')}
     for folder in {os.path.dirname(path) for path in map(inspect.getsourcefile, ours) if path}:
         files |= {os.path.join(folder, name) for name in os.listdir(folder) if name.endswith('.py')}
@@ -189,7 +202,7 @@ ONEDNN_OPS = {'conv2d', 'fused_conv2d', 'batch_norm', 'relu', 'elementwise_add',
 ONEDNN_SHAPE_CACHE = 4
 
 
-def inference_forward(model_dir, use_mkldnn=True, cpu_threads=None, shape_cache=ONEDNN_SHAPE_CACHE):
+def inference_forward(model_dir, use_mkldnn=True, cpu_threads=None, shape_cache=ONEDNN_SHAPE_CACHE, int8=False):
     """A ``forward(batch) -> np.ndarray`` running an exported model with Paddle Inference on CPU.
 
     Args:
@@ -198,6 +211,8 @@ def inference_forward(model_dir, use_mkldnn=True, cpu_threads=None, shape_cache=
         cpu_threads (int, optional): Math library threads. Default: Paddle's default.
         shape_cache (int, optional): Input shapes whose oneDNN primitives stay cached. Default:
             ``ONEDNN_SHAPE_CACHE``.
+        int8 (bool, optional): Run a quantized model (``paddleseg export --quantize int8``) on oneDNN's int8
+            kernels; without it such a model runs its fake quant ops in fp32. Default: False.
     """
     paths = [os.path.join(model_dir, name) for name in export.MODEL_FILES]
     for path in paths:
@@ -210,12 +225,15 @@ def inference_forward(model_dir, use_mkldnn=True, cpu_threads=None, shape_cache=
         config.enable_onednn()
         config.set_onednn_op(ONEDNN_OPS)
         config.set_onednn_cache_capacity(shape_cache)
+        if int8:
+            config.enable_onednn_int8()
     else:
         config.disable_onednn()
     config.enable_memory_optim()  # reuses intermediate buffers: -0.5 GiB peak RSS for PSPNet, same speed
     if cpu_threads:
         config.set_cpu_math_library_num_threads(int(cpu_threads))
-    predictor = inference.create_predictor(config)
+    with quiet_stdout() if int8 else contextlib.nullcontext():  # int8 passes print to stdout, glog or not
+        predictor = inference.create_predictor(config)
     source = predictor.get_input_handle(predictor.get_input_names()[0])
     target = predictor.get_output_handle(predictor.get_output_names()[0])
 
