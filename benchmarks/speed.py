@@ -18,7 +18,8 @@ Every measured path runs in its own Python subprocess (:mod:`speed_paths`), so e
 - ``PaddleSeg 2.8 dygraph, default env``: PaddleSeg's own model class (``paddleseg.models.PSPNet`` /
   ``DeepLabV3``) as its users run it: the environment without any of our tuning variables. In eval mode
   PaddleSeg's PSPNet also computes its auxiliary head; its output list starts with the main logits.
-- ``paddle-psp dygraph, tuned``: our model under :func:`paddle_psp.core.runtime.tuning_env`.
+- ``paddle-psp dygraph, tuned``: our model under :func:`paddle_psp.core.runtime.tuning_env` (its training
+  step under the training tuning, as ``paddleseg train`` runs it).
 - ``paddle-psp fast``: :func:`paddle_psp.inference.predictor.fast_forward` (Paddle Inference, oneDNN), tuned.
 
 All paths load the same weights (random, seeded, with batch-norm statistics calibrated on a random image
@@ -71,11 +72,12 @@ def default_env():
     return env
 
 
-def tuned_env():
-    """The default environment plus paddle-psp's CPU tuning (what ``paddleseg`` applies)."""
+def tuned_env(training=False):
+    """The default environment plus paddle-psp's CPU tuning (what ``paddleseg`` applies to an evaluating or,
+    with ``training``, a training process)."""
     env = default_env()
     env.pop(runtime.NO_TUNING_VAR)
-    env.update(runtime.tuning_env(env))
+    env.update(runtime.tuning_env(env, training=training))
     return env
 
 
@@ -101,8 +103,9 @@ def mkl_code_path(env, cpuinfo):
     return f'MKL_DEBUG_CPU_TYPE={value}: {isa} (AMD)'
 
 
-def header_line(envs):
-    """When and where: the date, CPU vendor and model, MKL's code path and the tuning of each path kind."""
+def header_line(envs, script='speed.py'):
+    """When and where: ``script``, the date, CPU vendor and model, MKL's code path and the tuning of each path
+    kind (``envs``: {'default': env, 'tuned': env})."""
     cpuinfo = util.read_cpuinfo()
     vendor = util.cpu_vendor(cpuinfo) or 'unknown vendor'
     model = util.cpu_name(cpuinfo) or 'unknown CPU'
@@ -111,9 +114,10 @@ def header_line(envs):
     mkl = (paths['tuned'] + ' on every path' if paths['default'] == paths['tuned']
            else f'default env: {paths["default"]}; tuned: {paths["tuned"]}')
     date = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')
-    return (f'speed.py, {date}: CPU {vendor} {model}' + (f' (family {family})' if family else '')
-            + f'; MKL code path: {mkl}; tuning of the tuned paths: {tuning_text(envs["tuned"])} '
-            f'(default env paths: none)')
+    train = envs.get('tuned train')
+    return (f'{script}, {date}: CPU {vendor} {model}' + (f' (family {family})' if family else '')
+            + f'; MKL code path: {mkl}; tuning of the tuned paths: {tuning_text(envs["tuned"])}'
+            + (f', of the tuned training step: {tuning_text(train)}' if train else '') + ' (default env paths: none)')
 
 
 def machine_line(rates, threads):
@@ -177,7 +181,7 @@ def benchmark_model(name, args, work, envs):
     if args.train:
         print(f'{MODELS[name]}: training step (batch 2, {args.size[0]}x{args.size[1]})')
         for label, env, paddleseg in [('PaddleSeg 2.8 dygraph, default env', 'default', True),
-                                      ('paddle-psp dygraph, tuned', 'tuned', False)]:
+                                      ('paddle-psp dygraph, tuned', 'tuned train', False)]:
             spec = {'task': 'train', 'model': name, 'weights': weights, 'size': args.size,
                     'repeat': args.train_repeat, 'paddleseg': paddleseg}
             train_rows.append(dict(run_child(spec, envs[env], label), label=label))
@@ -288,7 +292,7 @@ def main(argv=None):
     args.weights = parse_weights(args.weights)
     runtime.apply_cpu_tuning()  # for this process' MAC counting only; every timing runs in a child
     threads = runtime.physical_cores()
-    envs = {'default': default_env(), 'tuned': tuned_env()}
+    envs = {'default': default_env(), 'tuned': tuned_env(), 'tuned train': tuned_env(training=True)}
     print(header_line(envs))
     print(f'load average at start: {os.getloadavg()[0]:.2f} (timings are noisy above ~1.5 on 2 cores)')
     with tempfile.TemporaryDirectory(prefix='psp_speed_') as work:

@@ -34,7 +34,18 @@ def conv_macs(model, shape, skip_padding=False):
     them, im2col + GEMM (Paddle's dygraph CPU convolution) multiplies them by zero. It matters for the
     ASPP convolutions with dilation 12-36 on a 64x64 feature map.
     """
-    total = [0]
+    return sum(conv_macs_by_layer(model, shape, skip_padding).values())
+
+
+def conv_macs_by_layer(model, shape, skip_padding=False):
+    """:func:`conv_macs` per layer: ``{full sub-layer name: MACs}`` (a Conv2D's, or a factored pyramid
+    pooling module's fusion conv under the module's name), in call order. Runs the model in its mode."""
+    names = {id(layer): name for name, layer in model.named_sublayers()}
+    counts = {}
+
+    def add(layer, macs):
+        name = names[id(layer)]
+        counts[name] = counts.get(name, 0) + int(macs)
 
     def count(layer, inputs, output):
         kernel = layer.weight.shape  # out, in / groups, kh, kw
@@ -42,9 +53,9 @@ def conv_macs(model, shape, skip_padding=False):
             axes = zip(inputs[0].shape[2:], output.shape[2:], kernel[2:], layer._stride,
                        _pair(layer._padding), layer._dilation)
             taps = [_valid_taps(*axis) for axis in axes]
-            total[0] += output.shape[0] * output.shape[1] * kernel[1] * taps[0] * taps[1]
+            add(layer, output.shape[0] * output.shape[1] * kernel[1] * taps[0] * taps[1])
         else:
-            total[0] += int(np.prod(output.shape)) * kernel[1] * kernel[2] * kernel[3]
+            add(layer, int(np.prod(output.shape)) * kernel[1] * kernel[2] * kernel[3])
 
     def count_pyramid(layer, inputs, output):
         batch, channels, height, width = inputs[0].shape
@@ -58,7 +69,7 @@ def conv_macs(model, shape, skip_padding=False):
         at_pooled = sum(batch * size * size * branch * kernel * kernel * out for size in layer.bin_sizes)
         vertical = sum(batch * out * kernel * size * kernel * size * height for size in layer.bin_sizes)
         horizontal = batch * out * height * kernel * sum(layer.bin_sizes) * width
-        total[0] += int(direct) + at_pooled + vertical + horizontal
+        add(layer, int(direct) + at_pooled + vertical + horizontal)
 
     hooks = [layer.register_forward_post_hook(count) for layer in model.sublayers()
              if isinstance(layer, paddle.nn.Conv2D)]
@@ -68,7 +79,7 @@ def conv_macs(model, shape, skip_padding=False):
         model(paddle.zeros(shape, 'float32'))
     for hook in hooks:
         hook.remove()
-    return total[0]
+    return counts
 
 
 def _pair(padding):

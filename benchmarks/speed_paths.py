@@ -83,41 +83,63 @@ def eval_task(spec):
 
     def run():
         logits[0] = forward(batch)
-    median, times = timed(run, spec['repeat'])
+    cpu = {}
+    median, times = timed(run, spec['repeat'], cpu)
     np.save(spec['output'], logits[0])
-    return {'median_s': median, 'times_s': times, 'setup_s': setup}
+    return dict(cpu, median_s=median, times_s=times, setup_s=setup)
 
 
 def train_task(spec):
     """Median time of a training step (batch 2, Momentum SGD, main + auxiliary cross-entropy)."""
     import paddle  # lazy: see the module docstring
-    from paddle_psp.data.datasets import IGNORE_INDEX
-    from paddle_psp.models.losses import ZooCrossEntropyLoss
     paddle.seed(0)
     model = loaded_model(spec['model'], spec['paddleseg'], spec['weights'])
+    losses, outputs = [], []
+    train_step = make_train_step(model, spec['size'])
+
+    def step():
+        loss, logits = train_step()
+        losses.append(float(loss))
+        outputs.append(len(logits))
+    cpu = {}
+    median, times = timed(step, spec['repeat'], cpu)
+    return dict(cpu, median_s=median, times_s=times, losses=losses, outputs=outputs[-1])
+
+
+def make_train_step(model, size, batch=2, forward=None):
+    """The benchmarked training step of ``model`` (put in train mode): a function that runs forward, the
+    loss (cross-entropy on the main logits + AUX_COEF x on the auxiliary ones, ignore index 255 on the top
+    eighth of the rows), backward and a Momentum SGD step (weight decay 4e-5) on a fixed random batch of
+    ``batch`` images of ``size`` [height, width], and returns (loss tensor, logits).
+
+    Args:
+        forward (callable, optional): Called instead of ``model`` for the forward (e.g. a
+            ``paddle.jit.to_static`` copy of it). Default: None, ``model`` itself.
+    """
+    import paddle  # lazy: see the module docstring
+    from paddle_psp.data.datasets import IGNORE_INDEX
+    from paddle_psp.models.losses import ZooCrossEntropyLoss
     model.train()
+    forward = forward or model
     loss_layer = ZooCrossEntropyLoss(ignore_index=IGNORE_INDEX)
     optimizer = paddle.optimizer.Momentum(0.01, momentum=0.9, parameters=model.parameters(),
                                           weight_decay=4e-5)
     rng = np.random.default_rng(0)
-    height, width = spec['size']
-    images = paddle.to_tensor(rng.uniform(-1, 1, (2, 3, height, width)).astype('float32'))
-    labels = rng.integers(0, NUM_CLASSES, (2, height, width))
+    height, width = size
+    images = paddle.to_tensor(rng.uniform(-1, 1, (batch, 3, height, width)).astype('float32'))
+    labels = rng.integers(0, NUM_CLASSES, (batch, height, width))
     labels[:, :height // 8] = IGNORE_INDEX
     labels = paddle.to_tensor(labels.astype('int64'))
     coefs = [1.0, AUX_COEF]
-    losses, outputs = [], []
 
     def step():
-        logits = model(images)
+        logits = forward(images)
         loss = paddle.add_n([coef * loss_layer(logit, labels) for coef, logit in zip(coefs, logits)])
         loss.backward()
         optimizer.step()
         optimizer.clear_grad()
-        losses.append(float(loss))
-        outputs.append(len(logits))
-    median, times = timed(step, spec['repeat'])
-    return {'median_s': median, 'times_s': times, 'losses': losses, 'outputs': outputs[-1]}
+        return loss, logits
+    return step
 
 
 def export_task(spec):
@@ -133,21 +155,27 @@ def export_task(spec):
 def gemm_task(spec):
     """Best fp32 GEMM rate (M = N = K = 4096) of numpy (OpenBLAS), paddle.matmul (MKL) and oneDNN (a 1x1
     convolution, 4096 -> 4096 channels on 64x64 pixels, through the fast path's Paddle Inference), GFLOP/s."""
-    import paddle  # lazy: see the module docstring
     from paddle_psp.inference.predictor import exported_model_dir, inference_forward
     size = 4096
     flops = 2 * size ** 3
     rng = np.random.default_rng(0)
     left, right = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
     rates = {'numpy': flops / min(timed(lambda: left @ right, 3)[1]) / 1e9}
-    a, b = paddle.to_tensor(left), paddle.to_tensor(right)
-    rates['paddle.matmul'] = flops / min(timed(lambda: paddle.matmul(a, b).numpy(), 3)[1]) / 1e9
+    rates['paddle.matmul'] = matmul_rate(left, right)
     gemm = one_by_one_conv(size)
     model_dir = exported_model_dir(gemm, cache_dir=spec['cache_dir'])
     forward = inference_forward(model_dir, cpu_threads=spec['threads'])
     pixels = left.reshape(1, size, 64, 64)
     rates['oneDNN'] = flops / min(timed(lambda: forward(pixels), 3)[1]) / 1e9
     return {'rates_gflops': rates}
+
+
+def matmul_rate(left, right, repeat=3):
+    """Best GFLOP/s of ``paddle.matmul`` on two square float32 arrays (after one warm-up call), on the
+    threads of this process."""
+    import paddle  # lazy: see the module docstring
+    a, b = paddle.to_tensor(left), paddle.to_tensor(right)
+    return 2 * left.shape[0] ** 3 / min(timed(lambda: paddle.matmul(a, b).numpy(), repeat)[1]) / 1e9
 
 
 def one_by_one_conv(channels):
@@ -168,14 +196,24 @@ TASKS = {'eval': eval_task, 'export': export_task, 'train': train_task, 'gemm': 
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def timed(function, repeat):
-    """Median seconds of ``repeat`` calls after one warm-up call, and all the times."""
+def timed(function, repeat, cpu=None):
+    """Median seconds of ``repeat`` calls after one warm-up call, and all the times.
+
+    ``cpu``, a dict, receives the median CPU seconds of this process over the same calls (``cpu_s``: user +
+    system, all threads; ``system_s``: system alone, e.g. page faults), which a busy machine inflates far
+    less than the wall time.
+    """
     function()
-    times = []
+    times, cpu_times, system_times = [], [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        before, start = os.times(), time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
+        after = os.times()
+        cpu_times.append(after.user + after.system - before.user - before.system)
+        system_times.append(after.system - before.system)
+    if cpu is not None:
+        cpu.update(cpu_s=statistics.median(cpu_times), system_s=statistics.median(system_times))
     return statistics.median(times), times
 
 

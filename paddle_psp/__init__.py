@@ -2,7 +2,13 @@
 
 ``import paddle_psp`` registers into ``paddleseg.cvlibs.manager``:
 MODELS ZooPSPNet, ZooDeepLabV3; BACKBONES ZooResNet50_vd, ZooResNet101_vd; LOSSES ZooCrossEntropyLoss.
-The ``paddleseg`` command lives in the separate, light package :mod:`paddle_psp_cli`.
+PaddleSeg is imported first, with scikit-learn and SciPy deferred until a PaddleSeg function uses them
+(:mod:`paddle_psp_cli.lazy`). The ``paddleseg`` command lives in the separate, light package :mod:`paddle_psp_cli`.
 """
 from paddle_psp_cli import __version__  # noqa: F401  (one version string, readable without Paddle)
+from paddle_psp_cli import lazy
+
+with lazy.deferred_imports():
+    import paddleseg  # noqa: F401  (the one place paddle_psp first imports it)
+
 from paddle_psp import models  # noqa: E402,F401  (registers the models, backbones and the loss)

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from paddle_psp_cli import lazy, parsers, quiet
+from paddle_psp_cli import parsers, quiet
 
 __version__ = '0.1.0'
 
@@ -26,6 +26,8 @@ VERBS = {
     'models': ('paddle_psp.models.summary', 'build the four zoo models and run one forward pass'),
 }
 ALIASES = {'evaluate': 'val'}
+# Verbs that train in their own process: they get the training part of the CPU tuning (core/runtime.py).
+TRAINING_VERBS = ('train', 'quickstart')
 
 
 def _top_parser():
@@ -52,11 +54,11 @@ def main(argv=None):
     if verb in parsers.PARSERS:
         parsers.PARSERS[verb]().parse_args(argv[1:])  # --help and bad flags answered before Paddle loads
     quiet.silence_known_warnings()
-    lazy.defer_imports()
     # Lazy from here on: each of these imports Paddle and PaddleSeg (through paddle_psp/__init__).
     from paddle_psp.core import runtime
     from paddle_psp.core.errors import UserError
-    runtime.apply_cpu_tuning()  # before any tensor op: MKL reads its code path at the first one
+    # Before any tensor op: MKL reads its code path at the first one.
+    runtime.apply_cpu_tuning(training=verb in TRAINING_VERBS)
     module = importlib.import_module(VERBS[verb][0])
     try:
         status = module.main(argv[1:])

@@ -1,48 +1,123 @@
-"""Imports the command line defers: modules a dependency imports at start-up but rarely uses.
+"""Imports deferred while PaddleSeg is imported: modules it imports at start-up but only a few of its functions use.
 
-PaddleSeg imports ``sklearn.metrics`` when it is imported, for its ``auc_roc`` only; scikit-learn in turn
-imports SciPy and pandas, which is most of the time ``import paddleseg`` takes. :func:`defer_imports`
-puts stand-ins for them in ``sys.modules``: the real import happens at the first use of one of their
-attributes (``paddleseg val --auc_roc``), and never on a run that does not use them. Python's
-``importlib.util.LazyLoader`` cannot do this here: the import system reads ``__spec__`` of a module it
-finds in ``sys.modules``, which makes a lazy module load at once. Only the ``paddleseg`` command defers;
-``import paddle_psp`` in a program changes nothing.
+``import paddleseg`` imports scikit-learn (``paddleseg/utils/metrics.py``: ``import sklearn.metrics as skmetrics``,
+for its ``auc_roc`` only) and SciPy (``from scipy.optimize import linear_sum_assignment`` in a MaskFormer loss,
+``from scipy.ndimage import ...`` in a DecoupledSegNet loss and an edge transform); scikit-learn in turn
+imports pandas. Together they are most of the time ``import paddleseg`` takes, and no verb of this package
+calls those functions except ``paddleseg val --auc_roc``. The HTTP clients PaddleSeg and Paddle import for
+their own downloads (requests, httpx) are deferred too: this package downloads with the standard library.
+
+``paddle_psp/__init__.py`` imports PaddleSeg inside :func:`deferred_imports`. While that block runs,
+``sys.modules`` holds a stand-in for each module of :data:`DEFERRED`, so PaddleSeg binds stand-ins instead of
+the real modules: a stand-in module imports the real one at the first use of an attribute it does not hold,
+and a stand-in function (the names PaddleSeg imports with ``from MODULE import NAME``) imports its module
+at its first call. When the block ends the stand-ins leave ``sys.modules``: any later ``import sklearn`` or
+``import scipy``, anywhere, is the real module, and only PaddleSeg's own references stay stand-ins.
+
+Python 3.11 semantics this relies on: ``import sklearn.metrics as m`` finds ``sklearn.metrics`` in
+``sys.modules``, returns the top-level ``sklearn`` and reads its attribute ``metrics`` (set here on the
+parent stand-in); ``from scipy.ndimage import shift`` reads ``__path__`` of the module (a stand-in has an
+empty one) and then the attribute ``shift`` (a stand-in function, set here). Anything else asked of a
+stand-in during the block (another attribute, a submodule such as ``scipy.io``, which a :class:`_Fallback`
+finder on ``sys.meta_path`` sees) replaces every stand-in with the real modules first: an unforeseen
+use costs the old start-up time, never a wrong answer. ``importlib.util.LazyLoader`` cannot do this: the
+import system reads ``__spec__`` of a lazy module it finds in ``sys.modules``, which makes it load at once.
+Nothing is deferred when PaddleSeg, or the deferred package itself, is imported already, or when the
+package is not installed.
 """
+import contextlib
 import importlib
 import importlib.machinery
+import importlib.util
 import sys
 import types
 
-DEFERRED = ('sklearn', 'sklearn.metrics')  # parents first
+# module -> the functions PaddleSeg 2.8 imports from it by name (parents before their submodules)
+DEFERRED = {
+    'sklearn': (),
+    'sklearn.metrics': (),  # paddleseg/utils/metrics.py, auc_roc only
+    'scipy': (),
+    'scipy.ndimage': ('distance_transform_edt', 'shift'),  # transforms/functional.py, a DecoupledSegNet loss
+    'scipy.optimize': ('linear_sum_assignment',),  # the MaskFormer loss
+    'requests': (),  # paddleseg/utils/download.py, to download pretrained weights (paddle_psp has its own)
+    'httpx': (),  # Paddle's paddle/utils/download.py and paddle/dataset/common.py (Paddle is imported by PaddleSeg)
+}
 
 
 class _Deferred(types.ModuleType):
-    """Stands in for module ``name`` until an attribute it does not hold is asked for; then imports the real
-    module (and its deferred parents) and answers from it."""
+    """Stands in for module ``name``; imports the real module at the first use of an attribute it does not hold."""
 
     def __init__(self, name):
         super().__init__(name)
         self.__spec__ = importlib.machinery.ModuleSpec(name, None)  # what the import system reads
+        self.__path__ = []  # a package: ``from name import function`` reads the function, not a submodule
 
     def __getattr__(self, attribute):
         return getattr(_load(self.__name__), attribute)
 
 
+class _DeferredFunction:
+    """Stands in for function ``name`` of module ``module``; imports the module at the first call."""
+
+    def __init__(self, module, name):
+        self.__module__, self.__name__, self.__qualname__ = module, name, name
+
+    def __call__(self, *args, **kwargs):
+        return getattr(_load(self.__module__), self.__name__)(*args, **kwargs)
+
+    def __repr__(self):
+        return f'<deferred function {self.__module__}.{self.__name__}>'
+
+
+class _Fallback:
+    """During :func:`deferred_imports`: an import of a submodule of a deferred package that has no stand-in
+    (``import scipy.io``) replaces the stand-ins with the real modules, then is found as usual."""
+
+    def __init__(self, packages):
+        self.packages = packages
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.partition('.')[0] not in self.packages or fullname in DEFERRED:
+            return None
+        _load(fullname.rpartition('.')[0])
+        return importlib.util.find_spec(fullname)
+
+
+def _remove_stand_ins():
+    """Take every stand-in out of ``sys.modules`` (those still there) and the fallback finder off ``sys.meta_path``."""
+    for name in DEFERRED:
+        if isinstance(sys.modules.get(name), _Deferred):
+            del sys.modules[name]
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, _Fallback)]
+
+
 def _load(name):
-    """Replace the stand-ins of ``name`` and its parents with the real modules; return the real ``name``."""
-    for deferred in DEFERRED:
-        if isinstance(sys.modules.get(deferred), _Deferred):
-            del sys.modules[deferred]
+    """The real module ``name``, imported now if need be (stand-ins of a running :func:`deferred_imports`
+    are replaced first: a real module's own imports must never meet one)."""
+    _remove_stand_ins()
     return importlib.import_module(name)
 
 
-def defer_imports(names=DEFERRED):
-    """Put a stand-in for each of ``names`` in ``sys.modules``, unless one of them is imported already or
-    is not installed."""
-    if any(name in sys.modules for name in names) or importlib.util.find_spec(names[0]) is None:
-        return
-    for name in names:
-        module = sys.modules[name] = _Deferred(name)
-        parent, _, child = name.rpartition('.')
-        if parent:
-            setattr(sys.modules[parent], child, module)
+@contextlib.contextmanager
+def deferred_imports():
+    """While the block runs, :data:`DEFERRED` modules are stand-ins (see the module doc); wrap ``import paddleseg``."""
+    packages = set()
+    if 'paddleseg' not in sys.modules:
+        for package in {name.partition('.')[0] for name in DEFERRED}:
+            names = [name for name in DEFERRED if name.partition('.')[0] == package]
+            if not any(name in sys.modules for name in names) and importlib.util.find_spec(package) is not None:
+                packages.add(package)
+    try:
+        for name, functions in DEFERRED.items():
+            if name.partition('.')[0] in packages:
+                module = sys.modules[name] = _Deferred(name)
+                for function in functions:
+                    setattr(module, function, _DeferredFunction(name, function))
+                parent, _, child = name.rpartition('.')
+                if parent:
+                    setattr(sys.modules[parent], child, module)
+        if packages:
+            sys.meta_path.insert(0, _Fallback(packages))
+        yield
+    finally:
+        _remove_stand_ins()

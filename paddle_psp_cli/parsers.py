@@ -105,6 +105,16 @@ def add_profile_argument(parser):
                              'image) from process start')
 
 
+def add_quantize_arguments(parser):
+    """Add ``--quantize`` and ``--calib_images`` (int8 post-training quantization) to ``parser``."""
+    parser.add_argument('--quantize', choices=('none', 'int8'), default='none',
+                        help='int8: post-training quantization (Paddle\'s PTQ, run on oneDNN int8 kernels), '
+                        'calibrated on the config\'s train_dataset; faster on CPUs with AMX / VNNI, not exact '
+                        '(default none: fp32)')
+    parser.add_argument('--calib_images', type=int, default=32, metavar='N',
+                        help='train_dataset images calibrating --quantize int8 (default 32)')
+
+
 def add_tta_arguments(parser, aug_flags=('--aug_eval',)):
     """Add PaddleSeg's TTA and sliding-window flags (and ``--legacy_tta``, ``--dygraph``) to ``parser``.
 
@@ -130,6 +140,7 @@ def add_tta_arguments(parser, aug_flags=('--aug_eval',)):
     parser.add_argument('--dygraph', action='store_true',
                         help='run the dygraph model instead of the fast CPU path (Paddle Inference + oneDNN). '
                         + CACHE_HELP)
+    add_quantize_arguments(parser)
 
 
 def val_parser():
@@ -182,6 +193,7 @@ def export_parser():
                         help='fixed input shape N 3 H W, -1 for any size (default -1 3 -1 -1)')
     parser.add_argument('--output_op', choices=OUTPUT_OPS, default='argmax',
                         help='appended to the logits: argmax (int32 class ids, default), softmax or none')
+    add_quantize_arguments(parser)
     add_device_argument(parser)
     add_opts_argument(parser)
     return parser
@@ -261,6 +273,7 @@ def benchmark_parser():
     tta.add_argument('--stride', nargs=2, type=int, metavar=('W', 'H'), help='sliding-window stride')
     tta.add_argument('--dygraph', action='store_true',
                      help='run the dygraph model instead of the fast CPU path. ' + CACHE_HELP)
+    add_profile_argument(parser)
     return parser
 
 

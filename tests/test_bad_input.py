@@ -190,6 +190,7 @@ ROWS = [
      'gtFine_labelTrainIds.png: label is 64x32 but its image'),
     (VAL[:2] + ['{tmp}/c.yml'] + VAL[3:], {'{tmp}/c.yml': config(lambda d: d['model'].update(num_classes=5))},
      'model.num_classes: 5 but'),
+    (VAL + ['--quantize', 'int8'], {}, '--quantize int8: runs on the fast CPU path; expected it without --dygraph'),
     (PREDICT + ['--save_dir', ''], {}, '--save_dir: empty path'),
     (PREDICT + ['--save_dir', '{tmp}/file'], {'{tmp}/file': 'file'}, '--save_dir {tmp}/file: is a file'),
     (PREDICT + ['--save_dir', '{tmp}/ro'], {'{tmp}/ro': 'readonly'}, '--save_dir {tmp}/ro: not writable'),
@@ -199,6 +200,9 @@ ROWS = [
     (EXPORT + ['--save_dir', '{tmp}/file'], {'{tmp}/file': 'file'}, '--save_dir {tmp}/file: is a file'),
     (EXPORT + ['--save_dir', '{tmp}/ro'], {'{tmp}/ro': 'readonly'}, '--save_dir {tmp}/ro: not writable'),
     (EXPORT + ['--save_dir', '{tmp}/out'], {'{tmp}/out/deploy.yaml': 'dir'}, '{tmp}/out/deploy.yaml: is a directory'),
+    (EXPORT + ['--quantize', 'int8', '--calib_images', '0'], {}, '--calib_images 0: expected a positive number'),
+    (EXPORT[:2] + ['{tmp}/c.yml'] + EXPORT[3:] + ['--quantize', 'int8'],
+     {'{tmp}/c.yml': config(lambda d: d.pop('train_dataset'))}, 'train_dataset: missing'),
     (BENCHMARK + ['--save_dir', '{tmp}/file'], {'{tmp}/file': 'file'}, '--save_dir {tmp}/file'),
     (BENCHMARK + ['--save_dir', ''], {}, '--save_dir'),
 ]

@@ -144,6 +144,19 @@ def test_default_fast_path_agrees_with_the_dygraph_path(setup, tmp_path, monkeyp
         assert moved <= 0.001 * slow.sum(), f'{column}: {moved} of {slow.sum()} pixels change class'
 
 
+def test_profile_logs_the_start_up_breakdown_once(setup, tmp_path, capsys):
+    """--profile: one line, from process start to the first target's first forward; none without it."""
+    run_benchmark(setup, tmp_path / 'profiled', '--profile')
+    lines = [line for line in capsys.readouterr().err.splitlines() if 'start-up:' in line]
+    assert len(lines) == 1, lines
+    stages = re.findall(r'([a-z][a-z ]*?) (\d+\.\d\d) s', lines[0].split('start-up: ', 1)[1])
+    names = [name for name, _ in stages]
+    assert names[:2] == ['imports', 'config and dataset'] and names[-2:] == ['first forward', 'total'], names
+    assert abs(sum(float(s) for _, s in stages[:-1]) - float(stages[-1][1])) < 0.05
+    run_benchmark(setup, tmp_path / 'plain')
+    assert 'start-up:' not in capsys.readouterr().err
+
+
 def test_results_json_and_markdown(full_run):
     save_dir, results = full_run
     entry = results['entries'][0]

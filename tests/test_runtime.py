@@ -1,8 +1,9 @@
-"""CPU tuning: which variables are set for which CPU, switching it off, logging once."""
+"""CPU tuning: which variables are set for which CPU and process, switching it off, logging once."""
 import logging
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -31,15 +32,24 @@ MALLOC = {'MALLOC_MMAP_THRESHOLD_': str(8 * 2 ** 20)} if runtime.is_glibc() else
     ('', {}),  # no /proc/cpuinfo
 ])
 def test_tuning_env_depends_on_the_cpu(text, expected):
-    assert runtime.tuning_env({}, cpuinfo=text) == dict(expected, **MALLOC)
+    assert runtime.tuning_env({}, cpuinfo=text) == expected
+    assert runtime.tuning_env({}, cpuinfo=text, training=True) == dict(expected, **MALLOC)
+
+
+@pytest.mark.parametrize('vendor', ['AuthenticAMD', 'GenuineIntel'])
+def test_mmap_threshold_only_for_training(vendor):
+    # It lowers a training step's peak RSS; it slows an evaluation forward on both CPUs (module docstring).
+    text = cpuinfo(vendor, AVX512)
+    assert runtime.MMAP_THRESHOLD_VAR not in runtime.tuning_env({}, cpuinfo=text)
+    assert (runtime.MMAP_THRESHOLD_VAR in runtime.tuning_env({}, cpuinfo=text, training=True)) == runtime.is_glibc()
 
 
 def test_tuning_env_keeps_user_settings_and_can_be_switched_off():
     text = cpuinfo('AuthenticAMD', AVX512)
-    assert runtime.tuning_env({'MKL_DEBUG_CPU_TYPE': '5', **MALLOC}, cpuinfo=text) == {}
-    assert runtime.tuning_env({runtime.NO_TUNING_VAR: '1'}, cpuinfo=text) == {}
+    assert runtime.tuning_env({'MKL_DEBUG_CPU_TYPE': '5', **MALLOC}, cpuinfo=text, training=True) == {}
+    assert runtime.tuning_env({runtime.NO_TUNING_VAR: '1'}, cpuinfo=text, training=True) == {}
     expected = {'MKL_DEBUG_CPU_TYPE': '7', **MALLOC}
-    assert runtime.tuning_env({runtime.NO_TUNING_VAR: '0'}, cpuinfo=text) == expected
+    assert runtime.tuning_env({runtime.NO_TUNING_VAR: '0'}, cpuinfo=text, training=True) == expected
 
 
 def test_mmap_threshold_is_set_in_process_on_glibc():
@@ -69,23 +79,40 @@ def run_python(code, **env):
 
 
 APPLY_TWICE = ('import os; from paddle_psp.core import runtime; from paddle_psp.core.log import logger; '
-               'logger.setLevel("DEBUG"); print(runtime.apply_cpu_tuning()); '
-               'runtime.apply_cpu_tuning(); print("env", os.environ.get("MKL_DEBUG_CPU_TYPE"))')
+               'logger.setLevel("DEBUG"); print(runtime.apply_cpu_tuning(training={training})); '
+               'runtime.apply_cpu_tuning(); print("env", os.environ.get("MKL_DEBUG_CPU_TYPE"), '
+               'os.environ.get("MALLOC_MMAP_THRESHOLD_"))')
 
 
-def test_apply_sets_the_environment_and_logs_one_line():
-    out = run_python(APPLY_TWICE)
-    expected = runtime.tuning_env({})
+@pytest.mark.parametrize('training', [False, True])
+def test_apply_sets_the_environment_and_logs_one_line(training):
+    out = run_python(APPLY_TWICE.format(training=training))
+    expected = runtime.tuning_env({}, training=training)
     assert out.count('cpu tuning:') == 1
-    assert f'env {expected.get("MKL_DEBUG_CPU_TYPE")}' in out
+    assert f'env {expected.get("MKL_DEBUG_CPU_TYPE")} {expected.get(runtime.MMAP_THRESHOLD_VAR)}' in out
     assert str(expected) in out
     for key, value in expected.items():
         assert f'{key}={value}' in out.split('cpu tuning:')[1].splitlines()[0]
 
 
+@pytest.mark.parametrize('verb, training', [('train', True), ('quickstart', True), ('val', False),
+                                            ('predict', False), ('export', False), ('benchmark', False)])
+def test_cli_tunes_training_verbs_for_training(monkeypatch, verb, training):
+    import paddle_psp_cli as cli
+    calls = []
+    monkeypatch.setattr(runtime, 'apply_cpu_tuning', lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(cli.parsers, 'PARSERS', {})
+    stub = types.ModuleType('stub_verb')
+    stub.main = lambda argv: 0
+    monkeypatch.setitem(sys.modules, 'stub_verb', stub)
+    monkeypatch.setitem(cli.VERBS, verb, ('stub_verb', ''))
+    assert cli.main([verb]) == 0
+    assert calls == [{'training': training}]
+
+
 def test_apply_does_nothing_when_switched_off():
-    out = run_python(APPLY_TWICE, PADDLE_PSP_NO_TUNING='1')
-    assert 'cpu tuning: off (PADDLE_PSP_NO_TUNING=1)' in out and 'env None' in out and '{}' in out
+    out = run_python(APPLY_TWICE.format(training=True), PADDLE_PSP_NO_TUNING='1')
+    assert 'cpu tuning: off (PADDLE_PSP_NO_TUNING=1)' in out and 'env None None' in out and '{}' in out
     out = run_python('import os; from paddle_psp.core import runtime; from paddle_psp.core.log import logger; '
                      'logger.setLevel("DEBUG"); runtime.apply_cpu_tuning(enabled=False); '
                      'print("env", os.environ.get("MKL_DEBUG_CPU_TYPE"), '

@@ -108,7 +108,7 @@ def main(argv):
         hooks.append(KillAfterSave(hook_args.kill_after_save))
     if hook_args.dump_ranks:
         hooks.append(DumpRanks(hook_args.dump_ranks))
-    runtime.apply_cpu_tuning()  # as `paddleseg train` does, so that the numbers match its runs
+    runtime.apply_cpu_tuning(training=True)  # as `paddleseg train` does, so that the numbers match its runs
     try:
         return train.main(train_argv, extra_hooks=hooks)
     except UserError as err:

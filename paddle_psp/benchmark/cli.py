@@ -7,6 +7,7 @@ from paddle_psp.benchmark.runner import run
 from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
 from paddle_psp_cli.parsers import benchmark_parser
+from paddle_psp_cli.stages import Stages
 
 
 def targets_from_args(args):
@@ -36,13 +37,15 @@ def targets_from_args(args):
 def main(argv=None):
     """``paddleseg benchmark``: prints the table; returns 0."""
     args = benchmark_parser().parse_args(argv)
+    stages = Stages(enabled=args.profile)
+    stages.mark('imports')
     use_device(args.device)
     targets = targets_from_args(args)
     settings = Settings(scales=tuple(args.scales), legacy=args.legacy_tta, is_slide=args.is_slide,
                         crop_size=args.crop_size, stride=args.stride, limit=args.limit,
                         data_root=args.data_root, opts=tuple(args.opts), dygraph=args.dygraph,
                         log_every=args.log_every)
-    results = run(targets, settings, args.save_dir, resume=args.resume, overwrite=args.overwrite)
+    results = run(targets, settings, args.save_dir, resume=args.resume, overwrite=args.overwrite, stages=stages)
     print(results['markdown'])
     written = [os.path.join(args.save_dir, name) for name in (RESULTS_JSON, RESULTS_MARKDOWN)]
     print(f'\nwrote {written[0]} and {written[1]}')

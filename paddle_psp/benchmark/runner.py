@@ -27,9 +27,10 @@ from paddle_psp.inference import tta
 from paddle_psp.inference.checkpoint_forward import checkpoint_forward
 from paddle_psp.weights import hub
 from paddle_psp_cli.parsers import BENCHMARK_SAVE_DIR as DEFAULT_SAVE_DIR
+from paddle_psp_cli.stages import Stages
 
 
-def run(targets, settings, save_dir=DEFAULT_SAVE_DIR, resume=False, overwrite=False):
+def run(targets, settings, save_dir=DEFAULT_SAVE_DIR, resume=False, overwrite=False, stages=None):
     """Benchmark ``targets``; write ``benchmark.json`` and ``benchmark.md`` to ``save_dir``.
 
     Args:
@@ -38,6 +39,8 @@ def run(targets, settings, save_dir=DEFAULT_SAVE_DIR, resume=False, overwrite=Fa
         save_dir (str, optional): Output directory. Default: ``./output/benchmark``.
         resume (bool, optional): Continue from the progress files of an earlier run. Default: False.
         overwrite (bool, optional): Replace earlier results and progress. Default: False.
+        stages (paddle_psp_cli.stages.Stages, optional): The start-up breakdown (``--profile``): the first
+            target's stages up to its first forward, logged after that target. Default: None (not kept).
 
     Returns:
         dict: The results as written to ``benchmark.json``, plus ``markdown`` (the table).
@@ -48,9 +51,13 @@ def run(targets, settings, save_dir=DEFAULT_SAVE_DIR, resume=False, overwrite=Fa
     prepare_output(save_dir, targets, resume, overwrite)
     results = {'format': FORMAT_VERSION, 'created': _now(), 'settings': _describe_settings(settings),
                'environment': environment(settings.dygraph), 'entries': []}
+    stages = stages or Stages(enabled=False)
     for target in targets:
-        results['entries'].append(benchmark_target(target, settings, save_dir))
+        results['entries'].append(benchmark_target(target, settings, save_dir, stages))
         write_results(save_dir, results)
+        if stages.enabled:
+            logger.info(f'[BENCHMARK] start-up: {stages.summary()}')
+            stages = Stages(enabled=False)
     results['markdown'] = markdown(results)
     return results
 
@@ -91,13 +98,14 @@ def ensure_writable_dir(path, flag='--save_dir'):
                         'directory') from None
 
 
-def benchmark_target(target, settings, save_dir):
-    """Score one target (continuing its progress file) and return its results entry."""
+def benchmark_target(target, settings, save_dir, stages):
+    """Score one target (continuing its progress file) and return its results entry; marks ``stages``."""
     memory_scope = reset_peak_memory()
     cfg = load_config(target.config, opts=list(settings.opts))
     drop_pretrained(cfg)
     dataset = build_val_dataset(cfg, settings.data_root)
     plan = settings.plan(cfg.test_config)
+    stages.mark('config and dataset')
     indices = list(range(len(dataset) if settings.limit is None else min(settings.limit, len(dataset))))
     checkpoint = hub.resolve(target.checkpoint)
     num_classes, ignore_index = dataset.num_classes, getattr(dataset, 'ignore_index', IGNORE_INDEX)
@@ -111,7 +119,7 @@ def benchmark_target(target, settings, save_dir):
     records = log.open()
     try:
         _check_records(records, indices, dataset, log.path)
-        session = _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, records, log)
+        session = _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, records, log, stages)
     finally:
         log.close()
     entry = summarize(target, cfg, dataset, plan, indices, records, num_classes)
@@ -146,7 +154,7 @@ def _image_key(dataset, index, root):
     return os.path.relpath(dataset.file_list[index][0], root)
 
 
-def _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, records, log):
+def _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, records, log, stages):
     """Score the images of ``indices`` without a record, appending a record for each; session timings."""
     missing = [i for i in indices if i not in records]
     done = len(indices) - len(missing)
@@ -156,7 +164,9 @@ def _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, re
     if not missing:
         return session
     start = time.perf_counter()
-    forward = TimedForward(build_forward(cfg, checkpoint, settings.dygraph, shapes=len(set(settings.scales)) + 1))
+    # the fast CPU path unless --dygraph; one input shape per scale, plus one
+    forward = TimedForward(checkpoint_forward(cfg, checkpoint, not settings.dygraph, stages,
+                                              shapes=len(set(settings.scales)) + 1))
     session['model_load_seconds'] = time.perf_counter() - start
     logger.info(f'[BENCHMARK] {target.name}: {len(missing)} images, {plan.forwards_per_image()} forward '
                 f'passes each ({plan.separate_forwards_per_image()} in separate runs)')
@@ -188,16 +198,6 @@ def ProgressBar(label, total, done, every, stream=None):
 
 
 # ------------------------------------------------------------------------------------------------ forward
-def build_forward(cfg, checkpoint, dygraph, shapes=None):
-    """The forward callable the benchmark times, of ``cfg``'s model with ``checkpoint``: the fast CPU path
-    unless ``dygraph`` (the one switch), found by recipe when the cache knows it (:func:`checkpoint_forward`).
-
-    ``shapes``: how many input shapes one image brings at most (one per scale), see
-    :func:`~paddle_psp.inference.predictor.fast_forward`.
-    """
-    return checkpoint_forward(cfg, checkpoint, fast=not dygraph, shapes=shapes)
-
-
 class TimedForward:
     """Wraps a forward callable, adding up its calls, the images through it and the seconds spent."""
 

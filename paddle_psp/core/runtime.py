@@ -21,6 +21,18 @@ time per training step (page faults) and ~15 % on the dygraph forward; the Paddl
 unchanged. (16 MiB saved only 0.1-0.2 GiB.) glibc reads the variable at process start, so
 :func:`apply_cpu_tuning` also sets it in-process with ``mallopt`` (and in the environment, for children).
 
+It is set for training processes only (``paddleseg train`` and ``quickstart``: ``training=True``). On the
+2-core Intel Xeon (family 6, model 207), 2026-11-29, ``benchmarks/tuning_ab.py`` (interleaved, median of 3
+children each; load average 3-7, so compared by CPU time, user + system): the dygraph evaluation forward
+(512x512) takes 11 % more CPU time with it for our DeepLabV3 R50 OS8 and 17 % for PaddleSeg's own (6 % and
+5 % for PSPNet; system time, page faults, rises from ~1.0 to 1.5-1.9 s of ~5 s), and saves only 0.1 GiB of
+peak RSS (1.16 -> 1.04 GiB). In the same environment our DeepLabV3 forward takes 5 % less CPU
+time than PaddleSeg's, so its slower row in ``speed.py`` (tuned against PaddleSeg's default environment)
+was this variable, not the model. A DeepLabV3 training step (512x512, batch 2) takes 10 % more CPU time
+with it and peaks at 3.34 instead of 3.83 GiB (PaddleSeg's default: 3.81); PSPNet's (one child each)
+5 % more, 3.96 instead of 4.24 GiB (PaddleSeg's: 4.60): the trade the AMD figures show.
+Evaluation, prediction and export, where it costs time and saves next to nothing, run without it.
+
 Threads: Paddle sets ``OMP_NUM_THREADS=1`` at import unless it is set. Raising it to the core count did
 not speed up dygraph forward or training here (Paddle's CPU convolution does not parallelise), so it is
 left alone; the Paddle Inference path runs on :func:`physical_cores` threads.
@@ -90,14 +102,17 @@ def is_glibc():
     return platform.system() == 'Linux' and platform.libc_ver()[0] == 'glibc'
 
 
-def tuning_env(environ=None, cpuinfo=None):
+def tuning_env(environ=None, cpuinfo=None, training=False):
     """The variables the tuning would add to ``environ``: none when disabled or already set.
 
-    ``MKL_DEBUG_CPU_TYPE`` on AMD CPUs with AVX2; ``MALLOC_MMAP_THRESHOLD_`` on glibc.
+    ``MKL_DEBUG_CPU_TYPE`` on AMD CPUs with AVX2; ``MALLOC_MMAP_THRESHOLD_`` on glibc for a training
+    process only (it lowers a training step's peak RSS and costs time everywhere; see the module docstring).
 
     Args:
         environ (dict, optional): Environment to complete. Default: ``os.environ``.
         cpuinfo (str, optional): cpuinfo text. Default: read from the system.
+        training (bool, optional): Whether the process trains (``paddleseg train``, ``quickstart``) rather
+            than evaluates, predicts or exports. Default: False.
 
     Returns:
         dict: Variable name -> value, only for variables ``environ`` lacks.
@@ -110,12 +125,12 @@ def tuning_env(environ=None, cpuinfo=None):
     cpu_type = mkl_cpu_type(cpuinfo)[0]
     if is_amd_cpu(cpuinfo) and cpu_type is not None:
         wanted['MKL_DEBUG_CPU_TYPE'] = cpu_type
-    if is_glibc():
+    if training and is_glibc():
         wanted[MMAP_THRESHOLD_VAR] = str(MMAP_THRESHOLD)
     return {key: value for key, value in wanted.items() if key not in environ}
 
 
-def apply_cpu_tuning(enabled=True):
+def apply_cpu_tuning(enabled=True, training=False):
     """Apply the tuning to this process and its children, and log what is in effect (one line, once).
 
     Puts :func:`tuning_env` into ``os.environ`` and sets glibc's mmap threshold with ``mallopt`` (the
@@ -125,13 +140,14 @@ def apply_cpu_tuning(enabled=True):
     Args:
         enabled (bool, optional): False (e.g. a ``--no_tuning`` flag) behaves as ``PADDLE_PSP_NO_TUNING=1``
             and also sets that variable so that child processes agree. Default: True.
+        training (bool, optional): Whether this process trains (see :func:`tuning_env`). Default: False.
 
     Returns:
         dict: The variables this call set.
     """
     if not enabled:
         os.environ[NO_TUNING_VAR] = '1'
-    added = tuning_env()
+    added = tuning_env(training=training)
     os.environ.update(added)
     if MMAP_THRESHOLD_VAR in added:
         _set_mmap_threshold(int(added[MMAP_THRESHOLD_VAR]))

@@ -19,6 +19,22 @@ CPUINFO = '/proc/cpuinfo'
 CHUNK_BYTES = 1 << 20
 
 
+# ----------------------------------------------------------------------------------------------- output
+@contextlib.contextmanager
+def quiet_stdout():
+    """File descriptor 1 goes to the null device for the duration, so that C++ libraries writing to it
+    directly (past Python's ``sys.stdout``) print nothing."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, 'w') as null:
+        os.dup2(null.fileno(), 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 # ----------------------------------------------------------------------------------------------- files
 def sha256_file(path, chunk_bytes=CHUNK_BYTES):
     """SHA-256 (lower-case hex) of the file at ``path``, read in chunks."""

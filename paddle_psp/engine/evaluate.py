@@ -181,7 +181,8 @@ def main(argv):
     options = infer.options_from_args(args, cfg.test_config)
     dataset = cfg.val_dataset
     stages.mark('config and dataset')
-    forward = checkpoint_forward(cfg, args.model_path, not args.dygraph, stages, options.input_shapes())
+    forward = checkpoint_forward(cfg, args.model_path, not args.dygraph, stages, options.input_shapes(),
+                                 args.quantize, args.calib_images)
     scores = evaluate_with_options(forward, dataset, options, args.num_workers, auc_roc=args.auc_roc)
     if args.profile:
         logger.info(f'[EVAL] start-up: {stages.summary()}')

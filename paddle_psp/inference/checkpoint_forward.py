@@ -11,35 +11,43 @@ lookup (fast path), then model build, checkpoint and predictor, or on a recipe h
 the first forward.
 """
 from paddle_psp.inference.cache import size_limit
+from paddle_psp.core.errors import UserError
 from paddle_psp.inference.predictor import fast_forward, recipe_forward
+from paddle_psp.inference.quantize import DEFAULT_CALIB_IMAGES, config_calibration
 from paddle_psp.inference.recipe import recipe_key
 from paddle_psp.weights.state_dict import load_for_eval
-from paddle_psp_cli.stages import Stages
 
 
-def checkpoint_forward(cfg, model_path, fast, stages=None, shapes=None):
+def checkpoint_forward(cfg, model_path, fast, stages, shapes=None, quantize='none',
+                       calib_images=DEFAULT_CALIB_IMAGES):
     """``forward(batch) -> logits`` of the config's model with the weights at ``model_path``.
 
     Args:
         cfg (paddle_psp.config.SegConfig): The loaded config.
         model_path (str): Checkpoint: a file, a folder holding one, a URL or a zoo name.
         fast (bool): The fast CPU path (False: the dygraph model, see :func:`fast_forward`).
-        stages (paddle_psp_cli.stages.Stages, optional): Timings of the start-up (marked even when
-            disabled). Default: none kept.
+        stages (paddle_psp_cli.stages.Stages): Timings of the start-up (marked even when disabled).
         shapes (int, optional): Input shapes per image, :meth:`InferOptions.input_shapes` (see
             :func:`fast_forward`). Default: None.
+        quantize (str, optional): 'int8' runs the fast path quantized, calibrated on ``calib_images``
+            images of the config's train_dataset (see :mod:`paddle_psp.inference.quantize`). Default: 'none'.
+        calib_images (int, optional): Calibration images for 'int8'. Default: 32.
 
     Returns:
         callable: See :func:`fast_forward`; its first call ends the 'first forward' stage.
 
     Raises:
-        UserError: ``fast`` and ``$PADDLE_PSP_CACHE_SIZE`` is not a size.
+        UserError: ``fast`` and ``$PADDLE_PSP_CACHE_SIZE`` is not a size; bad ``quantize`` /
+            ``calib_images`` (see :func:`config_calibration`), or 'int8' without ``fast``.
     """
-    stages = stages or Stages(enabled=False)
+    if quantize != 'none' and not fast:
+        raise UserError(f'--quantize {quantize}: runs on the fast CPU path; expected it without --dygraph')
+    calibration = config_calibration(cfg, quantize, calib_images)
     forward = recipe = None
     if fast:
         size_limit()  # a bad $PADDLE_PSP_CACHE_SIZE is one error line before anything is logged
-        recipe = recipe_key(cfg, model_path)
+        if calibration is None:  # int8 entries are found by the model and its calibration only
+            recipe = recipe_key(cfg, model_path)
         forward = recipe_forward(recipe, shapes=shapes, on_hit=lambda: stages.mark('cache lookup'))
         if forward is None:
             stages.mark('cache lookup')
@@ -48,6 +56,6 @@ def checkpoint_forward(cfg, model_path, fast, stages=None, shapes=None):
         stages.mark('model build')
         model = load_for_eval(model, model_path)
         stages.mark('checkpoint')
-        forward = fast_forward(model, fast=fast, shapes=shapes, recipe=recipe)
+        forward = fast_forward(model, fast=fast, shapes=shapes, calibration=calibration, recipe=recipe)
     stages.mark('predictor')
     return stages.first_call(forward, 'first forward') if stages.enabled else forward

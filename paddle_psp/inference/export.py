@@ -24,6 +24,7 @@ from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 from paddle_psp.core.outputs import require_dir, require_file
+from paddle_psp.inference import quantize as quantization
 from paddle_psp.weights.state_dict import load_for_eval
 from paddle_psp_cli.parsers import OUTPUT_OPS, export_parser
 
@@ -63,7 +64,8 @@ def check_input_shape(values):
     return shape
 
 
-def export(config, model_path, save_dir, input_shape=None, output_op='argmax', opts=None):
+def export(config, model_path, save_dir, input_shape=None, output_op='argmax', opts=None, quantize='none',
+           calib_images=quantization.DEFAULT_CALIB_IMAGES):
     """Export the config's model with checkpoint ``model_path`` to ``save_dir``.
 
     Args:
@@ -73,6 +75,10 @@ def export(config, model_path, save_dir, input_shape=None, output_op='argmax', o
         input_shape (list, optional): [N, 3, H, W], -1 / None for dynamic. Default: all dynamic but C.
         output_op (str, optional): 'argmax', 'softmax' or 'none'. Default: 'argmax'.
         opts (list[str], optional): Config overrides. Default: None.
+        quantize (str, optional): 'int8': post-training quantization calibrated on the first
+            ``calib_images`` images of the config's train_dataset (see :mod:`.quantize`); deploy.yaml then
+            says ``quantize: int8``. Default: 'none' (fp32).
+        calib_images (int, optional): Calibration images for 'int8'. Default: 32.
 
     Returns:
         str: Path of the written ``deploy.yaml``.
@@ -88,10 +94,14 @@ def export(config, model_path, save_dir, input_shape=None, output_op='argmax', o
         require_file(os.path.join(save_dir, name), 'the exported model file')
     cfg = load_config(config, opts=opts)
     transforms = _plain(cfg.section('val_dataset').get('transforms', []))
-    save_static_model(load_for_eval(cfg.build_model(pretrained=False), model_path), save_dir, shape, output_op)
+    calibration = quantization.config_calibration(cfg, quantize, calib_images)
+    model = load_for_eval(cfg.build_model(pretrained=False), model_path)
+    save_static_model(model, save_dir, shape, output_op, calibration)
     deploy = {'Deploy': {'model': MODEL_FILES[0], 'params': MODEL_FILES[1], 'transforms': transforms,
                          'input_shape': shape, 'output_op': output_op,
                          'output_dtype': 'int32' if output_op == 'argmax' else 'float32'}}
+    if quantize != 'none':
+        deploy['Deploy']['quantize'] = quantize
     path = os.path.join(save_dir, 'deploy.yaml')
     write_text(path, yaml.safe_dump(deploy, sort_keys=False))
     logger.info(f'[EXPORT] {os.path.join(save_dir, MODEL_FILES[0])}, {MODEL_FILES[1]} and deploy.yaml written')
@@ -107,7 +117,7 @@ def _plain(value):
     return value
 
 
-def save_static_model(model, save_dir, shape, output_op):
+def save_static_model(model, save_dir, shape, output_op, calibration=None):
     """Trace ``model`` (+ output op) and save it as ``save_dir/model.pdmodel`` / ``.pdiparams``.
 
     Traced under the old IR (see the module docstring). Files are written to a temporary folder first
@@ -118,6 +128,8 @@ def save_static_model(model, save_dir, shape, output_op):
         save_dir (str): Output folder.
         shape (list): Input shape [N, 3, H, W], None for a dynamic size (not modified; InputSpec would).
         output_op (str): 'argmax', 'softmax' or 'none' (see :class:`OutputOp`).
+        calibration (list, optional): Calibration batches: when given, the saved model is the int8 one
+            (:func:`.quantize.quantize_model`). Default: None (fp32).
     """
     layer = OutputOp(model, output_op)
     layer.eval()
@@ -127,6 +139,8 @@ def save_static_model(model, save_dir, shape, output_op):
             static = paddle.jit.to_static(layer, input_spec=[paddle.static.InputSpec(list(shape), 'float32', 'x')],
                                           full_graph=True)
             paddle.jit.save(static, os.path.join(tmp, 'model'))
+        if calibration is not None:
+            quantization.quantize_model(tmp, tmp, MODEL_FILES, calibration)
         missing = [name for name in MODEL_FILES if not os.path.isfile(os.path.join(tmp, name))]
         if missing:
             raise RuntimeError(f'paddle.jit.save wrote {sorted(os.listdir(tmp))}, not {", ".join(missing)}')
@@ -138,5 +152,6 @@ def main(argv):
     """``paddleseg export``: returns 0 after writing the model and deploy.yaml."""
     args = export_parser().parse_args(argv)
     use_device(args.device)
-    export(args.config, args.model_path, args.save_dir, args.input_shape, args.output_op, args.opts)
+    export(args.config, args.model_path, args.save_dir, args.input_shape, args.output_op, args.opts, args.quantize,
+           args.calib_images)
     return 0

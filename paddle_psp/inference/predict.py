@@ -163,7 +163,8 @@ def main(argv):
     if args.custom_color:
         palette = custom_palette(palette, args.custom_color)
     stages.mark('config')
-    forward = checkpoint_forward(cfg, args.model_path, not args.dygraph, stages, options.input_shapes())
+    forward = checkpoint_forward(cfg, args.model_path, not args.dygraph, stages, options.input_shapes(),
+                                 args.quantize, args.calib_images)
     logger.info(f'[PREDICT] {len(image_paths)} images, {options.summary()}')
     predict(forward, transforms, image_paths, args.save_dir, palette, options, base)
     if args.profile:

@@ -36,13 +36,14 @@ from paddle import inference
 
 from paddle_psp.core.errors import UserError, one_line
 from paddle_psp.core.log import logger
+from paddle_psp.core.util import quiet_stdout
 from paddle_psp.inference import cache, export, recipe as recipes
 from paddle_psp.inference.tta import layer_forward, logits_array
 from paddle_psp.models.layers import ConvBN
 from paddle_psp.core.runtime import physical_cores
 
 
-def fast_forward(model, device=None, fast=True, cache_dir=None, shapes=None, recipe=None):
+def fast_forward(model, device=None, fast=True, cache_dir=None, shapes=None, calibration=None, recipe=None):
     """A ``forward(batch) -> logits`` callable: the fastest exact evaluation path for ``model``.
 
     Args:
@@ -56,6 +57,9 @@ def fast_forward(model, device=None, fast=True, cache_dir=None, shapes=None, rec
             :meth:`InferOptions.input_shapes` for test-time augmentation over more scales than
             ``ONEDNN_SHAPE_CACHE``: oneDNN keeps the primitives of at least this many shapes, so that they
             are not created again for every image. Default: ``ONEDNN_SHAPE_CACHE``.
+        calibration (list, optional): Calibration batches (:func:`.quantize.config_calibration`): the
+            exported model is then quantized to int8 and runs on oneDNN's int8 kernels (CPU only; not
+            exact). Default: None (fp32, exact).
         recipe (str, optional): What ``model`` was made from (:func:`recipes.recipe_key`): mapped to its
             entry in the cache's index, for :func:`recipe_forward`. Default: None.
 
@@ -72,8 +76,8 @@ def fast_forward(model, device=None, fast=True, cache_dir=None, shapes=None, rec
         return _dygraph_forward(model)
     cache.size_limit()  # an invalid $PADDLE_PSP_CACHE_SIZE is the user's error, not a failed export
     try:
-        with _cached_export(model, cache_dir, recipe) as model_dir:
-            return _entry_forward(model_dir, shapes)
+        with _cached_export(model, cache_dir, calibration, recipe) as model_dir:
+            return _entry_forward(model_dir, shapes, int8=calibration is not None)
     except Exception as err:  # any export / load failure: evaluation still runs, on the slower path
         logger.warning(f'fast forward unavailable, running the dygraph model: {type(err).__name__}: '
                        f'{one_line(err, limit=300)}')
@@ -110,10 +114,12 @@ def recipe_forward(recipe, cache_dir=None, shapes=None, on_hit=None):
         return None
 
 
-def _entry_forward(model_dir, shapes, note=''):
+def _entry_forward(model_dir, shapes, note='', int8=False):
     threads = physical_cores()
-    forward = inference_forward(model_dir, cpu_threads=threads, shape_cache=max(ONEDNN_SHAPE_CACHE, shapes or 0))
-    logger.info(f'fast forward: Paddle Inference with oneDNN, {threads} threads, model {model_dir}{note}')
+    forward = inference_forward(model_dir, cpu_threads=threads, shape_cache=max(ONEDNN_SHAPE_CACHE, shapes or 0),
+                                int8=int8)
+    logger.info(f'fast forward: Paddle Inference with oneDNN {"int8" if int8 else "fp32"}, {threads} threads, '
+                f'model {model_dir}{note}')
     return forward
 
 
@@ -139,16 +145,23 @@ def exported_model_dir(model, cache_dir=None):
         return folder
 
 
-def _cached_export(model, cache_dir=None, recipe=None):
-    """:func:`cache.cached_entry` for ``model``'s inference copy: a context manager yielding its folder.
-    ``recipe`` (optional) is mapped to the entry, with the sources that made it."""
+def _cached_export(model, cache_dir=None, calibration=None, recipe=None):
+    """:func:`cache.cached_entry` for ``model``'s inference copy (quantized to int8 on ``calibration``
+    when given): a context manager yielding its folder. ``recipe`` (optional) is mapped to the entry, with
+    the sources that made it."""
     key, description = model_fingerprint(model)
+    if calibration is not None:
+        digest = hashlib.blake2b(key.encode(), digest_size=16)
+        for batch in calibration:
+            digest.update(f'{batch.shape};'.encode() + np.ascontiguousarray(batch, np.float32).tobytes())
+        key = description['int8_calibration'] = digest.hexdigest()
     if recipe is not None:
         recipe = (recipe, recipes.source_record([model] + model.sublayers()))
 
     def build(folder):
-        export.save_static_model(inference_copy(model), folder, [None, 3, None, None], 'none')
-        save_optimized(folder)
+        export.save_static_model(inference_copy(model), folder, [None, 3, None, None], 'none', calibration)
+        if calibration is None:  # int8 passes run at load, with enable_onednn_int8
+            save_optimized(folder)
     return cache.cached_entry(key, build, cache_dir, description=description, recipe=recipe)
 
 
@@ -185,7 +198,8 @@ def _source_digest(layers):
     """A hash of this module, of the source files defining the layers' classes and of the Python files
     beside them, such as the functions those classes call (edits re-export). Paddle's own classes are
     covered by its version."""
-    return recipes.folders_digest(recipes.layer_folders(layers), files=(__file__, export.__file__))
+    files = (__file__, export.__file__, export.quantization.__file__)
+    return recipes.folders_digest(recipes.layer_folders(layers), files=files)
 
 
 def _simple_attributes(layer):
@@ -235,7 +249,7 @@ ONEDNN_SHAPE_CACHE = 4
 OPTIMIZED_FILES = ('_optimized.pdmodel', '_optimized.pdiparams')
 
 
-def inference_forward(model_dir, use_mkldnn=True, cpu_threads=None, shape_cache=ONEDNN_SHAPE_CACHE):
+def inference_forward(model_dir, use_mkldnn=True, cpu_threads=None, shape_cache=ONEDNN_SHAPE_CACHE, int8=False):
     """A ``forward(batch) -> np.ndarray`` running an exported model with Paddle Inference on CPU.
 
     Args:
@@ -246,13 +260,18 @@ def inference_forward(model_dir, use_mkldnn=True, cpu_threads=None, shape_cache=
         cpu_threads (int, optional): Math library threads. Default: Paddle's default.
         shape_cache (int, optional): Input shapes whose oneDNN primitives stay cached. Default:
             ``ONEDNN_SHAPE_CACHE``.
+        int8 (bool, optional): Run a quantized model (``paddleseg export --quantize int8``) on oneDNN's int8
+            kernels; without it such a model runs its fake quant ops in fp32. Default: False.
     """
-    optimized = use_mkldnn and all(os.path.isfile(os.path.join(model_dir, name)) for name in OPTIMIZED_FILES)
+    optimized = use_mkldnn and not int8 and all(os.path.isfile(os.path.join(model_dir, name)) for name in OPTIMIZED_FILES)
     config = _predictor_config(model_dir, OPTIMIZED_FILES if optimized else export.MODEL_FILES, use_mkldnn,
                                cpu_threads, shape_cache)
     if optimized:
         config.switch_ir_optim(False)
-    predictor = inference.create_predictor(config)
+    if int8 and use_mkldnn:
+        config.enable_onednn_int8()
+    with quiet_stdout() if int8 else contextlib.nullcontext():  # int8 passes print to stdout, glog or not
+        predictor = inference.create_predictor(config)
     source = predictor.get_input_handle(predictor.get_input_names()[0])
     target = predictor.get_output_handle(predictor.get_output_names()[0])
 
