@@ -118,7 +118,8 @@ def ours(argv, env):
     names = [name for name, _ in stages]
     first = (sum(float(value) for _, value in stages[:names.index('first forward')])
              if 'first forward' in names else None)
-    return seconds, first, f'{found.group(1)}; then exit {seconds - float(stages[-1][1]):.2f} s'
+    rest = seconds - float(stages[-1][1])  # --profile's total ends with the first forward
+    return seconds, first, f'{found.group(1)}; then the other images, the outputs and exit {rest:.2f} s'
 
 
 def theirs(spec, env):
