@@ -125,7 +125,8 @@ def test_log_line_names_user_settings(monkeypatch):
     handler = logging.Handler()
     handler.emit = records.append
     logger.addHandler(handler)
-    monkeypatch.setattr(logger, 'level', logging.DEBUG)  # the tuning line is a debug message
+    level = logger.level
+    logger.setLevel(logging.DEBUG)  # the tuning line is a debug message
     monkeypatch.setitem(runtime._state, 'logged', False)
     monkeypatch.setenv('MKL_DEBUG_CPU_TYPE', '5')
     monkeypatch.setenv('MALLOC_MMAP_THRESHOLD_', '1048576')
@@ -135,6 +136,9 @@ def test_log_line_names_user_settings(monkeypatch):
         assert runtime.apply_cpu_tuning() == {}
     finally:
         logger.removeHandler(handler)
+        # setLevel, not the attribute: it also clears the logger's cache of enabled levels, which would
+        # otherwise keep debug lines on for every later test of this process
+        logger.setLevel(level)
     assert [r.getMessage() for r in records] == [
         'cpu tuning: MKL_DEBUG_CPU_TYPE=5 (AMD, AVX-512, set by the user), '
         f'MALLOC_MMAP_THRESHOLD_=1048576 (set by the user), {min(2, USABLE)} cores']
