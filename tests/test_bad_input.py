@@ -148,6 +148,8 @@ ROWS = [
      'an alias refers to a node that contains it'),
     (['train', '--config', '{tmp}/c.yml'], {'{tmp}/c.yml': config(lambda d: d.update(itres=3))},
      'c.yml: itres: not a key PaddleSeg configs use; did you mean iters?'),
+    (['train', '--config', '{tmp}/c.yml'], {'{tmp}/c.yml': config(lambda d: d.update(to_static_training='yes'))},
+     "c.yml: to_static_training: expected true or false, got 'yes'"),
     (['train', '--config', '{tmp}/c.yml'], {'{tmp}/c.yml': config(lambda d: d['model'].update(num_classes=5))},
      'model.num_classes: 5 but train_dataset (Cityscapes) has 19 classes'),
     (['train', '--config', '{tmp}/c.yml'], {'{tmp}/c.yml': config(

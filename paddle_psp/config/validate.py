@@ -25,6 +25,8 @@ def validate(dic, path):
     for key in ('batch_size', 'iters'):
         if key in dic and not (isinstance(dic[key], int) and not isinstance(dic[key], bool) and dic[key] > 0):
             raise UserError(f'{path}: {key}: expected a positive integer, got {dic[key]!r}')
+    if not isinstance(dic.get('to_static_training', False), bool):
+        raise UserError(f'{path}: to_static_training: expected true or false, got {dic["to_static_training"]!r}')
     for key in ('model', 'train_dataset', 'val_dataset', 'optimizer', 'lr_scheduler', 'loss'):
         if key in dic and not isinstance(dic[key], dict):
             raise UserError(f'{path}: {key}: expected a section (key: value lines), got {dic[key]!r}')
