@@ -139,7 +139,7 @@ def main(argv=None):
     isa = [flag for flag in ('avx512_vnni', 'avx_vnni', 'amx_int8', 'amx_bf16') if flag in flags.split()]
     print(f'{time.strftime("%Y-%m-%d %H:%M")}  CPU {util.cpu_name()} ({", ".join(isa) or "no VNNI/AMX"}), '
           f'{threads} threads, Paddle {paddle.__version__}, algo {args.algo}, {args.calib} calibration images, '
-          f'load {" ".join(f"{value:.2f}" for value in os.getloadavg())}', flush=True)
+          f'load {util.load_average_text()}', flush=True)
     with tempfile.TemporaryDirectory(prefix='int8_speed.') as folder:
         if args.quickstart:
             quickstart(args, threads, folder)

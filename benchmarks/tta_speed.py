@@ -27,12 +27,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from paddle_psp.core import util  # noqa: E402 (stdlib only; after the path)
+
 NUM_CLASSES = 19
 
 
 def load():
-    """The 1-, 5- and 15-minute load averages as text."""
-    return 'load ' + ' '.join(f'{value:.2f}' for value in os.getloadavg())
+    """``'load '`` and the load averages."""
+    return 'load ' + util.load_average_text()
 
 
 def timed(function, *args, **kwargs):

@@ -93,12 +93,7 @@ def header(environments):
     return (f'tuning_ab.py, {date}: CPU {util.cpu_vendor(cpuinfo)} {util.cpu_name(cpuinfo)} (family '
             f'{util.cpuinfo_field("cpu family", cpuinfo)}, model {util.cpuinfo_field("model", cpuinfo)}), '
             f'{util.usable_cpus()} usable CPUs; "off": {tuning_text(environments["off"])}; "on": '
-            f'{tuning_text(environments["on"])}; load average at start: {load_text()}')
-
-
-def load_text():
-    """The 1, 5 and 15 minute load averages."""
-    return ', '.join(f'{value:.2f}' for value in os.getloadavg())
+            f'{tuning_text(environments["on"])}; load average at start: {util.load_average_text()}')
 
 
 EVAL_VARIANTS = [('paddle-psp, off', False, 'off'), ('paddle-psp, on', False, 'on'),
@@ -137,7 +132,7 @@ def main(argv=None):
                                 results, 'paddle-psp, off'))
     print()
     print('\n\n'.join(tables))
-    print(f'\nload average at the end: {load_text()} (2 cores: ~1 is the measured child)')
+    print(f'\nload average at the end: {util.load_average_text()} (2 cores: ~1 is the measured child)')
     return 0
 
 

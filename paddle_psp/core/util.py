@@ -153,6 +153,11 @@ def usable_cpus():
     return os.cpu_count() or 1
 
 
+def load_average_text():
+    """The 1-, 5- and 15-minute load averages, e.g. ``'1.02 0.98 0.75'`` (benchmarks print it beside timings)."""
+    return ' '.join(f'{value:.2f}' for value in os.getloadavg())
+
+
 # ----------------------------------------------------------------------------------------------- GPU
 def has_gpu():
     """Whether this Paddle build has CUDA and sees at least one GPU."""
