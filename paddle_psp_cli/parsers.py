@@ -273,6 +273,7 @@ def benchmark_parser():
     tta.add_argument('--stride', nargs=2, type=int, metavar=('W', 'H'), help='sliding-window stride')
     tta.add_argument('--dygraph', action='store_true',
                      help='run the dygraph model instead of the fast CPU path. ' + CACHE_HELP)
+    add_quantize_arguments(tta)
     add_profile_argument(parser)
     return parser
 

@@ -9,10 +9,10 @@ import paddle
 import pytest
 from PIL import Image
 
-from conftest import write_checkpoints
+from conftest import write_checkpoints, write_config
 from paddle_psp.config import load_config
 from paddle_psp.config.build import SegConfig
-from paddle_psp.inference import cache, export, predict, predictor, recipe
+from paddle_psp.inference import cache, export, predict, predictor, quantize, recipe
 from test_cache import KIB, fake_build
 
 HEX_KEY = 'ab' * 16
@@ -127,22 +127,33 @@ def run_predict(paths, image, save_dir, *extra):
 def counted(warm, tmp_path, monkeypatch):
     """A copy of the warm cache and of the checkpoint in ``tmp_path``, the copy's recipe mapped by one predict
     (the entry is the same: no export); then ``calls`` counts model builds and exports."""
+    return counting(warm, tmp_path, monkeypatch)
+
+
+def counting(warm, tmp_path, monkeypatch, config=None, extra=()):
+    """:func:`counted` for ``warm``, with ``config`` (default: warm's) and predict flags ``extra``; ``calls``
+    also counts calibrations (images through the transforms) and the ``int8`` flag of each predictor made."""
     shutil.copytree(warm['cache'], tmp_path / 'cache')
     checkpoint = str(tmp_path / 'model.pdparams')
     shutil.copy2(warm['checkpoint'], checkpoint)
     monkeypatch.setenv(cache.CACHE_VAR, str(tmp_path / 'cache'))
-    np.testing.assert_array_equal(run_predict(dict(warm, checkpoint=checkpoint), warm['image'],
-                                              str(tmp_path / 'first')), warm['labels'])
-    calls = {'build': 0, 'export': 0}
+    setup = dict(warm, checkpoint=checkpoint, config=config or warm['config'], tmp=tmp_path)
+    np.testing.assert_array_equal(run_predict(setup, warm['image'], str(tmp_path / 'first'), *extra), warm['labels'])
+    calls = {'build': 0, 'export': 0, 'calibrate': 0, 'int8': []}
 
-    def counting(name, function):
+    def counted_call(name, function):
         def wrapped(*args, **kwargs):
-            calls[name] += 1
+            if name == 'int8':
+                calls[name].append(kwargs.get('int8', False))
+            else:
+                calls[name] += 1
             return function(*args, **kwargs)
         return wrapped
-    monkeypatch.setattr(SegConfig, 'build_model', counting('build', SegConfig.build_model))
-    monkeypatch.setattr(export, 'save_static_model', counting('export', export.save_static_model))
-    return dict(warm, checkpoint=checkpoint, calls=calls, tmp=tmp_path)
+    monkeypatch.setattr(SegConfig, 'build_model', counted_call('build', SegConfig.build_model))
+    monkeypatch.setattr(export, 'save_static_model', counted_call('export', export.save_static_model))
+    monkeypatch.setattr(quantize, 'calibration_batches', counted_call('calibrate', quantize.calibration_batches))
+    monkeypatch.setattr(predictor, 'inference_forward', counted_call('int8', predictor.inference_forward))
+    return dict(setup, calls=calls)
 
 
 def entry_folder(setup):
@@ -164,7 +175,7 @@ def agreement_with_dygraph(setup, labels, opts=()):
 
 def test_a_warm_start_builds_no_model_and_predicts_the_same(counted):
     labels = run_predict(counted, counted['image'], str(counted['tmp'] / 'out'))
-    assert counted['calls'] == {'build': 0, 'export': 0}
+    assert counted['calls'] == {'build': 0, 'export': 0, 'calibrate': 0, 'int8': [False]}
     np.testing.assert_array_equal(labels, counted['labels'])
 
 
@@ -200,11 +211,73 @@ def test_any_change_takes_the_full_start_and_predicts_right(counted, change, opt
         change(counted)
     extra = ('--opts',) + opts if opts else ()
     labels = run_predict(counted, counted['image'], str(counted['tmp'] / 'out'), *extra)
-    assert counted['calls'] == {'build': 1, 'export': exports}
+    assert (counted['calls']['build'], counted['calls']['export']) == (1, exports)
     again = run_predict(counted, counted['image'], str(counted['tmp'] / 'again'), *extra)
-    assert counted['calls'] == {'build': 1, 'export': exports}  # the new recipe is mapped: no build
+    assert (counted['calls']['build'], counted['calls']['export']) == (1, exports)  # the recipe is mapped
     np.testing.assert_array_equal(again, labels)
     if change in (touch, damage_entry, delete_entry):
         np.testing.assert_array_equal(labels, counted['labels'])  # the same model (its entry rebuilt)
     else:
         assert agreement_with_dygraph(counted, labels, opts) >= 0.999
+
+
+# ------------------------------------------------------------------------------------------------ int8
+INT8 = ('--quantize', 'int8', '--calib_images', '2')
+
+
+@pytest.fixture(scope='module')
+def warm_int8(synthetic_root, tmp_path_factory):
+    """The tiny PSPNet's int8 export calibrated on 2 train images, cached by one predict."""
+    folder = tmp_path_factory.mktemp('recipe_int8')
+    paths = write_checkpoints(folder, synthetic_root, seed=5)
+    image = sorted(os.path.join(r, f) for r, _, fs in os.walk(os.path.join(synthetic_root, 'leftImg8bit', 'val'))
+                   for f in fs)[0]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(cache.CACHE_VAR, str(folder / 'cache'))
+        labels = run_predict(paths, image, str(folder / 'cold'), *INT8)
+    return dict(paths, image=image, cache=str(folder / 'cache'), labels=labels, data=synthetic_root)
+
+
+@pytest.fixture
+def counted_int8(warm_int8, tmp_path, monkeypatch):
+    """:func:`counted` for int8, on a copy of the data (its calibration images are this test's to touch): the
+    first predict maps the copy's recipe to the same entry (the same weights and calibration images)."""
+    data = shutil.copytree(warm_int8['data'], tmp_path / 'data')
+    config = write_config(tmp_path, name='ZooPSPNet.yml', data_root=str(data))
+    return dict(counting(warm_int8, tmp_path, monkeypatch, config, INT8), data=str(data))
+
+
+def test_a_warm_int8_start_builds_no_model_and_predicts_the_same(counted_int8):
+    assert counted_int8['calls']['export'] == 0  # (the fixture's predict: another recipe, the same entry)
+    labels = run_predict(counted_int8, counted_int8['image'], str(counted_int8['tmp'] / 'out'), *INT8)
+    assert counted_int8['calls'] == {'build': 0, 'export': 0, 'calibrate': 0, 'int8': [True]}
+    np.testing.assert_array_equal(labels, counted_int8['labels'])
+
+
+def touch_calibration_image(setup):
+    first = sorted(os.path.join(r, f) for r, _, fs in os.walk(os.path.join(setup['data'], 'leftImg8bit', 'train'))
+                   for f in fs)[0]
+    stamp = os.path.getmtime(first) + 10
+    os.utime(first, (stamp, stamp))
+
+
+@pytest.mark.parametrize('change, flags, exports', [
+    (touch_calibration_image, INT8, 0), (None, ('--quantize', 'int8', '--calib_images', '3'), 1),
+    (rewrite, INT8, 1), (touch, INT8, 0), (None, (), 1)],
+    ids=['calibration image touched', 'calib_images', 'checkpoint rewritten', 'checkpoint touched', 'fp32'])
+def test_any_int8_change_takes_the_full_start_and_predicts_right(counted_int8, change, flags, exports, tmp_path,
+                                                                 monkeypatch):
+    if change:
+        change(counted_int8)
+    calls = counted_int8['calls']
+    labels = run_predict(counted_int8, counted_int8['image'], str(tmp_path / 'out'), *flags)
+    assert (calls['build'], calls['export'], calls['int8']) == (1, exports, [flags != ()])
+    assert calls['calibrate'] == (flags != ())  # the images through the transforms, on the full start only
+    again = run_predict(counted_int8, counted_int8['image'], str(tmp_path / 'again'), *flags)
+    assert (calls['build'], calls['export'], calls['calibrate']) == (1, exports, flags != ())  # mapped: no build
+    np.testing.assert_array_equal(again, labels)
+    if exports == 0:
+        np.testing.assert_array_equal(labels, counted_int8['labels'])  # the same entry
+    monkeypatch.setenv(cache.CACHE_VAR, str(tmp_path / 'empty'))  # what a cold start of these settings writes
+    np.testing.assert_array_equal(run_predict(counted_int8, counted_int8['image'], str(tmp_path / 'cold'), *flags),
+                                  labels)

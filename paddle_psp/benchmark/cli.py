@@ -44,7 +44,7 @@ def main(argv=None):
     settings = Settings(scales=tuple(args.scales), legacy=args.legacy_tta, is_slide=args.is_slide,
                         crop_size=args.crop_size, stride=args.stride, limit=args.limit,
                         data_root=args.data_root, opts=tuple(args.opts), dygraph=args.dygraph,
-                        log_every=args.log_every)
+                        log_every=args.log_every, quantize=args.quantize, calib_images=args.calib_images)
     results = run(targets, settings, args.save_dir, resume=args.resume, overwrite=args.overwrite, stages=stages)
     print(results['markdown'])
     written = [os.path.join(args.save_dir, name) for name in (RESULTS_JSON, RESULTS_MARKDOWN)]

@@ -12,8 +12,9 @@ import paddle_psp
 from paddle_psp.core.util import cpu_name, has_gpu, peak_rss_bytes, reset_peak_rss, usable_cpus
 
 
-def environment(dygraph):
-    """Versions, device and threading settings of this process."""
+def environment(forward):
+    """Versions, device and threading settings of this process, and ``forward``: what runs the forward passes
+    (:meth:`paddle_psp.benchmark.plan.Settings.forward_kind`)."""
     gpu = has_gpu()
     return {
         'versions': {'python': platform.python_version(), 'paddle': paddle.__version__,
@@ -25,7 +26,7 @@ def environment(dygraph):
         'platform': platform.platform(),
         'environment': {key: os.environ.get(key) for key in
                         ('OMP_NUM_THREADS', 'MKL_DEBUG_CPU_TYPE', 'CUDA_VISIBLE_DEVICES')},
-        'forward': 'dygraph' if dygraph else 'fast_forward',
+        'forward': forward,
     }
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from paddle_psp.core.errors import UserError
 from paddle_psp.engine import metrics
-from paddle_psp.inference import tta
+from paddle_psp.inference import quantize as quantization, tta
 from paddle_psp.weights import zoo
 from paddle_psp_cli.parsers import DEFAULT_SCALES
 
@@ -82,6 +82,9 @@ class Settings:
         opts (tuple[str]): ``key=value`` config overrides.
         dygraph (bool): Run the dygraph model instead of the fast CPU path.
         log_every (int): Without a terminal: one progress line every this many images.
+        quantize (str): 'int8': the fast path's post-training quantized model, as ``paddleseg val --quantize
+            int8`` runs it (:mod:`paddle_psp.inference.quantize`); 'none': fp32.
+        calib_images (int): Calibration images (train_dataset) of 'int8'.
     """
     scales: tuple = DEFAULT_SCALES
     legacy: bool = False
@@ -93,8 +96,11 @@ class Settings:
     opts: tuple = ()
     dygraph: bool = False
     log_every: int = 10
+    quantize: str = 'none'
+    calib_images: int = quantization.DEFAULT_CALIB_IMAGES
 
     def __post_init__(self):
+        quantization.check_quantize(self.quantize, self.calib_images, fast=not self.dygraph)
         object.__setattr__(self, 'scales', tta.check_scales(self.scales, '--scales'))
         if len(set(self.scales)) != len(self.scales):
             raise UserError(f'--scales {" ".join(f"{s:g}" for s in self.scales)}: a scale is repeated; '
@@ -105,6 +111,15 @@ class Settings:
             raise UserError(f'--log_every {self.log_every}: expected a positive number of images')
         if self.data_root is not None and not os.path.isdir(self.data_root):
             raise UserError(f'--data_root {self.data_root}: no such directory; expected a prepared dataset')
+
+    @property
+    def int8(self):
+        """Whether the forward passes run the int8 model."""
+        return self.quantize == 'int8'
+
+    def forward_kind(self):
+        """What runs the forward passes: 'dygraph', 'fast_forward' or 'fast_forward_int8'."""
+        return 'dygraph' if self.dygraph else 'fast_forward_int8' if self.int8 else 'fast_forward'
 
     def plan(self, test_config):
         """The :class:`ColumnPlan` for a config: window settings from the flags, else its ``test_config``."""

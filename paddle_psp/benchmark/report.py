@@ -108,7 +108,8 @@ def log_entry(entry):
     timing = entry['timings']
     speed = (f', {timing["images_per_second"]:.3f} images/s, {timing["seconds_per_forward"]:.3f} s/forward'
              if timing['images_per_second'] else '')
-    logger.info(f'[BENCHMARK] {entry["name"]}: {cells} on {entry["num_images"]} images{speed}')
+    int8 = ' (int8)' if entry.get('quantize') else ''
+    logger.info(f'[BENCHMARK] {entry["name"]}{int8}: {cells} on {entry["num_images"]} images{speed}')
 
 
 def write_results(save_dir, results):
@@ -122,16 +123,22 @@ def markdown(results):
     """The results as markdown: one table per dataset in the model-zoo README layout, then notes.
 
     Each cell is our mIoU; for zoo entries it is followed by the difference to the published number,
-    e.g. ``78.91% (+0.08)``.
+    e.g. ``78.91% (+0.08)``. The titles of an int8 run (``--quantize int8``) say so, and a note says how it
+    was calibrated.
     """
     by_dataset = collections.OrderedDict()
     for entry in results['entries']:
         by_dataset.setdefault(entry['dataset'], []).append(entry)
     blocks = []
+    int8 = ' (INT8, post-training quantized)' if _int8(results) else ''
     for title, entries in by_dataset.items():
         rows = [_markdown_row(entry) for entry in entries]
-        blocks.append('\n'.join([f'### {title}', '', zoo.TABLE_HEADER, zoo.TABLE_ALIGN] + rows))
+        blocks.append('\n'.join([f'### {title}{int8}', '', zoo.TABLE_HEADER, zoo.TABLE_ALIGN] + rows))
     return '\n\n'.join(blocks + [_markdown_notes(results)])
+
+
+def _int8(results):
+    return results['settings'].get('quantize') == 'int8'
 
 
 def _markdown_row(entry):
@@ -160,6 +167,10 @@ def _markdown_notes(results):
     lines = [f'ms+flip: scales {scales} with horizontal flip, '
              + ('legacy TTA (PaddleSeg before PR #2933: chained rescaling, averaged probabilities).'
                 if settings['legacy'] else 'current PaddleSeg TTA (averaged logits).')]
+    if _int8(results):
+        lines.append(f'INT8: every number is from the int8 model (--quantize int8: Paddle\'s post-training '
+                     f'quantization, calibrated on the first {settings["calib_images"]} train_dataset images, run on '
+                     'oneDNN int8 kernels), not from the fp32 model.')
     zoo_entries = [e for e in results['entries'] if e['zoo']]
     if zoo_entries:
         reference = ('the published table' if settings['legacy']

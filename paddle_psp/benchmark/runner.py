@@ -25,6 +25,7 @@ from paddle_psp.engine.loader import label_problem
 from paddle_psp.config import build_val_dataset, load_config
 from paddle_psp.inference import tta
 from paddle_psp.inference.checkpoint_forward import checkpoint_forward
+from paddle_psp.inference.quantize import CALIBRATION_ALGO, calibration_section
 from paddle_psp.weights import hub
 from paddle_psp_cli.parsers import BENCHMARK_SAVE_DIR as DEFAULT_SAVE_DIR
 from paddle_psp_cli.stages import Stages
@@ -50,7 +51,7 @@ def run(targets, settings, save_dir=DEFAULT_SAVE_DIR, resume=False, overwrite=Fa
     """
     prepare_output(save_dir, targets, resume, overwrite)
     results = {'format': FORMAT_VERSION, 'created': _now(), 'settings': _describe_settings(settings),
-               'environment': environment(settings.dygraph), 'entries': []}
+               'environment': environment(settings.forward_kind()), 'entries': []}
     stages = stages or Stages(enabled=False)
     for target in targets:
         results['entries'].append(benchmark_target(target, settings, save_dir, stages))
@@ -114,7 +115,11 @@ def benchmark_target(target, settings, save_dir, stages):
                    'checkpoint_sha256': sha256_file(checkpoint),
                    'data_root': os.path.abspath(dataset.dataset_root), 'num_classes': num_classes,
                    'ignore_index': ignore_index, 'plan': plan.describe(),
-                   'forward': 'dygraph' if settings.dygraph else 'fast_forward'}
+                   'forward': settings.forward_kind()}
+    if settings.int8:  # only then: fp32 progress files of earlier versions still resume
+        calibration_section(cfg)  # a config without train_dataset fails here, before the progress file
+        fingerprint['quantize'] = {'mode': settings.quantize, 'calib_images': settings.calib_images,
+                                   'algo': CALIBRATION_ALGO}
     log = ProgressLog(progress_path(save_dir, target.name), fingerprint)
     records = log.open()
     try:
@@ -128,6 +133,7 @@ def benchmark_target(target, settings, save_dir, stages):
                  config=os.path.abspath(target.config), data_root=fingerprint['data_root'])
     entry['timings'].update(session)
     entry['peak_memory'] = peak_memory(memory_scope)
+    entry['quantize'] = fingerprint.get('quantize')
     log_entry(entry)
     return entry
 
@@ -166,7 +172,8 @@ def _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, re
     start = time.perf_counter()
     # the fast CPU path unless --dygraph; one input shape per scale, plus one
     forward = TimedForward(checkpoint_forward(cfg, checkpoint, not settings.dygraph, stages,
-                                              shapes=len(set(settings.scales)) + 1))
+                                              shapes=len(set(settings.scales)) + 1, quantize=settings.quantize,
+                                              calib_images=settings.calib_images))
     session['model_load_seconds'] = time.perf_counter() - start
     logger.info(f'[BENCHMARK] {target.name}: {len(missing)} images, {plan.forwards_per_image()} forward '
                 f'passes each ({plan.separate_forwards_per_image()} in separate runs)')

@@ -2,18 +2,20 @@
 run).
 
 On the fast CPU path the export cache is asked first by recipe (:func:`recipe_forward`): when it knows this
-config and checkpoint, the predictor is made from its entry without building the model or reading the
-checkpoint. Otherwise the model is built, the checkpoint loaded and :func:`fast_forward` finds (or makes)
+config and checkpoint (and for ``--quantize int8`` these calibration files), the predictor is made from its
+entry without building the model, reading the checkpoint or running the calibration images through the
+transforms. Otherwise the model is built, the checkpoint loaded and :func:`fast_forward` finds (or makes)
 the entry by the model's fingerprint, and maps the recipe to it for the next start.
 
 Each step ends a stage of the verb's ``--profile`` breakdown (:class:`paddle_psp_cli.stages.Stages`): cache
-lookup (fast path), then model build, checkpoint and predictor, or on a recipe hit the predictor alone; then
-the first forward.
+lookup (fast path), then (int8) calibration images, model build, checkpoint and predictor, or on a recipe hit
+the predictor alone; then the first forward.
 """
 from paddle_psp.inference.cache import size_limit
 from paddle_psp.core.errors import UserError
 from paddle_psp.inference.predictor import fast_forward, recipe_forward
-from paddle_psp.inference.quantize import DEFAULT_CALIB_IMAGES, config_calibration
+from paddle_psp.inference.quantize import (DEFAULT_CALIB_IMAGES, calibration_recipe, check_quantize,
+                                           config_calibration)
 from paddle_psp.inference.recipe import recipe_key
 from paddle_psp.weights.state_dict import load_for_eval
 
@@ -38,20 +40,23 @@ def checkpoint_forward(cfg, model_path, fast, stages, shapes=None, quantize='non
 
     Raises:
         UserError: ``fast`` and ``$PADDLE_PSP_CACHE_SIZE`` is not a size; bad ``quantize`` /
-            ``calib_images`` (see :func:`config_calibration`), or 'int8' without ``fast``.
+            ``calib_images`` (see :func:`check_quantize`), or a missing or bad train_dataset for 'int8' on
+            a cache miss (see :func:`config_calibration`).
     """
-    if quantize != 'none' and not fast:
-        raise UserError(f'--quantize {quantize}: runs on the fast CPU path; expected it without --dygraph')
-    calibration = config_calibration(cfg, quantize, calib_images)
+    int8 = check_quantize(quantize, calib_images, fast)
     forward = recipe = None
     if fast:
         size_limit()  # a bad $PADDLE_PSP_CACHE_SIZE is one error line before anything is logged
-        if calibration is None:  # int8 entries are found by the model and its calibration only
-            recipe = recipe_key(cfg, model_path)
-        forward = recipe_forward(recipe, shapes=shapes, on_hit=lambda: stages.mark('cache lookup'))
+        calibration = calibration_recipe(cfg, calib_images) if int8 else None
+        if calibration is not None or not int8:  # an int8 recipe needs its calibration files listed
+            recipe = recipe_key(cfg, model_path, calibration)
+        forward = recipe_forward(recipe, shapes=shapes, on_hit=lambda: stages.mark('cache lookup'), int8=int8)
         if forward is None:
             stages.mark('cache lookup')
     if forward is None:
+        calibration = config_calibration(cfg, quantize, calib_images)  # before the model: bad data fails fast
+        if calibration is not None:
+            stages.mark('calibration images')
         model = cfg.build_model(pretrained=False)  # the checkpoint replaces any pretrained weights: no download
         stages.mark('model build')
         model = load_for_eval(model, model_path)

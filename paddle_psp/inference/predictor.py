@@ -84,7 +84,7 @@ def fast_forward(model, device=None, fast=True, cache_dir=None, shapes=None, cal
         return _dygraph_forward(model)
 
 
-def recipe_forward(recipe, cache_dir=None, shapes=None, on_hit=None):
+def recipe_forward(recipe, cache_dir=None, shapes=None, on_hit=None, int8=False):
     """The fast forward of the cache entry the index maps ``recipe`` to, made without the model; None on a
     miss (see :func:`cache.recipe_entry`), off CPU, or when the entry cannot be loaded (with a warning).
 
@@ -94,6 +94,8 @@ def recipe_forward(recipe, cache_dir=None, shapes=None, on_hit=None):
         shapes (int, optional): See :func:`fast_forward`.
         on_hit (callable, optional): Called without arguments once the entry is found, before the
             predictor is made (e.g. to time the look-up). Default: None.
+        int8 (bool, optional): The recipe names an int8 export: run it on oneDNN's int8 kernels. Default:
+            False.
 
     Raises:
         UserError: ``$PADDLE_PSP_CACHE_SIZE`` is not a size.
@@ -107,7 +109,7 @@ def recipe_forward(recipe, cache_dir=None, shapes=None, on_hit=None):
                 return None
             if on_hit is not None:
                 on_hit()
-            return _entry_forward(model_dir, shapes, ' (found for this config and checkpoint: not built)')
+            return _entry_forward(model_dir, shapes, ' (found for this config and checkpoint: not built)', int8)
     except Exception as err:  # the full start builds the model and tries again
         logger.warning(f'cached model of this config and checkpoint not loaded: {type(err).__name__}: '
                        f'{one_line(err, limit=300)}')

@@ -23,6 +23,7 @@ images.
 import numpy as np
 import paddle
 
+from paddle_psp.config import build_component
 from paddle_psp.core.errors import UserError
 
 
@@ -31,23 +32,62 @@ CALIBRATION_ALGO = 'abs_max'
 DEFAULT_CALIB_IMAGES = 32
 
 
+def check_quantize(quantize, calib_images, fast=True):
+    """Whether ``--quantize`` / ``--calib_images`` ask for int8 (False: fp32).
+
+    Raises:
+        UserError: An unknown ``quantize``, ``calib_images`` < 1, or 'int8' off the fast CPU path (``fast``
+            false: ``--dygraph``).
+    """
+    if quantize not in QUANTIZE_CHOICES:
+        raise UserError(f'--quantize {quantize}: expected one of {", ".join(QUANTIZE_CHOICES)}')
+    if quantize != 'none' and not fast:
+        raise UserError(f'--quantize {quantize}: runs on the fast CPU path; expected it without --dygraph')
+    if calib_images < 1:
+        raise UserError(f'--calib_images {calib_images}: expected a positive number of images')
+    return quantize == 'int8'
+
+
+def calibration_section(cfg):
+    """The config's train_dataset section with the val_dataset's transforms (deterministic, whole images: the
+    training images as inference sees them), from which the calibration images come.
+
+    Raises:
+        UserError: The config has no train_dataset.
+    """
+    train = cfg.section('train_dataset')  # a UserError naming the config when it is missing
+    return dict(train, transforms=cfg.dic.get('val_dataset', {}).get('transforms', train.get('transforms')))
+
+
 def config_calibration(cfg, quantize, calib_images=DEFAULT_CALIB_IMAGES):
     """The calibration batches ``--quantize`` / ``--calib_images`` ask for: None for 'none' (fp32), else
     the first ``calib_images`` images of the config's train_dataset, through the val_dataset's transforms.
 
     Raises:
-        UserError: An unknown ``quantize``, ``calib_images`` < 1, or a config without train_dataset.
+        UserError: See :func:`check_quantize`; a config without train_dataset, or a bad one.
     """
-    if quantize not in QUANTIZE_CHOICES:
-        raise UserError(f'--quantize {quantize}: expected one of {", ".join(QUANTIZE_CHOICES)}')
-    if calib_images < 1:
-        raise UserError(f'--calib_images {calib_images}: expected a positive number of images')
-    if quantize == 'none':
+    if not check_quantize(quantize, calib_images):
         return None
-    train = cfg.section('train_dataset')  # a UserError naming the config when it is missing
-    # the training images as inference sees them: the val transforms (deterministic, whole images)
-    transforms = cfg.dic.get('val_dataset', {}).get('transforms', train.get('transforms'))
-    return calibration_batches(cfg.build_dataset('train_dataset', dict(train, transforms=transforms)), calib_images)
+    return calibration_batches(cfg.build_dataset('train_dataset', calibration_section(cfg)), calib_images)
+
+
+def calibration_recipe(cfg, calib_images):
+    """What :func:`config_calibration` of ``calib_images`` images is made of, known without running the
+    transforms or reading an image: the calibration algorithm, the count, the train_dataset section with the
+    val transforms, and the paths of the image and label files of the first ``calib_images`` samples (see
+    :func:`paddle_psp.inference.recipe.recipe_key`, which identifies those files).
+
+    Returns:
+        dict: The facts, or None when the dataset cannot be listed (the full start reports why).
+    """
+    try:
+        section = calibration_section(cfg)
+        dataset = build_component(section, 'train_dataset', cfg.path)  # lists the files, reads none
+        pairs = dataset.file_list[:calib_images]
+    except Exception:  # noqa: BLE001 (any failure: no shortcut; config_calibration raises it properly)
+        return None
+    return {'algo': CALIBRATION_ALGO, 'images': calib_images, 'dataset': section,
+            'files': [path for pair in pairs for path in pair if path is not None]}
 
 
 def calibration_batches(dataset, count):

@@ -1,8 +1,9 @@
 """Recipes: a cached export found from what it is made of, without building the model or reading the checkpoint.
 
 An export's cache key (:func:`paddle_psp.inference.predictor.model_fingerprint`) hashes the model's weights
-and structure, so it needs the model built and its checkpoint loaded: seconds for ResNet-50. A *recipe*
-names the same export by what produced it (:func:`recipe_key`):
+and structure (and, for int8, the calibration images after the transforms), so it needs the model built and
+its checkpoint loaded: seconds for ResNet-50. A *recipe* names the same export by what produced it
+(:func:`recipe_key`):
 
 * the model section of the config as the model is built from it (:meth:`SegConfig.model_config`, after
   ``_base_``, ``--opts`` and PaddleSeg's built-ins replaced), as sorted JSON;
@@ -10,7 +11,10 @@ names the same export by what produced it (:func:`recipe_key`):
   the file :func:`paddle_psp.weights.hub.cached_path` finds): its real path, size, modification and change
   times, inode and device, so a rewritten, replaced or touched checkpoint is another recipe;
 * the versions of Paddle and PaddleSeg, and a digest of the Python files of the running package and of the
-  folders of the classes the model section names.
+  folders of the classes the model section names;
+* for an int8 export (``--quantize int8``), what its calibration is made of: the algorithm, ``--calib_images``
+  N, the train_dataset section with the val transforms, and the identities (as the checkpoint's) of the image
+  and label files of the first N train samples, so a touched calibration image or another N is another recipe.
 
 The cache's index maps a recipe to the key a full start computed from it, with a digest of the source
 folders of the model's layer classes as they were then (:func:`source_record`). The shortcut is taken only
@@ -32,23 +36,22 @@ from paddle_psp.weights import hub
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def recipe_key(cfg, model_path):
+def recipe_key(cfg, model_path, calibration=None):
     """A hex digest of what the fast path's export of ``cfg``'s model with ``model_path`` is made of.
 
     Args:
         cfg (paddle_psp.config.SegConfig): The loaded config.
         model_path (str): Checkpoint: a file, a folder holding one, a URL or a zoo name.
+        calibration (dict, optional): For the int8 export, what its calibration is made of
+            (:func:`paddle_psp.inference.quantize.calibration_recipe`): its ``files`` enter as their
+            identities (:func:`file_identity`), the rest as it is. Default: None (the fp32 export).
 
     Returns:
-        str: The digest, or None when the checkpoint is not on disk yet (a download) or ``model_path`` is
-        not valid (the full start reports it).
+        str: The digest, or None when the checkpoint is not on disk yet (a download), ``model_path`` is
+        not valid or a calibration file is missing (the full start reports it).
     """
-    path = hub.cached_path(model_path)
-    try:
-        stat = os.stat(path) if path else None
-    except OSError:  # gone meanwhile
-        stat = None
-    if stat is None:
+    checkpoint = file_identity(hub.cached_path(model_path))
+    if checkpoint is None:
         return None
     model_cfg = cfg.model_config(pretrained=False)
     try:
@@ -58,13 +61,28 @@ def recipe_key(cfg, model_path):
     facts = {
         'model': model_cfg,
         'sources': folders_digest(sorted(folders)),
-        'checkpoint': [os.path.realpath(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino,
-                       stat.st_dev],
+        'checkpoint': checkpoint,
         'paddle': paddle.__version__,
         'paddleseg': paddleseg.__version__,
     }
+    if calibration is not None:
+        facts['calibration'] = dict(calibration, files=[file_identity(path) for path in calibration['files']])
+        if None in facts['calibration']['files']:
+            return None
     text = json.dumps(facts, sort_keys=True, default=repr)
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def file_identity(path):
+    """What tells file ``path`` from a rewritten, replaced or touched one: its real path, size, modification
+    and change times, inode and device; None when ``path`` is None or gone."""
+    try:
+        stat = os.stat(path) if path else None
+    except OSError:  # gone meanwhile
+        stat = None
+    if stat is None:
+        return None
+    return [os.path.realpath(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
 
 
 def source_record(layers):
