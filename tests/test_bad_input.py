@@ -207,6 +207,10 @@ ROWS = [
      {'{tmp}/c.yml': config(lambda d: d.pop('train_dataset'))}, 'train_dataset: missing'),
     (BENCHMARK + ['--save_dir', '{tmp}/file'], {'{tmp}/file': 'file'}, '--save_dir {tmp}/file'),
     (BENCHMARK + ['--save_dir', ''], {}, '--save_dir'),
+    (BENCHMARK + ['--quantize', 'int8', '--save_dir', '{tmp}/out'], {},
+     '--quantize int8: runs on the fast CPU path; expected it without --dygraph'),
+    (BENCHMARK[:-1] + ['--quantize', 'int8', '--calib_images', '0', '--save_dir', '{tmp}/out'], {},
+     '--calib_images 0: expected a positive number'),
 ]
 
 

@@ -75,8 +75,10 @@ def run_benchmark(setup, save_dir, *extra):
 
 
 def val_scores(setup, *flags):
-    """The scores one `paddleseg val` run (evaluate.main) computes."""
-    return evaluate.main(['--config', setup['config'], '--model_path', setup['checkpoint'], '--dygraph', *flags])
+    """The scores one `paddleseg val` run (evaluate.main) computes (on the dygraph model, except with --quantize,
+    which runs on the fast path)."""
+    path = [] if '--quantize' in flags else ['--dygraph']
+    return evaluate.main(['--config', setup['config'], '--model_path', setup['checkpoint'], *path, *flags])
 
 
 @pytest.fixture(scope='module')
@@ -261,6 +263,55 @@ def test_existing_results_need_resume_or_overwrite(full_run, setup, tmp_path):
     assert '1 of 4 val images (--limit)' in (save_dir / benchmark.RESULTS_MARKDOWN).read_text()
 
 
+def test_int8_benchmark_runs_the_int8_forward_and_resume_needs_the_same_quantization(setup, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """--quantize int8: the val --quantize int8 forward (its cache entry), a table marked INT8, and a progress file
+    that only the same --quantize and --calib_images resume (one error line otherwise, nothing touched)."""
+    monkeypatch.setenv('PADDLE_PSP_CACHE', str(tmp_path / 'cache'))
+    own = ['--config', setup['config'], '--model_path', setup['checkpoint'], '--scales', '1.0']
+    int8 = ['--quantize', 'int8', '--calib_images', '2']
+    save_dir = tmp_path / 'int8'
+    assert cli.main(['benchmark', *own, *int8, '--save_dir', str(save_dir)]) == 0
+    results = json.loads((save_dir / benchmark.RESULTS_JSON).read_text())
+    entry = results['entries'][0]
+    assert results['environment']['forward'] == 'fast_forward_int8' and results['settings']['calib_images'] == 2
+    assert entry['quantize'] == {'mode': 'int8', 'calib_images': 2, 'algo': 'abs_max'}
+    table = (save_dir / benchmark.RESULTS_MARKDOWN).read_text()
+    assert table.startswith('### Cityscapes (INT8, post-training quantized)\n')
+    assert 'calibrated on the first 2 train_dataset images' in table
+    entries = os.listdir(tmp_path / 'cache')
+    separate = val_scores(setup, *int8)  # (val's --dygraph is dropped below: int8 runs on the fast path)
+    assert sorted(os.listdir(tmp_path / 'cache')) == sorted(entries)  # the same int8 entry, found by its recipe
+    moved = np.abs(np.array(entry['columns']['miou']['confusion']) - separate['confusion']).sum() // 2
+    assert moved <= 0.001 * separate['confusion'].sum()  # the one batched flip pair may round differently
+
+    before = {path: path.read_bytes() for path in save_dir.rglob('*') if path.is_file()}
+    capsys.readouterr()
+    for other in ([], ['--quantize', 'int8', '--calib_images', '3']):
+        assert cli.main(['benchmark', *own, *other, '--save_dir', str(save_dir), '--resume']) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and 'ZooPSPNet.jsonl: was recorded with other settings' in err[0], err
+        assert 'quantize' in err[0].split('(')[1]
+        assert {path: path.read_bytes() for path in save_dir.rglob('*') if path.is_file()} == before
+    assert cli.main(['benchmark', *own, *int8, '--save_dir', str(save_dir), '--resume']) == 0
+    resumed = json.loads((save_dir / benchmark.RESULTS_JSON).read_text())['entries'][0]
+    assert resumed['timings']['session_images'] == 0 and resumed['columns'] == entry['columns']
+
+    fp32_dir = tmp_path / 'fp32'
+    assert cli.main(['benchmark', *own, '--limit', '1', '--save_dir', str(fp32_dir)]) == 0
+    capsys.readouterr()
+    assert cli.main(['benchmark', *own, '--limit', '1', *int8, '--save_dir', str(fp32_dir), '--resume']) == 2
+    assert 'was recorded with other settings (forward, quantize differ)' in capsys.readouterr().err
+
+
+def config_without_train_dataset(directory, data_root):
+    dic = tiny_config_dict(data_root)
+    del dic['train_dataset']
+    path = directory / 'no_train.yml'
+    path.write_text(yaml.safe_dump(dic, sort_keys=False))
+    return str(path)
+
+
 def write_empty_dataset(root):
     for folder in ('leftImg8bit', 'gtFine'):
         os.makedirs(os.path.join(root, folder, 'val'))
@@ -268,7 +319,7 @@ def write_empty_dataset(root):
 
 
 @pytest.mark.parametrize('case', ['unknown_zoo', 'other_model', 'no_images', 'unwritable', 'zoo_and_config',
-                                  'repeated_scale'])
+                                  'repeated_scale', 'int8_without_train_dataset'])
 def test_bad_input_is_a_one_line_error(case, setup, tmp_path, capsys):
     base = ['benchmark', '--dygraph', '--save_dir', str(tmp_path / 'out')]
     own = ['--config', setup['config'], '--model_path', setup['checkpoint']]
@@ -281,13 +332,19 @@ def test_bad_input_is_a_one_line_error(case, setup, tmp_path, capsys):
         'unwritable': (own, 'cannot write there'),
         'zoo_and_config': (own + ['--zoo', 'all'], 'expected either --zoo'),
         'repeated_scale': (own + ['--scales', '1.0', '0.5', '1'], 'a scale is repeated'),
+        'int8_without_train_dataset': (['--config', config_without_train_dataset(tmp_path, setup['root']),
+                                        '--model_path', setup['checkpoint'], '--quantize', 'int8'],
+                                       'train_dataset: missing'),
     }[case]
+    if case == 'int8_without_train_dataset':
+        base.remove('--dygraph')
     if case == 'unwritable':
         (tmp_path / 'file').write_text('')
         base[-1] = str(tmp_path / 'file' / 'out')
     assert cli.main(base + argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith('paddleseg benchmark: error: ') and expected in err
+    assert not (tmp_path / 'out' / benchmark.PROGRESS_DIR).exists()
 
 
 # ------------------------------------------------------------------------------------------- zoo entries
