@@ -344,7 +344,8 @@ def test_bad_input_is_a_one_line_error(case, setup, tmp_path, capsys):
     assert cli.main(base + argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith('paddleseg benchmark: error: ') and expected in err
-    assert not (tmp_path / 'out' / benchmark.PROGRESS_DIR).exists()
+    if case == 'int8_without_train_dataset':  # found before the progress file is made
+        assert not (tmp_path / 'out' / benchmark.PROGRESS_DIR).exists()
 
 
 # ------------------------------------------------------------------------------------------- zoo entries
