@@ -76,48 +76,51 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.calib_images < 1:
         parser.error('--repeats and --calib_images: expected at least 1')
+    if args.work:
+        os.makedirs(args.work, exist_ok=True)
+        return measure(args, os.path.abspath(args.work))
+    with tempfile.TemporaryDirectory(prefix='paddle-psp-int8-warm-') as work:
+        return measure(args, work)
+
+
+def measure(args, work):
+    """Every run, printed as it ends, then the medians and ratios; returns 0."""
     from paddle_psp.core import runtime, util
-    work = os.path.abspath(args.work or tempfile.mkdtemp(prefix='paddle-psp-int8-warm-'))
-    os.makedirs(work, exist_ok=True)
     os.chdir(work)  # `python -m` puts the working folder first on sys.path: not this checkout's packages
-    try:
-        sources = {'before': unpack(args.before, os.path.join(work, 'before_src')), 'after': REPO}
-        default = speed.default_env()
-        print(speed.header_line({'default': default, 'tuned': speed.tuned_env()}, 'int8_warm_start.py')
-              + f'; before = {args.before}, after = this checkout')
-        config, weights, image = prepare(work, args.model, speed.parse_size(args.size), args.calib_images)
-        envs = {}
-        for name, source in sources.items():
-            env = {key: value for key, value in default.items() if key != runtime.NO_TUNING_VAR}
-            env.update(PYTHONPATH=os.pathsep.join([source, HERE]), PADDLE_PSP_CACHE=os.path.join(work, f'cache_{name}'))
-            shutil.rmtree(env['PADDLE_PSP_CACHE'], ignore_errors=True)
-            envs[name] = env
-        print(f'{util.usable_cpus()} usable CPUs; load average before: {util.load_average_text()}')
-        print(f'{"run":<24} {"wall":>9}  {"1st image":>8}  breakdown (1st image: process start to the first forward)')
-        runs = {name: [] for name in sources}
-        plan = [(name, 'cold') for name in sources] + [(name, 'warm') for _ in range(args.repeats) for name in sources]
-        for name, kind in plan:
-            save_dir = os.path.join(work, 'out', name)
-            shutil.rmtree(save_dir, ignore_errors=True)
-            result = end_to_end.ours(['predict', '--config', config, '--model_path', weights, '--image_path', image,
-                                      '--save_dir', save_dir, '--profile', '--quantize', 'int8', '--calib_images',
-                                      str(args.calib_images)], envs[name])
-            if kind == 'warm':
-                runs[name].append(result[:2])
-            end_to_end.row(f'{name}, {kind}', *result)
-        median = {name: (statistics.median(w for w, _ in got), statistics.median(f for _, f in got))
-                  for name, got in runs.items()}
-        pngs = [np.asarray(Image.open(os.path.join(work, 'out', name, 'pseudo_color_prediction',
-                                                   os.path.basename(image)))) for name in sources]
-        print(f'\nwarm medians of {args.repeats}: first image before {median["before"][1]:.2f} s, after '
-              f'{median["after"][1]:.2f} s, after / before {median["after"][1] / median["before"][1]:.2f}x; '
-              f'wall before {median["before"][0]:.2f} s, after {median["after"][0]:.2f} s, after / before '
-              f'{median["after"][0] / median["before"][0]:.2f}x; predictions '
-              + ('identical' if np.array_equal(*pngs) else 'DIFFER'))
-        print(f'load average after: {util.load_average_text()}')
-    finally:
-        if not args.work:
-            shutil.rmtree(work, ignore_errors=True)
+    sources = {'before': unpack(args.before, os.path.join(work, 'before_src')), 'after': REPO}
+    default = speed.default_env()
+    print(speed.header_line({'default': default, 'tuned': speed.tuned_env()}, 'int8_warm_start.py')
+          + f'; before = {args.before}, after = this checkout')
+    config, weights, image = prepare(work, args.model, speed.parse_size(args.size), args.calib_images)
+    envs = {}
+    for name, source in sources.items():
+        env = {key: value for key, value in default.items() if key != runtime.NO_TUNING_VAR}
+        env.update(PYTHONPATH=os.pathsep.join([source, HERE]), PADDLE_PSP_CACHE=os.path.join(work, f'cache_{name}'))
+        shutil.rmtree(env['PADDLE_PSP_CACHE'], ignore_errors=True)
+        envs[name] = env
+    print(f'{util.usable_cpus()} usable CPUs; load average before: {util.load_average_text()}')
+    print(f'{"run":<24} {"wall":>9}  {"1st image":>8}  breakdown (1st image: process start to the first forward)')
+    runs = {name: [] for name in sources}
+    plan = [(name, 'cold') for name in sources] + [(name, 'warm') for _ in range(args.repeats) for name in sources]
+    for name, kind in plan:
+        save_dir = os.path.join(work, 'out', name)
+        shutil.rmtree(save_dir, ignore_errors=True)
+        result = end_to_end.ours(['predict', '--config', config, '--model_path', weights, '--image_path', image,
+                                  '--save_dir', save_dir, '--profile', '--quantize', 'int8', '--calib_images',
+                                  str(args.calib_images)], envs[name])
+        if kind == 'warm':
+            runs[name].append(result[:2])
+        end_to_end.row(f'{name}, {kind}', *result)
+    median = {name: (statistics.median(w for w, _ in got), statistics.median(f for _, f in got))
+              for name, got in runs.items()}
+    pngs = [np.asarray(Image.open(os.path.join(work, 'out', name, 'pseudo_color_prediction',
+                                               os.path.basename(image)))) for name in sources]
+    print(f'\nwarm medians of {args.repeats}: first image before {median["before"][1]:.2f} s, after '
+          f'{median["after"][1]:.2f} s, after / before {median["after"][1] / median["before"][1]:.2f}x; '
+          f'wall before {median["before"][0]:.2f} s, after {median["after"][0]:.2f} s, after / before '
+          f'{median["after"][0] / median["before"][0]:.2f}x; predictions '
+          + ('identical' if np.array_equal(*pngs) else 'DIFFER'))
+    print(f'load average after: {util.load_average_text()}')
     return 0
 
 

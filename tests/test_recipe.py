@@ -107,14 +107,18 @@ def test_the_recipe_key_sees_each_part_of_the_recipe(synthetic_root, tmp_path, m
 @pytest.fixture(scope='module')
 def warm(synthetic_root, tmp_path_factory):
     """A tiny PSPNet config and checkpoint, one image, and an export cache warmed by one predict."""
-    folder = tmp_path_factory.mktemp('recipe')
-    paths = write_checkpoints(folder, synthetic_root, seed=5)
-    image = sorted(os.path.join(r, f) for r, _, fs in os.walk(os.path.join(synthetic_root, 'leftImg8bit', 'val'))
+    return warmed(synthetic_root, tmp_path_factory.mktemp('recipe'))
+
+
+def warmed(data_root, folder, *extra):
+    """:func:`warm` in ``folder``, the predict run with flags ``extra``."""
+    paths = write_checkpoints(folder, data_root, seed=5)
+    image = sorted(os.path.join(r, f) for r, _, fs in os.walk(os.path.join(data_root, 'leftImg8bit', 'val'))
                    for f in fs)[0]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(cache.CACHE_VAR, str(folder / 'cache'))
-        labels = run_predict(paths, image, str(folder / 'cold'))
-    return dict(paths, image=image, cache=str(folder / 'cache'), labels=labels)
+        labels = run_predict(paths, image, str(folder / 'cold'), *extra)
+    return dict(paths, image=image, cache=str(folder / 'cache'), labels=labels, data=data_root)
 
 
 def run_predict(paths, image, save_dir, *extra):
@@ -228,14 +232,7 @@ INT8 = ('--quantize', 'int8', '--calib_images', '2')
 @pytest.fixture(scope='module')
 def warm_int8(synthetic_root, tmp_path_factory):
     """The tiny PSPNet's int8 export calibrated on 2 train images, cached by one predict."""
-    folder = tmp_path_factory.mktemp('recipe_int8')
-    paths = write_checkpoints(folder, synthetic_root, seed=5)
-    image = sorted(os.path.join(r, f) for r, _, fs in os.walk(os.path.join(synthetic_root, 'leftImg8bit', 'val'))
-                   for f in fs)[0]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(cache.CACHE_VAR, str(folder / 'cache'))
-        labels = run_predict(paths, image, str(folder / 'cold'), *INT8)
-    return dict(paths, image=image, cache=str(folder / 'cache'), labels=labels, data=synthetic_root)
+    return warmed(synthetic_root, tmp_path_factory.mktemp('recipe_int8'), *INT8)
 
 
 @pytest.fixture
