@@ -1,5 +1,6 @@
 """`paddleseg predict` (coloured PNGs) and `paddleseg export` (Paddle Inference model + deploy.yaml)."""
 import os
+import shutil
 
 import cv2
 import numpy as np
@@ -215,3 +216,16 @@ def test_fast_forward_int8_is_a_cache_entry_of_its_own(setup, tmp_path):
     got, expected = int8(batch), fp32(batch)
     assert got.shape == expected.shape and not np.allclose(got, expected)  # quantized, not the fp32 model
     assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.75
+    # each entry holds the program of its graph passes (int8: the int8 passes), which computes what the
+    # export computes with those passes run at load
+    for name in entries:
+        assert set(predictor.OPTIMIZED_FILES) <= set(os.listdir(os.path.join(cache_dir, name)))
+    plain, optimized = str(tmp_path / 'plain_int8'), str(tmp_path / 'optimized_int8')
+    export.save_static_model(predictor.inference_copy(setup['model']), plain, [None, 3, None, None], 'none',
+                             calibration)
+    shutil.copytree(plain, optimized)
+    predictor.save_optimized(optimized, int8=True)
+    assert set(os.listdir(optimized)) == set(predictor.OPTIMIZED_FILES)
+    at_load, saved = (predictor.inference_forward(folder, int8=True) for folder in (plain, optimized))
+    for batch in (batch, np.concatenate([normalized(p)[..., :96] for p in setup['images'][:2]])):
+        np.testing.assert_array_equal(saved(batch), at_load(batch))
