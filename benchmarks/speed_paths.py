@@ -227,7 +227,8 @@ def main(spec):
         runtime.set_math_threads(threads)
     started = os.getloadavg()[0]
     result = TASKS[spec['task']](spec)
-    result.update(peak_rss_gib=peak_rss_bytes() / GIB, load_before=started, load_after=os.getloadavg()[0])
+    result.update(peak_rss_gib=peak_rss_bytes() / GIB, load_before=started, load_after=os.getloadavg()[0],
+                  math_threads=runtime.math_threads())
     print('RESULT ' + json.dumps(result), flush=True)
 
 

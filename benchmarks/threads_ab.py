@@ -10,7 +10,7 @@ the load average is printed, and the CPU time beside the wall time)::
 Each measurement is one :mod:`speed_paths` subprocess (one warm-up run, then ``--repeat`` timed runs), in
 the environment ``paddleseg`` gives the task (``tuning_env``: the training tuning for the step), with
 ``FLAGS_paddle_num_threads`` 1 or N (``--threads``, default the physical cores), which the child applies
-in-process. The variants alternate, 1 N 1 N ..., so that a change of load hits both alike; each row is the
+in-process and reports (a child on another count stops the run). The variants alternate, 1 N 1 N ..., so that a change of load hits both alike; each row is the
 median over ``--rounds`` children. With N threads the CPU time stays about the same or rises (the threads
 also wait on each other) while the wall time falls: the wall ratio is the speed-up, meaningful idle only.
 """
@@ -36,6 +36,16 @@ def envs(threads):
             environments[f'{task} {count}'] = dict(tuned_env(training=training),
                                                    **{runtime.THREADS_VAR: str(count)})
     return environments
+
+
+def checked(results, counts):
+    """``results`` ({label: [child results]}) after checking that each child computed on the thread count
+    ``counts`` gives for its label (it reports the count it applied)."""
+    for label, rows in results.items():
+        wrong = [row['math_threads'] for row in rows if row['math_threads'] != counts[label]]
+        if wrong:
+            raise SystemExit(f'{label}: a child ran on {wrong[0]} math threads, expected {counts[label]}')
+    return results
 
 
 def build_parser():
@@ -64,6 +74,7 @@ def main(argv=None):
     environments = envs(args.threads)
     print(header(environments, script='threads_ab.py'), flush=True)
     one, many = '1 thread', f'{args.threads} threads'
+    counts = {one: 1, many: args.threads}
     tables = []
     with tempfile.TemporaryDirectory(prefix='psp_threads_ab_') as work:
         batch = os.path.join(work, 'input.npy')
@@ -75,14 +86,14 @@ def main(argv=None):
                 spec = {'task': 'train', 'model': name, 'weights': weights, 'size': args.train,
                         'repeat': args.repeat}
                 variants = [(one, False, 'train 1'), (many, False, f'train {args.threads}')]
-                results = interleaved(variants, args.rounds, spec, environments)
+                results = checked(interleaved(variants, args.rounds, spec, environments), counts)
                 tables.append(table(f'{MODELS[name]}, training step, batch 2, {args.train[0]}x{args.train[1]}',
                                     results, one))
             if not args.no_eval:
                 spec = {'task': 'eval', 'model': name, 'weights': weights, 'input': batch, 'fast': False,
                         'repeat': args.repeat, 'output': os.path.join(work, 'out.npy'), 'cache_dir': work}
                 variants = [(one, False, 'eval 1'), (many, False, f'eval {args.threads}')]
-                results = interleaved(variants, args.rounds, spec, environments)
+                results = checked(interleaved(variants, args.rounds, spec, environments), counts)
                 tables.append(table(f'{MODELS[name]}, dygraph evaluation forward, batch 1, '
                                     f'{args.size[0]}x{args.size[1]}', results, one))
     print()

@@ -138,6 +138,7 @@ def test_log_line_names_user_settings(monkeypatch):
     level = logger.level
     logger.setLevel(logging.DEBUG)  # the tuning line is a debug message
     monkeypatch.setitem(runtime._state, 'logged', False)
+    monkeypatch.setitem(runtime._state, 'threads', None)
     monkeypatch.setattr(runtime, 'set_math_threads', lambda count: None)  # not this test process' threads
     monkeypatch.setenv('MKL_DEBUG_CPU_TYPE', '5')
     monkeypatch.setenv('MALLOC_MMAP_THRESHOLD_', '1048576')

@@ -33,16 +33,18 @@ with it and peaks at 3.34 instead of 3.83 GiB (PaddleSeg's default: 3.81); PSPNe
 5 % more, 3.96 instead of 4.24 GiB (PaddleSeg's: 4.60): the trade the AMD figures show.
 Evaluation, prediction and export, where it costs time and saves next to nothing, run without it.
 
-Threads: Paddle's dygraph CPU kernels (MKL GEMM under the convolutions) run on ONE thread unless told
-otherwise: Paddle writes ``OMP_NUM_THREADS=1`` into the environment at import when it is unset, and its flag
-``FLAGS_paddle_num_threads`` (default 1) is NOT applied to dygraph or to ``to_static`` programs when it comes
-from the environment (measured with libiomp5's ``omp_get_max_threads`` after import, after an op and after a
-static program: it stays 1). ``paddle.base.core.set_num_threads(n)`` sets MKL's and OpenMP's count in-process,
-and a static program does not reset it. On the 2-core Intel Xeon (family 6, model 207), 2026-11-29, two threads
-made a PSPNet R50 training step 0.61x (256x256) and 0.72x (128x128) of the one-thread time. (The earlier
-note here that threads did not help came from the AMD machine; see ``benchmarks/tuning_ab.py --threads`` for
-the interleaved figures.) The result is not bitwise equal to one thread's (another summation order) but is
-deterministic for a fixed count: the same run with 2 threads gives the same weights bit for bit, every time.
+Threads: Paddle's dygraph CPU kernels (MKL GEMM under the convolutions) run on ONE thread by default.
+Measured on the 2-core Intel Xeon (family 6, model 207), Paddle 3.3.1, 2026-11-29, with the count libiomp5's
+``omp_get_max_threads`` reports after import, after an op and after a ``to_static`` program: Paddle writes
+``OMP_NUM_THREADS=1`` into the environment at import when it is unset; its flag ``FLAGS_paddle_num_threads``
+(default 1), given in the environment, is NOT applied (the count stays 1); ``OMP_NUM_THREADS=2`` given before
+the import is (2); ``paddle.base.core.set_num_threads(n)`` sets MKL's and OpenMP's count in-process (n), and a
+static program does not reset it. Two threads made a PSPNet R50 training step 0.61x (256x256) and 0.72x
+(128x128) of the one-thread time (``benchmarks/threads_ab.py`` prints the interleaved figures for both models,
+training and evaluation). The earlier note here, that threads did not help, came from ``OMP_NUM_THREADS`` on
+the AMD machine and is not confirmed here. Two threads' weights are not bitwise equal to one thread's
+(another summation order) but are deterministic for a fixed count: the same run on 2 threads gives the same
+weights bit for bit, every time, and a killed and resumed run those of an uninterrupted one (tested).
 
 So the tuning sets the math threads of every ``paddleseg`` process (:func:`math_threads_setting`): the
 physical cores this process may use, divided among the data-parallel ranks on this host
@@ -79,7 +81,7 @@ THREADS_VAR = 'FLAGS_paddle_num_threads'
 LOCAL_RANKS_VARS = ('PADDLE_LOCAL_SIZE', 'PADDLE_TRAINERS_NUM')
 TUNING_VARIABLES = ('MKL_DEBUG_CPU_TYPE', MMAP_THRESHOLD_VAR, THREADS_VAR)
 
-_state = {'logged': False, 'threads': None, 'threads_note': ''}
+_state = {'logged': False, 'threads': None}
 
 
 def is_amd_cpu(text=None):
@@ -226,8 +228,7 @@ def apply_cpu_tuning(enabled=True, training=False):
         _set_mmap_threshold(int(added[MMAP_THRESHOLD_VAR]))
     if threads is not None:
         set_math_threads(threads)
-        _state['threads_note'] = note
-    _log_once(added)
+    _log_once(added, note)
     return added
 
 
@@ -254,7 +255,7 @@ def _set_mmap_threshold(size):
         return False
 
 
-def _log_once(added):
+def _log_once(added, threads_note):
     if _state['logged']:
         return
     _state['logged'] = True
@@ -266,7 +267,7 @@ def _log_once(added):
     active = {key: os.environ[key] for key in TUNING_VARIABLES if key in os.environ}
     cpu = ['AMD' if is_amd_cpu(cpuinfo) else '', mkl_cpu_type(cpuinfo)[1]]
     notes = {'MKL_DEBUG_CPU_TYPE': ', '.join(filter(None, cpu)),
-             THREADS_VAR: 'math threads' + (f', {_state["threads_note"]}' if THREADS_VAR in added else '')}
+             THREADS_VAR: 'math threads' + (f', {threads_note}' if THREADS_VAR in added else '')}
     settings = []
     for key, value in active.items():
         note = ', '.join(filter(None, [notes.get(key), '' if key in added else 'set by the user']))
