@@ -21,5 +21,5 @@ setup(
         'filelock',
         'tqdm',
     ],
-    entry_points={'console_scripts': ['paddleseg=paddle_psp_cli:main']},
+    entry_points={'console_scripts': ['paddleseg=paddle_psp_cli:console_main']},
 )

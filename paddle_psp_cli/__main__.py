@@ -1,6 +1,4 @@
 """``python -m paddle_psp_cli``: the ``paddleseg`` command."""
-import sys
+from paddle_psp_cli import console_main
 
-from paddle_psp_cli import main
-
-sys.exit(main())
+console_main()
