@@ -4,7 +4,8 @@
 the fast path's export, or the GEMM peak) and prints ``RESULT <json>``. ``speed.py`` starts it with the
 environment of the path being measured (the default one, or paddle-psp's CPU tuning), so variables such as
 ``MKL_DEBUG_CPU_TYPE`` and ``MALLOC_MMAP_THRESHOLD_`` apply from the process start and peak RSS is the
-child's alone.
+child's alone. ``FLAGS_paddle_num_threads`` in that environment is applied in-process, as ``paddleseg`` does
+(Paddle itself does not apply it to dygraph); without it the child runs Paddle's default (one thread).
 
 Paddle, PaddleSeg and paddle-psp are imported inside functions on purpose: ``speed.py`` imports this module
 for its helpers, and each child imports only what the path it measures uses. (Every child imports
@@ -219,10 +220,15 @@ def timed(function, repeat, cpu=None):
 
 def main(spec):
     """Run the task ``spec`` describes and print ``RESULT <json>`` (with peak RSS and the load average)."""
-    from paddle_psp.core.util import peak_rss_bytes  # lazy: see the module docstring
+    from paddle_psp.core import runtime  # lazy: see the module docstring
+    from paddle_psp.core.util import peak_rss_bytes
+    threads = runtime.positive_int(os.environ.get(runtime.THREADS_VAR))
+    if threads:
+        runtime.set_math_threads(threads)
     started = os.getloadavg()[0]
     result = TASKS[spec['task']](spec)
-    result.update(peak_rss_gib=peak_rss_bytes() / GIB, load_before=started, load_after=os.getloadavg()[0])
+    result.update(peak_rss_gib=peak_rss_bytes() / GIB, load_before=started, load_after=os.getloadavg()[0],
+                  math_threads=runtime.math_threads())
     print('RESULT ' + json.dumps(result), flush=True)
 
 

@@ -9,7 +9,9 @@ from ``speed.py``'s step times there)::
 
 The step is ``speed.py``'s (:func:`speed_paths.make_train_step`: batch 2, main + 0.4 x auxiliary
 cross-entropy, backward, Momentum SGD), run in this process with paddle-psp's CPU tuning applied, as
-``paddleseg train`` runs it. It prints, with the CPU and load average (:func:`speed.header_line`):
+``paddleseg train`` runs it, except its math threads: the step runs on Paddle's default single thread, so
+that the parts' GFLOP/s compare with the single-thread GEMM and the ``threads`` lever with the tuning's
+count (``benchmarks/threads_ab.py`` compares the two in separate processes). It prints, with the CPU and load average (:func:`speed.header_line`):
 
 1. One step under ``paddle.profiler`` (after a warm-up step): forward / backward / optimizer time and the
    operators by total time (outermost operator events; a backward node is named by its kernel).
@@ -43,6 +45,7 @@ import numpy as np
 from paddle_psp.core import runtime
 
 runtime.apply_cpu_tuning(training=True)  # before the first paddle computation, as ``paddleseg train`` does
+runtime.set_math_threads(1)  # the plain step on Paddle's default thread (see the module docstring)
 
 import paddle  # noqa: E402 (after the tuning)
 import paddle.profiler as profiler  # noqa: E402

@@ -36,7 +36,7 @@ def envs():
     speed.py's default environment (no tuning at all)}."""
     base = default_env()
     base.pop(runtime.NO_TUNING_VAR)
-    base.update(runtime.tuning_env(base))
+    base.update(runtime.tuning_env(base))  # with FLAGS_paddle_num_threads: the math threads paddleseg uses
     base.pop(VAR, None)
     base[runtime.NO_TUNING_VAR] = '1'  # children import paddle-psp; nothing may add the variable behind us
     return {'off': base, 'on': dict(base, **{VAR: str(runtime.MMAP_THRESHOLD)}), 'default': default_env()}
@@ -86,14 +86,15 @@ def build_parser():
     return parser
 
 
-def header(environments):
-    """When and where: the date, the CPU, the two environments and the load average."""
+def header(environments, script='tuning_ab.py'):
+    """When and where: the date, the CPU, the tuning variables of each environment and the load average."""
     cpuinfo = util.read_cpuinfo()
     date = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')
-    return (f'tuning_ab.py, {date}: CPU {util.cpu_vendor(cpuinfo)} {util.cpu_name(cpuinfo)} (family '
+    tuning = '; '.join(f'"{name}": {tuning_text(env)}' for name, env in environments.items())
+    return (f'{script}, {date}: CPU {util.cpu_vendor(cpuinfo)} {util.cpu_name(cpuinfo)} (family '
             f'{util.cpuinfo_field("cpu family", cpuinfo)}, model {util.cpuinfo_field("model", cpuinfo)}), '
-            f'{util.usable_cpus()} usable CPUs; "off": {tuning_text(environments["off"])}; "on": '
-            f'{tuning_text(environments["on"])}; load average at start: {util.load_average_text()}')
+            f'{util.usable_cpus()} usable CPUs, {runtime.physical_cores(cpuinfo)} physical cores; {tuning}; '
+            f'load average at start: {util.load_average_text()}')
 
 
 EVAL_VARIANTS = [('paddle-psp, off', False, 'off'), ('paddle-psp, on', False, 'on'),

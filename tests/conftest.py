@@ -11,12 +11,31 @@ import paddle
 import pytest
 import yaml
 
+from paddle_psp.core import runtime
 from paddle_psp.data.synthetic import make_cityscapes_like
 from paddle_psp.config import load_config
 
 SYNTHETIC_SPEC = {'num_train': 8, 'num_val': 4, 'size': (128, 64), 'seed': 0}
-# Environment for subprocesses: fast convolutions on AMD CPUs, one thread pool per process.
-SUBPROCESS_ENV = {'MKL_DEBUG_CPU_TYPE': '5', 'OMP_NUM_THREADS': '2'}
+# Environment for subprocesses: fast convolutions on AMD CPUs. Their math threads are paddle-psp's default
+# (the physical cores, split among local ranks: core/runtime.py), which the training tests thereby cover.
+SUBPROCESS_ENV = {'MKL_DEBUG_CPU_TYPE': '5'}
+
+
+@pytest.fixture(autouse=True)
+def undo_cpu_tuning():
+    """An in-process ``paddleseg`` call applies the CPU tuning to the test process (its variables, which
+    subprocesses would inherit as the user's, and Paddle's math threads): undo it after each test, so that
+    no later test depends on which ran before."""
+    names = runtime.TUNING_VARIABLES + (runtime.NO_TUNING_VAR,)
+    saved, threads = {name: os.environ.get(name) for name in names}, runtime.math_threads()
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if runtime.math_threads() != threads:
+        runtime.set_math_threads(threads)
 
 
 @pytest.fixture(scope='session')

@@ -24,6 +24,7 @@ import paddle_psp_cli as cli
 from paddle_psp import benchmark
 from paddle_psp.benchmark import cli as benchmark_cli
 from paddle_psp.benchmark.runner import drop_pretrained
+from paddle_psp.core import runtime
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 from paddle_psp.engine import evaluate
@@ -171,6 +172,7 @@ def test_results_json_and_markdown(full_run):
     env = results['environment']
     assert env['versions']['paddle'] == paddle.__version__ and env['versions']['paddleseg'] == '2.8.0'
     assert env['device']['paddle'] == 'cpu' and env['forward'] == 'dygraph'
+    assert env['device']['math_threads'] == runtime.math_threads()  # the count its dygraph forward ran on
     table = open(os.path.join(save_dir, benchmark.RESULTS_MARKDOWN)).read()
     lines = table.splitlines()
     assert lines[:4] == ['### Cityscapes', '', zoo.TABLE_HEADER, zoo.TABLE_ALIGN]

@@ -64,7 +64,9 @@ def train(directory, config, nodes=1, nproc=1, batch_size=BATCH):
     are 1); returns the directory of the ranks' final states (``--dump_ranks``)."""
     os.makedirs(directory)
     dump = os.path.join(directory, 'dump')
-    env = {**os.environ, **SUBPROCESS_ENV, 'OMP_NUM_THREADS': '1'}
+    # One math thread per process, whatever the layout: two launchers on one host cannot see each other
+    # (each would take all cores), and bit-equal weights need the same count (summation order) everywhere.
+    env = {**os.environ, **SUBPROCESS_ENV, 'FLAGS_paddle_num_threads': '1'}
     master = f'127.0.0.1:{free_port()}'
     commands = []
     for node in range(nodes):

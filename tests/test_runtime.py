@@ -24,6 +24,11 @@ def cpuinfo(vendor, flags, cores=((0, 0), (0, 1))):
 MALLOC = {'MALLOC_MMAP_THRESHOLD_': str(8 * 2 ** 20)} if runtime.is_glibc() else {}
 
 
+def threads(text):
+    """The math-thread variable the tuning adds on a CPU described by cpuinfo ``text`` (one process)."""
+    return {runtime.THREADS_VAR: str(runtime.physical_cores(text))}
+
+
 @pytest.mark.parametrize('text, expected', [
     (cpuinfo('AuthenticAMD', AVX512), {'MKL_DEBUG_CPU_TYPE': '7'}),
     (cpuinfo('AuthenticAMD', 'fpu sse2 avx avx2 fma'), {'MKL_DEBUG_CPU_TYPE': '5'}),
@@ -32,8 +37,8 @@ MALLOC = {'MALLOC_MMAP_THRESHOLD_': str(8 * 2 ** 20)} if runtime.is_glibc() else
     ('', {}),  # no /proc/cpuinfo
 ])
 def test_tuning_env_depends_on_the_cpu(text, expected):
-    assert runtime.tuning_env({}, cpuinfo=text) == expected
-    assert runtime.tuning_env({}, cpuinfo=text, training=True) == dict(expected, **MALLOC)
+    assert runtime.tuning_env({}, cpuinfo=text) == dict(expected, **threads(text))
+    assert runtime.tuning_env({}, cpuinfo=text, training=True) == dict(expected, **MALLOC, **threads(text))
 
 
 @pytest.mark.parametrize('vendor', ['AuthenticAMD', 'GenuineIntel'])
@@ -46,9 +51,10 @@ def test_mmap_threshold_only_for_training(vendor):
 
 def test_tuning_env_keeps_user_settings_and_can_be_switched_off():
     text = cpuinfo('AuthenticAMD', AVX512)
-    assert runtime.tuning_env({'MKL_DEBUG_CPU_TYPE': '5', **MALLOC}, cpuinfo=text, training=True) == {}
+    user = {'MKL_DEBUG_CPU_TYPE': '5', runtime.THREADS_VAR: '3', **MALLOC}
+    assert runtime.tuning_env(user, cpuinfo=text, training=True) == {}
     assert runtime.tuning_env({runtime.NO_TUNING_VAR: '1'}, cpuinfo=text, training=True) == {}
-    expected = {'MKL_DEBUG_CPU_TYPE': '7', **MALLOC}
+    expected = {'MKL_DEBUG_CPU_TYPE': '7', **MALLOC, **threads(text)}
     assert runtime.tuning_env({runtime.NO_TUNING_VAR: '0'}, cpuinfo=text, training=True) == expected
 
 
@@ -69,9 +75,13 @@ def test_physical_cores_counts_distinct_cores():
     assert runtime.physical_cores('') == USABLE
 
 
+# what decides the math threads besides the tuning variables
+THREAD_INPUTS = ('OMP_NUM_THREADS',) + runtime.LOCAL_RANKS_VARS
+
+
 def run_python(code, **env):
     environ = {key: value for key, value in os.environ.items()
-               if key not in runtime.TUNING_VARIABLES + (runtime.NO_TUNING_VAR,)}
+               if key not in runtime.TUNING_VARIABLES + (runtime.NO_TUNING_VAR,) + THREAD_INPUTS}
     environ.update(env)
     result = subprocess.run([sys.executable, '-c', code], env=environ, capture_output=True, text=True,
                             check=True)
@@ -128,8 +138,11 @@ def test_log_line_names_user_settings(monkeypatch):
     level = logger.level
     logger.setLevel(logging.DEBUG)  # the tuning line is a debug message
     monkeypatch.setitem(runtime._state, 'logged', False)
+    monkeypatch.setitem(runtime._state, 'threads', None)
+    monkeypatch.setattr(runtime, 'set_math_threads', lambda count: None)  # not this test process' threads
     monkeypatch.setenv('MKL_DEBUG_CPU_TYPE', '5')
     monkeypatch.setenv('MALLOC_MMAP_THRESHOLD_', '1048576')
+    monkeypatch.setenv(runtime.THREADS_VAR, '3')
     monkeypatch.delenv(runtime.NO_TUNING_VAR, raising=False)
     monkeypatch.setattr(runtime, 'read_cpuinfo', lambda path=runtime.CPUINFO: cpuinfo('AuthenticAMD', AVX512))
     try:
@@ -141,4 +154,58 @@ def test_log_line_names_user_settings(monkeypatch):
         logger.setLevel(level)
     assert [r.getMessage() for r in records] == [
         'cpu tuning: MKL_DEBUG_CPU_TYPE=5 (AMD, AVX-512, set by the user), '
-        f'MALLOC_MMAP_THRESHOLD_=1048576 (set by the user), {min(2, USABLE)} cores']
+        f'MALLOC_MMAP_THRESHOLD_=1048576 (set by the user), '
+        f'FLAGS_paddle_num_threads=3 (math threads, set by the user), {min(2, USABLE)} cores']
+
+
+# ------------------------------------------------------------------------------------------ math threads
+EIGHT_CORES = cpuinfo('GenuineIntel', AVX512, cores=[(0, core) for core in range(8)])
+
+
+@pytest.mark.parametrize('environ, expected', [
+    ({}, (8, '8 cores')),
+    ({'PADDLE_LOCAL_SIZE': '2', 'PADDLE_TRAINERS_NUM': '4'}, (4, '8 cores / 2 local ranks')),  # 2 per host
+    ({'PADDLE_TRAINERS_NUM': '4'}, (2, '8 cores / 4 local ranks')),  # no local size: never oversubscribe
+    ({'PADDLE_LOCAL_SIZE': '3'}, (2, '8 cores / 3 local ranks')),
+    ({'PADDLE_LOCAL_SIZE': '16'}, (1, '8 cores / 16 local ranks')),  # at least 1
+    ({runtime.THREADS_VAR: '3', 'PADDLE_LOCAL_SIZE': '2'}, (3, 'set by the user')),  # the user's value wins
+    ({runtime.THREADS_VAR: '1', 'OMP_NUM_THREADS': '4'}, (1, 'set by the user')),
+    ({'OMP_NUM_THREADS': '4'}, (4, 'from OMP_NUM_THREADS')),
+    ({'OMP_NUM_THREADS': '1'}, (8, '8 cores')),  # what Paddle writes at import: not the user's
+    ({runtime.THREADS_VAR: 'abc'}, (8, '8 cores')),  # no count: Paddle ignores it, so do we
+    ({runtime.THREADS_VAR: '0', 'PADDLE_LOCAL_SIZE': 'x'}, (8, '8 cores')),
+    ({runtime.NO_TUNING_VAR: '1', runtime.THREADS_VAR: '3'}, (None, 'PADDLE_PSP_NO_TUNING=1')),  # Paddle's own
+])
+def test_math_threads_rule(monkeypatch, environ, expected):
+    monkeypatch.setattr(runtime, 'usable_cpus', lambda: 8)
+    assert runtime.math_threads_setting(environ, cpuinfo=EIGHT_CORES) == expected
+    added = runtime.tuning_env(environ, cpuinfo=EIGHT_CORES).get(runtime.THREADS_VAR)
+    replaces = runtime.positive_int(environ.get(runtime.THREADS_VAR)) is None
+    assert added == (str(expected[0]) if expected[0] is not None and replaces else None)
+
+
+# MKL's thread count as Paddle's OpenMP runtime reports it, after paddle-psp's tuning (a fresh process)
+APPLY_AND_REPORT = (
+    'import ctypes, os; from paddle_psp.core import runtime; from paddle_psp.core.log import logger; '
+    'logger.setLevel("DEBUG"); runtime.apply_cpu_tuning(); import paddle; '
+    'paddle.matmul(paddle.ones([64, 64]), paddle.ones([64, 64])).numpy(); '
+    'libs = [line.split()[-1] for line in open("/proc/self/maps") if "libiomp5" in line]; '
+    'omp = ctypes.CDLL(libs[0]).omp_get_max_threads() if libs else None; '
+    'print("threads", omp, runtime.math_threads(), os.environ.get(runtime.THREADS_VAR))')
+
+
+@pytest.mark.parametrize('env, expected', [
+    ({}, (runtime.physical_cores(), runtime.physical_cores())),
+    ({'PADDLE_LOCAL_SIZE': '2'}, (max(1, runtime.physical_cores() // 2), max(1, runtime.physical_cores() // 2))),
+    ({runtime.THREADS_VAR: '3'}, (3, 3)),
+    ({runtime.NO_TUNING_VAR: '1'}, (1, None)),  # Paddle's default: one thread, nothing set for children
+])
+def test_apply_sets_the_math_threads_in_process_and_for_children(env, expected):
+    out = run_python(APPLY_AND_REPORT, **env)
+    omp, recorded, variable = out.split('threads ')[1].split()[:3]
+    if omp != 'None':  # Paddle's own OpenMP runtime (libiomp5) is loaded on x86 Linux builds
+        assert int(omp) == expected[0]
+    assert int(recorded) == expected[0]
+    assert variable == str(expected[1])
+    line = out.split('cpu tuning:')[1].splitlines()[0]
+    assert ('math threads' in line) == (expected[1] is not None)

@@ -15,6 +15,7 @@ from conftest import SUBPROCESS_ENV
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.config import load_config
 from paddle_psp.engine.loader import BatchCollator, EpochShardSampler, SeededSamples
+from paddle_psp.core import runtime
 from paddle_psp.core.errors import UserError
 
 PADDLESEG = shutil.which('paddleseg', path=os.path.dirname(sys.executable)) or shutil.which('paddleseg')
@@ -61,12 +62,17 @@ def vdl_scalars(logdir, tag):
     return [(record.id, record.value) for record in reader.get_data('scalar', tag)]
 
 
-def assert_same_state(a_path, b_path, keys=None, atol=1e-6):
+def assert_same_state(a_path, b_path, keys=None, atol=1e-6, exact=False):
+    """The state dicts saved at two paths agree on ``keys`` (default: all of the first): within a tolerance,
+    or with ``exact`` bit for bit."""
     a, b = paddle.load(a_path), paddle.load(b_path)
     keys = keys if keys is not None else a.keys()
     assert set(keys) <= set(b)
     for key in keys:
-        np.testing.assert_allclose(np.asarray(a[key]), np.asarray(b[key]), rtol=1e-5, atol=atol, err_msg=key)
+        if exact:
+            np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
+        else:
+            np.testing.assert_allclose(np.asarray(a[key]), np.asarray(b[key]), rtol=1e-5, atol=atol, err_msg=key)
 
 
 @pytest.fixture
@@ -78,7 +84,9 @@ def big_tmp_path(tmp_path):
 
 # -------------------------------------------------------------------------------------- whole runs
 def test_resume_after_sigkill_equals_straight_run(big_tmp_path, make_config):
-    """6 iterations straight == 3 iterations, SIGKILL right after iter_3's checkpoint, resume, 3 more."""
+    """6 iterations straight == 3 iterations, SIGKILL right after iter_3's checkpoint, resume, 3 more: bit for
+    bit (weights, optimizer state, losses), on the default math threads (all physical cores), since every run
+    of a fixed thread count sums in the same order."""
     config = make_config(big_tmp_path, iters=6)  # 8 images, batch 2: killed mid-epoch, resume crosses one
     common = ['--config', config, '--save_interval', '3', '--log_iters', '1', '--seed', '7']
     straight = run_train(common + ['--save_dir', str(big_tmp_path / 'straight'), '--num_workers', '0',
@@ -98,12 +106,14 @@ def test_resume_after_sigkill_equals_straight_run(big_tmp_path, make_config):
                                   '--keep_checkpoint_max', '1'] + resume)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert 'resumed from' in resumed.stderr
+    assert 'bit-identical' not in resumed.stderr  # the same math threads as the checkpoint: no warning
     assert not os.path.exists(os.path.join(save_dir, 'iter_3'))  # keep_checkpoint_max 1
 
     straight_dir = str(big_tmp_path / 'straight')
     assert sorted(os.listdir(straight_dir)) == ['iter_3', 'iter_6']
+    assert ckpt.read_info(os.path.join(straight_dir, 'iter_6'))['math_threads'] == runtime.physical_cores()
     assert_same_state(os.path.join(straight_dir, 'iter_6', 'model.pdparams'),
-                      os.path.join(save_dir, 'iter_6', 'model.pdparams'))
+                      os.path.join(save_dir, 'iter_6', 'model.pdparams'), exact=True)
     straight_opt = paddle.load(os.path.join(straight_dir, 'iter_6', 'model.pdopt'))
     resumed_opt = paddle.load(os.path.join(save_dir, 'iter_6', 'model.pdopt'))
     assert resumed_opt['LR_Scheduler'] == straight_opt['LR_Scheduler']
@@ -111,12 +121,12 @@ def test_resume_after_sigkill_equals_straight_run(big_tmp_path, make_config):
     velocity = [k for k in straight_opt if k.endswith('velocity_0')]
     assert len(velocity) > 100
     for key in velocity:
-        np.testing.assert_allclose(straight_opt[key].numpy(), resumed_opt[key].numpy(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(straight_opt[key].numpy(), resumed_opt[key].numpy(), err_msg=key)
 
     expected = losses_of(os.path.join(straight_dir, 'iter_3'), os.path.join(straight_dir, 'iter_6'))
     got = {**first_half, **losses_of(os.path.join(save_dir, 'iter_6'))}
     assert sorted(got) == list(range(1, 7))
-    np.testing.assert_allclose([got[i] for i in range(1, 7)], [expected[i] for i in range(1, 7)], rtol=1e-5)
+    assert [got[i] for i in range(1, 7)] == [expected[i] for i in range(1, 7)]
     assert len(set(round(v[0], 5) for v in got.values())) == 6  # really six different batches
     straight_log, resumed_log = logged(straight.stderr), {**logged(killed.stderr), **logged(resumed.stderr)}
     assert sorted(straight_log) == list(range(1, 7)) and resumed_log == straight_log
@@ -159,7 +169,7 @@ def test_data_parallel_two_cpu_ranks(big_tmp_path, make_config):
     launcher = (sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node', '2', '--log_dir', log_dir)
     result = run_train(['--config', make_config(big_tmp_path, iters=4, batch_size=1), '--save_dir', save_dir,
                         '--save_interval', '4', '--log_iters', '1', '--device', 'cpu'],
-                       env={'OMP_NUM_THREADS': '1'}, launcher=launcher, hooks=['--dump_ranks', dump_dir])
+                       launcher=launcher, hooks=['--dump_ranks', dump_dir])
     logs = [open(os.path.join(log_dir, f'workerlog.{r}')).read() for r in (0, 1)]
     assert result.returncode == 0, logs[0][-2000:] + logs[1][-2000:]
     ranks = [json.load(open(os.path.join(dump_dir, f'rank{r}.json'))) for r in (0, 1)]
@@ -172,6 +182,8 @@ def test_data_parallel_two_cpu_ranks(big_tmp_path, make_config):
     rank_files = [os.path.join(dump_dir, f'rank{r}.pdparams') for r in (0, 1)]
     assert_same_state(rank_files[0], rank_files[1], keys=trained, atol=0)
     assert_same_state(rank_files[0], os.path.join(save_dir, 'iter_4', 'model.pdparams'), atol=0)
+    # the launcher's 2 ranks on this host share its cores (PADDLE_LOCAL_SIZE): never oversubscribed
+    assert ckpt.read_info(os.path.join(save_dir, 'iter_4'))['math_threads'] == max(1, runtime.physical_cores() // 2)
     states = [paddle.load(f) for f in rank_files]
     statistics = [k for k in states[0] if k.endswith('_mean')]
     # plain BatchNorm on CPU: each rank's running statistics come from its own shard
@@ -180,6 +192,34 @@ def test_data_parallel_two_cpu_ranks(big_tmp_path, make_config):
 
 
 # Bad input (flags, configs, data, save_dir) is one table in tests/test_bad_input.py.
+
+
+def test_fixed_math_threads_train_bitwise_and_resuming_with_another_count_warns(big_tmp_path, make_config):
+    """Two runs on 2 math threads train the same weights bit for bit. Resuming with another count warns once,
+    naming the count that would continue exactly; a checkpoint from before the count was recorded does not."""
+    common = ['--config', make_config(big_tmp_path, iters=2), '--seed', '3', '--num_workers', '0']
+    two, one = {runtime.THREADS_VAR: '2'}, {runtime.THREADS_VAR: '1'}
+    for name in ('a', 'b'):
+        result = run_train(common + ['--save_dir', str(big_tmp_path / name), '--save_interval', '2'], env=two)
+        assert result.returncode == 0, result.stderr[-2000:]
+    a, b = (str(big_tmp_path / name / 'iter_2') for name in ('a', 'b'))
+    assert ckpt.read_info(a)['math_threads'] == 2
+    assert_same_state(os.path.join(a, ckpt.MODEL_FILE), os.path.join(b, ckpt.MODEL_FILE), exact=True)
+
+    more = ['--iters', '3', '--save_interval', '3']
+    warned = run_train(common + more + ['--resume_model', a, '--save_dir', str(big_tmp_path / 'a')], env=one)
+    assert warned.returncode == 0, warned.stderr[-2000:]
+    lines = [line for line in warned.stderr.splitlines() if 'bit-identical' in line]
+    assert len(lines) == 1 and 'resuming with 1 math threads' in lines[0], lines
+    assert f'{runtime.THREADS_VAR}=2' in lines[0]
+    info_path = os.path.join(b, ckpt.INFO_FILE)
+    info = json.load(open(info_path))
+    del info['math_threads']  # as written before it was recorded
+    with open(info_path, 'w') as file:
+        json.dump(info, file)
+    old = run_train(common + more + ['--resume_model', b, '--save_dir', str(big_tmp_path / 'b')], env=one)
+    assert old.returncode == 0, old.stderr[-2000:]
+    assert 'resumed from' in old.stderr and 'bit-identical' not in old.stderr
 
 
 # ------------------------------------------------------------------------------------------ the parts

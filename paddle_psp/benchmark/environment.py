@@ -9,6 +9,7 @@ import paddle
 import paddleseg
 
 import paddle_psp
+from paddle_psp.core.runtime import THREADS_VAR, math_threads
 from paddle_psp.core.util import cpu_name, has_gpu, peak_rss_bytes, reset_peak_rss, usable_cpus
 
 
@@ -21,11 +22,11 @@ def environment(forward):
                      'paddle_commit': paddle.version.commit, 'paddleseg': paddleseg.__version__,
                      'paddle_psp': paddle_psp.__version__, 'numpy': np.__version__, 'opencv': cv2.__version__},
         'device': {'paddle': paddle.device.get_device(), 'cpu': cpu_name(), 'logical_cpus': os.cpu_count(),
-                   'usable_cpus': usable_cpus(),
+                   'usable_cpus': usable_cpus(), 'math_threads': math_threads(),
                    'gpu': paddle.device.cuda.get_device_name() if gpu else None},
         'platform': platform.platform(),
         'environment': {key: os.environ.get(key) for key in
-                        ('OMP_NUM_THREADS', 'MKL_DEBUG_CPU_TYPE', 'CUDA_VISIBLE_DEVICES')},
+                        ('OMP_NUM_THREADS', THREADS_VAR, 'MKL_DEBUG_CPU_TYPE', 'CUDA_VISIBLE_DEVICES')},
         'forward': forward,
     }
 

@@ -33,9 +33,31 @@ with it and peaks at 3.34 instead of 3.83 GiB (PaddleSeg's default: 3.81); PSPNe
 5 % more, 3.96 instead of 4.24 GiB (PaddleSeg's: 4.60): the trade the AMD figures show.
 Evaluation, prediction and export, where it costs time and saves next to nothing, run without it.
 
-Threads: Paddle sets ``OMP_NUM_THREADS=1`` at import unless it is set. Raising it to the core count did
-not speed up dygraph forward or training here (Paddle's CPU convolution does not parallelise), so it is
-left alone; the Paddle Inference path runs on :func:`physical_cores` threads.
+Threads: Paddle's dygraph CPU kernels (MKL GEMM under the convolutions) run on ONE thread by default.
+Measured on the 2-core Intel Xeon (family 6, model 207), Paddle 3.3.1, 2026-11-29, with the count libiomp5's
+``omp_get_max_threads`` reports after import, after an op and after a ``to_static`` program: Paddle writes
+``OMP_NUM_THREADS=1`` into the environment at import when it is unset; its flag ``FLAGS_paddle_num_threads``
+(default 1), given in the environment, is NOT applied (the count stays 1); ``OMP_NUM_THREADS=2`` given before
+the import is (2); ``paddle.base.core.set_num_threads(n)`` sets MKL's and OpenMP's count in-process (n), and a
+static program does not reset it. Two threads made a PSPNet R50 training step 0.61x (256x256) and 0.72x
+(128x128) of the one-thread time (``benchmarks/threads_ab.py`` prints the interleaved figures for both models,
+training and evaluation). The earlier note here, that threads did not help, came from ``OMP_NUM_THREADS`` on
+the AMD machine and is not confirmed here. Two threads' weights are not bitwise equal to one thread's
+(another summation order) but are deterministic for a fixed count: the same run on 2 threads gives the same
+weights bit for bit, every time, and a killed and resumed run those of an uninterrupted one (tested).
+
+So the tuning sets the math threads of every ``paddleseg`` process (:func:`math_threads_setting`): the
+physical cores this process may use, divided among the data-parallel ranks on this host
+(``PADDLE_LOCAL_SIZE``, set by ``paddle.distributed.launch``; ``PADDLE_TRAINERS_NUM`` where only that is set),
+at least 1. A value the user set wins: ``FLAGS_paddle_num_threads``, or ``OMP_NUM_THREADS`` above 1
+(``OMP_NUM_THREADS=1`` is what Paddle itself writes at import, so any process started by one that imported
+Paddle, a launcher's ranks included, inherits it: it cannot be told from a user's; ``FLAGS_paddle_num_threads=1``
+asks for one thread). It is set in-process with ``set_num_threads`` (paddle is already imported: the
+``paddleseg`` command imports :mod:`paddle_psp` first, and no op has run) and as ``FLAGS_paddle_num_threads`` in
+the environment, which paddle-psp child processes apply in turn. ``PADDLE_PSP_NO_TUNING=1`` leaves Paddle's
+default. Training checkpoints record the count (``math_threads`` in ``checkpoint.json``): resuming with
+another count warns that the continuation is not bit-identical. The Paddle Inference path sets its own
+threads (:func:`physical_cores`).
 """
 import ctypes
 import ctypes.util
@@ -54,9 +76,12 @@ MKL_CPU_TYPES = (('7', ('avx512f', 'avx512cd', 'avx512bw', 'avx512dq', 'avx512vl
 MMAP_THRESHOLD_VAR = 'MALLOC_MMAP_THRESHOLD_'
 MMAP_THRESHOLD = 8 * 2 ** 20
 M_MMAP_THRESHOLD = -3  # mallopt parameter number, <malloc.h>
-TUNING_VARIABLES = ('MKL_DEBUG_CPU_TYPE', MMAP_THRESHOLD_VAR)
+# Paddle's math-library threads (MKL, OpenMP) for dygraph work; local data-parallel ranks, most exact first.
+THREADS_VAR = 'FLAGS_paddle_num_threads'
+LOCAL_RANKS_VARS = ('PADDLE_LOCAL_SIZE', 'PADDLE_TRAINERS_NUM')
+TUNING_VARIABLES = ('MKL_DEBUG_CPU_TYPE', MMAP_THRESHOLD_VAR, THREADS_VAR)
 
-_state = {'logged': False}
+_state = {'logged': False, 'threads': None}
 
 
 def is_amd_cpu(text=None):
@@ -102,11 +127,55 @@ def is_glibc():
     return platform.system() == 'Linux' and platform.libc_ver()[0] == 'glibc'
 
 
+def positive_int(text):
+    """``text`` as an int if it is a positive integer, else None."""
+    try:
+        value = int(str(text).strip())
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def local_ranks(environ=None):
+    """Data-parallel ranks on this host, as the launcher says (1 outside ``paddle.distributed.launch``)."""
+    environ = os.environ if environ is None else environ
+    for key in LOCAL_RANKS_VARS:
+        ranks = positive_int(environ.get(key))
+        if ranks:
+            return ranks
+    return 1
+
+
+def math_threads_setting(environ=None, cpuinfo=None):
+    """(thread count, where it comes from) for Paddle's math library; (None, reason) when the tuning is off.
+
+    The user's ``FLAGS_paddle_num_threads`` wins, then the user's ``OMP_NUM_THREADS`` above 1 (1 is what
+    Paddle writes at import: see the module docstring), else the physical cores divided among the local
+    data-parallel ranks, at least 1.
+
+    Args:
+        environ (dict, optional): Environment. Default: ``os.environ``.
+        cpuinfo (str, optional): cpuinfo text. Default: read from the system.
+    """
+    environ = os.environ if environ is None else environ
+    if tuning_disabled(environ):
+        return None, f'{NO_TUNING_VAR}=1'
+    user = positive_int(environ.get(THREADS_VAR))
+    if user:
+        return user, 'set by the user'
+    omp = positive_int(environ.get('OMP_NUM_THREADS'))
+    if omp and omp > 1:
+        return omp, 'from OMP_NUM_THREADS'
+    cores, ranks = physical_cores(cpuinfo), local_ranks(environ)
+    return max(1, cores // ranks), f'{cores} cores' + (f' / {ranks} local ranks' if ranks > 1 else '')
+
+
 def tuning_env(environ=None, cpuinfo=None, training=False):
     """The variables the tuning would add to ``environ``: none when disabled or already set.
 
-    ``MKL_DEBUG_CPU_TYPE`` on AMD CPUs with AVX2; ``MALLOC_MMAP_THRESHOLD_`` on glibc for a training
-    process only (it lowers a training step's peak RSS and costs time everywhere; see the module docstring).
+    ``MKL_DEBUG_CPU_TYPE`` on AMD CPUs with AVX2; ``FLAGS_paddle_num_threads`` (:func:`math_threads_setting`)
+    everywhere; ``MALLOC_MMAP_THRESHOLD_`` on glibc for a training process only (it lowers a training step's
+    peak RSS and costs time everywhere; see the module docstring).
 
     Args:
         environ (dict, optional): Environment to complete. Default: ``os.environ``.
@@ -115,7 +184,8 @@ def tuning_env(environ=None, cpuinfo=None, training=False):
             than evaluates, predicts or exports. Default: False.
 
     Returns:
-        dict: Variable name -> value, only for variables ``environ`` lacks.
+        dict: Variable name -> value, only for variables ``environ`` lacks (or, for
+        ``FLAGS_paddle_num_threads``, holds no positive integer in).
     """
     environ = os.environ if environ is None else environ
     if tuning_disabled(environ):
@@ -127,15 +197,19 @@ def tuning_env(environ=None, cpuinfo=None, training=False):
         wanted['MKL_DEBUG_CPU_TYPE'] = cpu_type
     if training and is_glibc():
         wanted[MMAP_THRESHOLD_VAR] = str(MMAP_THRESHOLD)
-    return {key: value for key, value in wanted.items() if key not in environ}
+    wanted[THREADS_VAR] = str(math_threads_setting(environ, cpuinfo)[0])
+    # a FLAGS_paddle_num_threads that is no count is ignored (Paddle reads it as 1) and replaced
+    return {key: value for key, value in wanted.items()
+            if key not in environ or (key == THREADS_VAR and positive_int(environ[key]) is None)}
 
 
 def apply_cpu_tuning(enabled=True, training=False):
     """Apply the tuning to this process and its children, and log what is in effect (one line, once).
 
-    Puts :func:`tuning_env` into ``os.environ`` and sets glibc's mmap threshold with ``mallopt`` (the
-    variable alone only acts at process start). Must run before the first paddle computation of the
-    process (see the module docstring).
+    Puts :func:`tuning_env` into ``os.environ``, sets glibc's mmap threshold with ``mallopt`` (the
+    variable alone only acts at process start) and Paddle's math threads with :func:`set_math_threads` (the
+    variable alone does not reach dygraph). Must run before the first paddle computation of the process (see
+    the module docstring).
 
     Args:
         enabled (bool, optional): False (e.g. a ``--no_tuning`` flag) behaves as ``PADDLE_PSP_NO_TUNING=1``
@@ -148,11 +222,28 @@ def apply_cpu_tuning(enabled=True, training=False):
     if not enabled:
         os.environ[NO_TUNING_VAR] = '1'
     added = tuning_env(training=training)
+    threads, note = math_threads_setting()  # before `added` is in the environment: whose value it is
     os.environ.update(added)
     if MMAP_THRESHOLD_VAR in added:
         _set_mmap_threshold(int(added[MMAP_THRESHOLD_VAR]))
-    _log_once(added)
+    if threads is not None:
+        set_math_threads(threads)
+    _log_once(added, note)
     return added
+
+
+def set_math_threads(count):
+    """Run Paddle's math library (MKL, OpenMP) on ``count`` threads in this process, from now on."""
+    import paddle  # already imported by paddle_psp; kept out of this module's import for its light helpers
+    paddle.base.core.set_num_threads(int(count))
+    paddle.set_flags({THREADS_VAR: int(count)})  # what Paddle's own code reads, kept in agreement
+    _state['threads'] = int(count)
+
+
+def math_threads():
+    """The math thread count this process computes with: the one :func:`set_math_threads` set, else the one
+    Paddle starts with (``OMP_NUM_THREADS``, which Paddle sets to 1 at import when it is unset)."""
+    return _state['threads'] or positive_int(os.environ.get('OMP_NUM_THREADS')) or 1
 
 
 def _set_mmap_threshold(size):
@@ -164,7 +255,7 @@ def _set_mmap_threshold(size):
         return False
 
 
-def _log_once(added):
+def _log_once(added, threads_note):
     if _state['logged']:
         return
     _state['logged'] = True
@@ -174,11 +265,9 @@ def _log_once(added):
         logger.debug(f'cpu tuning: off ({NO_TUNING_VAR}=1), {cores}')
         return
     active = {key: os.environ[key] for key in TUNING_VARIABLES if key in os.environ}
-    if not active:
-        logger.debug(f'cpu tuning: none needed ({cpu_vendor(cpuinfo) or "unknown CPU"}), {cores}')
-        return
     cpu = ['AMD' if is_amd_cpu(cpuinfo) else '', mkl_cpu_type(cpuinfo)[1]]
-    notes = {'MKL_DEBUG_CPU_TYPE': ', '.join(filter(None, cpu))}
+    notes = {'MKL_DEBUG_CPU_TYPE': ', '.join(filter(None, cpu)),
+             THREADS_VAR: 'math threads' + (f', {threads_note}' if THREADS_VAR in added else '')}
     settings = []
     for key, value in active.items():
         note = ', '.join(filter(None, [notes.get(key), '' if key in added else 'set by the user']))

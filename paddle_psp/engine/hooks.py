@@ -164,7 +164,8 @@ class CheckpointHook(Hook):
             self.best = {'iter': iteration, 'mIoU': metrics['mIoU'], 'Acc': metrics['Acc'],
                          'run_id': trainer.run_id}
         info = {'iter': iteration, 'iters': trainer.iters, 'seed': trainer.seed, 'batch_size': trainer.batch_size,
-                'nranks': trainer.nranks, 'config': os.path.abspath(trainer.cfg.path), 'metrics': metrics,
+                'nranks': trainer.nranks, 'math_threads': trainer.math_threads,
+                'config': os.path.abspath(trainer.cfg.path), 'metrics': metrics,
                 'run_id': trainer.run_id, 'vdl_file': trainer.vdl_file, 'best': self.best,
                 'losses': {str(i): v for i, v in sorted(self.pending_losses.items())},
                 'param_names': ckpt.parameter_names(trainer.core_model)}

@@ -29,6 +29,7 @@ from paddle_psp.core.device import resolve_device, use_device
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 from paddle_psp.core.outputs import require_dir
+from paddle_psp.core.runtime import THREADS_VAR, math_threads
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine import vdl
 from paddle_psp.engine.ema import EMAHook, ModelEMA
@@ -112,6 +113,8 @@ class Trainer:
         seed (int): The run's seed (--seed, the resumed run's, or drawn).
         data_format (str): The model's layout, 'NCHW' or 'NHWC'.
         ema (ModelEMA or None): The moving average of the weights (--use_ema).
+        math_threads (int): Paddle's math-library threads in this process (recorded in checkpoints: the
+            summation order, so the exact weights, depends on it).
     """
 
     def __init__(self, args):
@@ -119,6 +122,7 @@ class Trainer:
         self.device = use_device(args.device)
         self.nranks = paddle.distributed.get_world_size()
         self.rank = paddle.distributed.get_rank()
+        self.math_threads = math_threads()
         if self.rank != 0:
             logger.setLevel('WARNING')  # rank 0 reports
         self.cfg = load_config(args.config, opts=args.opts, learning_rate=args.learning_rate,
@@ -235,6 +239,11 @@ class Trainer:
         if resume.batch_size is not None and (resume.batch_size, resume.nranks) != (self.batch_size, self.nranks):
             logger.warning(f'resuming with batch_size {self.batch_size} on {self.nranks} ranks, the checkpoint '
                            f'used {resume.batch_size} on {resume.nranks}: data order will differ')
+        saved_threads = resume.info.get('math_threads')  # None: a checkpoint from before it was recorded
+        if saved_threads is not None and saved_threads != self.math_threads:
+            logger.warning(f'resuming with {self.math_threads} math threads, the checkpoint was trained with '
+                           f'{saved_threads}: the continuation will not be bit-identical to an uninterrupted run '
+                           f'(set {THREADS_VAR}={saved_threads} for that)')
         logger.info(f'resumed from {resume.path} at iter {resume.iteration}')
 
     def _setup_amp(self):
