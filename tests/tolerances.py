@@ -1,0 +1,42 @@
+"""Tolerances for comparisons whose two sides sum in different orders (another layout, kernel, thread count or
+ISA), derived rather than fitted to one machine.
+
+A float32 dot product of ``n`` terms computed in two different orders differs, with overwhelming probability,
+by at most ``LAMBDA * sqrt(n) * u`` relative to the sum of the terms' magnitudes (Higham and Mary, "A new
+approach to probabilistic rounding error analysis", SIAM J. Sci. Comput. 2019: the bound holds with
+probability at least ``1 - 2 n exp(-LAMBDA**2 / 2)``; LAMBDA = 8 makes that failure probability below 1e-9 for
+any n used here). A network's forward pass composes ``depth`` such reductions; batch normalisation rescales
+every layer's output to unit scale and ReLU is 1-Lipschitz, so the relative errors of successive layers add
+rather than multiply: the logits, and the loss computed from them, differ by at most
+``depth * LAMBDA * sqrt(n_max) * u``, where ``n_max`` is the longest reduction (input channels x kernel area of
+the widest convolution).
+
+This covers quantities computed by the forward pass and one reduction after it (the loss, batch-norm
+statistics, the classifier's gradient). It does not cover gradients deep in an untrained network: there,
+batch normalisation over a few values (a pooled 1x1 branch normalised over a batch of 2 has an analytically
+zero input gradient, so what flows back is rounding noise) amplifies a difference in the last bit into
+several percent. Such quantities are compared exactly, with both sides on the same kernels and thread count,
+or not at all.
+"""
+import math
+
+U_FLOAT32 = 2.0 ** -24   # unit roundoff of float32
+LAMBDA = 8.0
+
+
+def dot_rtol(n):
+    """Relative difference bound of one float32 reduction of ``n`` terms summed in two orders."""
+    return LAMBDA * math.sqrt(n) * U_FLOAT32
+
+
+def forward_rtol(depth, n_max):
+    """Relative difference bound of a network's outputs: ``depth`` reductions of at most ``n_max`` terms."""
+    return depth * dot_rtol(n_max)
+
+
+# ResNet50-vd: 3 stem convolutions + 16 bottlenecks x 3 + the heads' convolutions (at most 3 deep); the widest
+# reduction is a 3x3 convolution over 2048 channels (PSPNet's fusion at full width; the tiny test heads are
+# narrower, so this bounds them too).
+RESNET50_DEPTH = 3 + 16 * 3 + 3
+RESNET50_N_MAX = 2048 * 3 * 3
+RESNET50_FORWARD_RTOL = forward_rtol(RESNET50_DEPTH, RESNET50_N_MAX)   # about 3.4e-3
