@@ -114,6 +114,8 @@ VAL = ['val', *MODEL, '--dygraph']
 PREDICT = ['predict', *MODEL, '--image_path', '{image}', '--dygraph']
 EXPORT = ['export', *MODEL]
 BENCHMARK = ['benchmark', *MODEL, '--dygraph']
+NO_VNNI = ['ONEDNN_MAX_CPU_ISA=AVX2', 'PADDLE_PSP_UNSAFE_INT8=0']
+INT8_REFUSED = '--quantize int8: ONEDNN_MAX_CPU_ISA=AVX2 caps oneDNN below VNNI'
 
 ROWS = [
     (['SEG_HOME=', 'download', URL], {}, 'SEG_HOME: empty path'),
@@ -211,6 +213,10 @@ ROWS = [
      '--quantize int8: runs on the fast CPU path; expected it without --dygraph'),
     (BENCHMARK[:-1] + ['--quantize', 'int8', '--calib_images', '0', '--save_dir', '{tmp}/out'], {},
      '--calib_images 0: expected a positive number'),
+    # int8 where oneDNN's int8 convolutions saturate (capped below VNNI here; CPU flags: tests/test_int8_cpu.py)
+    ([*NO_VNNI, *VAL[:-1], '--quantize', 'int8'], {}, INT8_REFUSED),
+    ([*NO_VNNI, *PREDICT[:-1], '--quantize', 'int8', '--save_dir', '{tmp}/out'], {}, INT8_REFUSED),
+    ([*NO_VNNI, *BENCHMARK[:-1], '--quantize', 'int8', '--save_dir', '{tmp}/out'], {}, INT8_REFUSED),
 ]
 
 

@@ -94,7 +94,7 @@ def export(config, model_path, save_dir, input_shape=None, output_op='argmax', o
         require_file(os.path.join(save_dir, name), 'the exported model file')
     cfg = load_config(config, opts=opts)
     transforms = _plain(cfg.section('val_dataset').get('transforms', []))
-    calibration = quantization.config_calibration(cfg, quantize, calib_images)
+    calibration = quantization.config_calibration(cfg, quantize, calib_images, runs=False)
     model = load_for_eval(cfg.build_model(pretrained=False), model_path)
     save_static_model(model, save_dir, shape, output_op, calibration)
     deploy = {'Deploy': {'model': MODEL_FILES[0], 'params': MODEL_FILES[1], 'transforms': transforms,

@@ -7,37 +7,73 @@ transforms). The saved model keeps the fake quant / dequant ops: any Paddle Infe
 ``Config.enable_onednn_int8()`` (:func:`paddle_psp.inference.predictor.inference_forward` with
 ``int8=True``) oneDNN's int8 kernels do.
 
-Tuning, measured 2026-11-29 on an Intel Xeon (family 6 model 207, AVX-512 VNNI + AMX-INT8; shared machine,
-load 2-7 on 2 cores, fp32 and int8 interleaved, ``benchmarks/int8_speed.py``). Quickstart model, val mIoU
-76.52 fp32: 'abs_max' calibrated on 8 / 16 / 32 train images through the val transforms gave 75.86 / 76.15
-/ 76.28 (drops 0.66 / 0.37 / 0.24 points; on random training crops instead, 8 / 16 / 32 gave drops of
-0.34 / -0.22 / -0.06, one other draw of 16: 0.60, i.e. the 8 val images and the calibration draw move it
-by about half a point); 'hist' (8 crops) 1.11, 'avg' 4.83, 'mse' 24.2; PaddleSlim's default 'KL' took 9
-minutes per model in pure Python. Quantizing only the convolutions (``enable_onednn_int8({'conv2d',
-'fused_conv2d'})``) was no more accurate (drop 0.73, abs_max, 8 crops). Speed-up over the fp32 fast path:
-3-4.8x on the quickstart model (128x256), 4.3x / 3.5x on random PSPNet / DeepLabV3 R50 OS8 at 512x512;
-oneDNN runs the int8 convolutions on AMX (``avx10_1_512_amx``), so CPUs with VNNI and no AMX gain less.
-Calibration runs the fp32 model on Paddle's static executor, one image at a time: slow for full-size
-images.
+Calibration is 'abs_max' on images of the train split through the val transforms, the most accurate of
+the algorithms tried (docs/performance.md has the comparison and the speed-ups, per CPU, with the scripts
+that measure them). int8 runs only on CPUs whose int8 dot products do not saturate (:func:`int8_refusal`).
 """
+import os
+
 import numpy as np
 import paddle
 
 from paddle_psp.config import build_component
+from paddle_psp.core import util
 from paddle_psp.core.errors import UserError
 
 
 QUANTIZE_CHOICES = ('none', 'int8')
 CALIBRATION_ALGO = 'abs_max'
 DEFAULT_CALIB_IMAGES = 32
+# CPU flags (Linux /proc/cpuinfo) of the instructions that multiply u8 x s8 into 32-bit sums. Without them
+# oneDNN's int8 convolutions use AVX2's vpmaddubsw, whose 16-bit pair sums saturate for 8-bit weights and
+# activations (255 * 127 * 2 > 32767): the outputs then disagree with fp32 wholesale, not by rounding.
+# Paddle Inference's oneDNN int8 takes 8-bit weights only, so 7-bit weights cannot avoid it.
+INT8_CPU_FLAGS = ('avx512_vnni', 'avx_vnni', 'amx_int8')
+# oneDNN's ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA values that cap it below those instructions.
+ISAS_WITHOUT_VNNI = ('SSE41', 'AVX', 'AVX2', 'AVX512_CORE', 'AVX512_MIC', 'AVX512_MIC_4OPS')
+UNSAFE_INT8_VAR = 'PADDLE_PSP_UNSAFE_INT8'
 
 
-def check_quantize(quantize, calib_images, fast=True):
+def int8_refusal(cpuinfo=None, environ=None):
+    """Why oneDNN's int8 kernels would be wrong here, or None where they are right.
+
+    Args:
+        cpuinfo (str, optional): The text of /proc/cpuinfo. Default: read from the system.
+        environ (dict, optional): The environment. Default: ``os.environ``.
+
+    Returns:
+        str: One line naming the missing CPU feature or the oneDNN cap, or None (int8 offered). Unknown CPU
+        flags (no /proc/cpuinfo) offer it; ``PADDLE_PSP_UNSAFE_INT8=1`` offers it whatever the CPU.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get(UNSAFE_INT8_VAR) == '1':
+        return None
+    for name in ('ONEDNN_MAX_CPU_ISA', 'DNNL_MAX_CPU_ISA'):
+        if environ.get(name, '').upper() in ISAS_WITHOUT_VNNI:
+            return (f'{name}={environ[name]} caps oneDNN below VNNI, where its int8 convolutions saturate and '
+                    f'disagree with fp32; expected that variable unset, or --quantize none')
+    cpuinfo = util.read_cpuinfo() if cpuinfo is None else cpuinfo
+    flags = set(util.cpuinfo_field('flags', cpuinfo).split())
+    if flags and not flags & set(INT8_CPU_FLAGS):
+        return (f'this CPU ({util.cpu_name(cpuinfo) or "unknown"}) has no VNNI (none of the CPU flags '
+                f'{", ".join(INT8_CPU_FLAGS)}): oneDNN\'s int8 convolutions saturate there and disagree with '
+                f'fp32; expected --quantize none ({UNSAFE_INT8_VAR}=1 runs int8 anyway)')
+    return None
+
+
+def check_quantize(quantize, calib_images, fast=True, runs=True):
     """Whether ``--quantize`` / ``--calib_images`` ask for int8 (False: fp32).
 
+    Args:
+        quantize (str): 'none' or 'int8'.
+        calib_images (int): Calibration images.
+        fast (bool, optional): Whether the forward is the fast CPU path (false: ``--dygraph``). Default: True.
+        runs (bool, optional): Whether int8 runs here (val, predict, benchmark); false for ``export``, which
+            only writes the model for another machine. Default: True.
+
     Raises:
-        UserError: An unknown ``quantize``, ``calib_images`` < 1, or 'int8' off the fast CPU path (``fast``
-            false: ``--dygraph``).
+        UserError: An unknown ``quantize``, ``calib_images`` < 1, 'int8' off the fast CPU path, or 'int8' to
+            run on a CPU where it is wrong (:func:`int8_refusal`).
     """
     if quantize not in QUANTIZE_CHOICES:
         raise UserError(f'--quantize {quantize}: expected one of {", ".join(QUANTIZE_CHOICES)}')
@@ -45,6 +81,9 @@ def check_quantize(quantize, calib_images, fast=True):
         raise UserError(f'--quantize {quantize}: runs on the fast CPU path; expected it without --dygraph')
     if calib_images < 1:
         raise UserError(f'--calib_images {calib_images}: expected a positive number of images')
+    refusal = int8_refusal() if quantize == 'int8' and runs else None
+    if refusal:
+        raise UserError(f'--quantize int8: {refusal}')
     return quantize == 'int8'
 
 
@@ -59,14 +98,14 @@ def calibration_section(cfg):
     return dict(train, transforms=cfg.dic.get('val_dataset', {}).get('transforms', train.get('transforms')))
 
 
-def config_calibration(cfg, quantize, calib_images=DEFAULT_CALIB_IMAGES):
+def config_calibration(cfg, quantize, calib_images=DEFAULT_CALIB_IMAGES, runs=True):
     """The calibration batches ``--quantize`` / ``--calib_images`` ask for: None for 'none' (fp32), else
     the first ``calib_images`` images of the config's train_dataset, through the val_dataset's transforms.
 
     Raises:
         UserError: See :func:`check_quantize`; a config without train_dataset, or a bad one.
     """
-    if not check_quantize(quantize, calib_images):
+    if not check_quantize(quantize, calib_images, runs=runs):
         return None
     return calibration_batches(cfg.build_dataset('train_dataset', calibration_section(cfg)), calib_images)
 
