@@ -11,6 +11,7 @@ from paddle_psp.inference import cache, export, predictor
 from paddle_psp.models import ZooDeepLabV3, ZooPSPNet, ZooResNet50_vd
 from paddle_psp.models.resnet_vd import ResNetVd
 from paddle_psp.weights.state_dict import randomize
+from tolerances import assert_same_forward
 
 NUM_CLASSES = 7
 
@@ -48,7 +49,7 @@ def test_inference_copy_computes_the_same_logits(align_corners):
         batch = image_batch(shape)
         expected, actual = dygraph_logits(model, batch), dygraph_logits(copy, batch)
         assert actual.shape == expected.shape
-        np.testing.assert_allclose(actual, expected, atol=1e-4 * np.abs(expected).max())
+        assert_same_forward(actual, expected)   # BN folded into the convolutions: other roundings
 
 
 def test_inference_copy_leaves_the_model_alone(pspnet):
@@ -66,9 +67,8 @@ def test_fast_forward_agrees_with_dygraph_for_any_size(pspnet, tmp_path):
     for shape in [(1, 3, 128, 128), (2, 3, 96, 160)]:  # one exported model, several sizes and batches
         batch = image_batch(shape)
         expected, actual = dygraph_logits(pspnet, batch), forward(batch)
-        assert isinstance(actual, np.ndarray) and actual.shape == expected.shape
-        assert (actual.argmax(1) == expected.argmax(1)).mean() >= 0.999
-        assert np.abs(actual - expected).max() <= 1e-3 * np.abs(expected).max()
+        assert isinstance(actual, np.ndarray)
+        assert_same_forward(actual, expected)   # oneDNN against Paddle's kernels: tests/tolerances.py
     assert len(set(os.listdir(tmp_path)) - {cache.LOCK}) == 1
 
 
@@ -81,8 +81,7 @@ def test_fast_forward_is_exact_for_sizes_the_pyramid_bins_do_not_divide(tmp_path
     for shape in [(1, 3, 96, 192), (1, 3, 128, 256), (1, 3, 160, 96), (1, 3, 64, 64), (1, 3, 40, 40)]:
         batch = image_batch(shape)
         expected, actual = dygraph_logits(model, batch), forward(batch)
-        assert (actual.argmax(1) == expected.argmax(1)).mean() >= 0.999, shape
-        assert np.abs(actual - expected).max() <= 1e-3 * np.abs(expected).max(), shape
+        assert_same_forward(actual, expected)
 
 
 def test_fast_forward_deeplabv3(tmp_path):
@@ -91,8 +90,7 @@ def test_fast_forward_deeplabv3(tmp_path):
     assert forward.kind == 'paddle-inference'
     batch = image_batch((1, 3, 128, 128))
     expected, actual = dygraph_logits(model, batch), forward(batch)
-    assert (actual.argmax(1) == expected.argmax(1)).mean() >= 0.999
-    assert np.abs(actual - expected).max() <= 1e-3 * np.abs(expected).max()
+    assert_same_forward(actual, expected)
 
 
 def test_export_is_cached_by_weights(tmp_path, monkeypatch):
@@ -165,8 +163,7 @@ def test_a_truncated_export_is_rebuilt_and_still_exact(tmp_path):
     assert forward.kind == 'paddle-inference' and cache.is_valid(folder)
     batch = image_batch((1, 3, 64, 96))
     expected, actual = dygraph_logits(model, batch), forward(batch)
-    assert (actual.argmax(1) == expected.argmax(1)).mean() >= 0.999
-    assert np.abs(actual - expected).max() <= 1e-3 * np.abs(expected).max()
+    assert_same_forward(actual, expected)
 
 
 def test_the_cache_keeps_its_size_limit(tmp_path, monkeypatch):

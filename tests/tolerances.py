@@ -40,3 +40,27 @@ def forward_rtol(depth, n_max):
 RESNET50_DEPTH = 3 + 16 * 3 + 3
 RESNET50_N_MAX = 2048 * 3 * 3
 RESNET50_FORWARD_RTOL = forward_rtol(RESNET50_DEPTH, RESNET50_N_MAX)   # about 3.4e-3
+
+
+def assert_same_forward(actual, expected, rtol=RESNET50_FORWARD_RTOL, axis=1):
+    """Two computations of the same logits (another kernel, layout or thread count) agree to ``rtol`` of the
+    logits' scale, and their classes differ only at near ties: pixels whose top two ``expected`` logits are
+    closer than the two sides may differ (twice the bound), so no fraction of agreement is assumed.
+
+    Args:
+        actual, expected (np.ndarray): Logits, classes along ``axis``.
+        rtol (float, optional): The relative bound (:func:`forward_rtol`). Default: ResNet50's.
+        axis (int, optional): The class axis. Default: 1.
+    """
+    bound = rtol * float(abs(expected).max())
+    assert actual.shape == expected.shape
+    assert float(abs(actual - expected).max()) <= bound, (float(abs(actual - expected).max()), bound)
+    top_two = _top_two_gap(expected, axis)
+    differs = actual.argmax(axis) != expected.argmax(axis)
+    assert (top_two[differs] <= 2 * bound).all(), (int(differs.sum()), float(top_two[differs].max()), bound)
+
+
+def _top_two_gap(logits, axis):
+    import numpy as np
+    ordered = np.sort(logits, axis=axis)
+    return np.take(ordered, -1, axis=axis) - np.take(ordered, -2, axis=axis)
