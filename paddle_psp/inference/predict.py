@@ -30,7 +30,8 @@ def list_images(image_path, key='--image_path'):
 
     Args:
         image_path (str): An image file, a folder (searched recursively) or a list file with one image
-            path per line (relative to the list's folder; later columns such as a label are ignored).
+            path per line (relative to the list's folder; later columns such as a label are ignored); in
+            VOC's ``ImageSets/Segmentation/*.txt`` lists, image ids name ``JPEGImages/<id>.jpg``.
         key (str, optional): What gave ``image_path``, named in errors. Default: '--image_path'.
 
     Returns:
@@ -48,7 +49,7 @@ def list_images(image_path, key='--image_path'):
     elif os.path.isfile(image_path):
         base = os.path.dirname(image_path)
         with open(image_path, encoding='utf-8', errors='replace') as file:
-            found = [os.path.join(base, line.split()[0]) for line in file if line.strip()]
+            found = [_listed_image(base, line.split()[0]) for line in file if line.strip()]
     else:
         raise UserError(f'{key} {image_path}: no such file or folder; expected an image, a folder of '
                         'images or a list file')
@@ -56,6 +57,15 @@ def list_images(image_path, key='--image_path'):
         raise UserError(f'{key} {image_path}: no images found; expected {"/".join(IMAGE_SUFFIXES)} '
                         'files or a list file naming them')
     return found, base
+
+
+def _listed_image(base, entry):
+    """The image a list file in ``base`` names with ``entry``: a path relative to ``base``, or in a VOC
+    ``ImageSets/Segmentation`` list an image id (``2008_000006``: ``JPEGImages/2008_000006.jpg``)."""
+    if not entry.lower().endswith(IMAGE_SUFFIXES) and \
+            os.path.normpath(base).endswith(os.path.join('ImageSets', 'Segmentation')):
+        return os.path.join(os.path.dirname(os.path.dirname(base)), 'JPEGImages', entry + '.jpg')
+    return os.path.join(base, entry)
 
 
 def output_name(path, base):
