@@ -52,6 +52,9 @@ def test_predictions_and_metrics_equal_the_commands(setup, tmp_path, case):
                         + cli_flags(case, 'predict')) == 0
     predictions = seg.predict(setup['image_dir'])
     assert [p.path for p in predictions] == setup['images']
+    if case != 'ss':  # the options are honoured: here they change the prediction
+        plain = setup['seg'].predict(setup['image_dir'])
+        assert any((a.label_map != b.label_map).any() for a, b in zip(predictions, plain))
     for prediction in predictions:
         relative = os.path.relpath(prediction.path, setup['image_dir'])
         png = Image.open(os.path.join(save_dir, 'pseudo_color_prediction', os.path.splitext(relative)[0] + '.png'))

@@ -32,8 +32,9 @@ def places(synthetic_root, tmp_path, monkeypatch):
     monkeypatch.setenv('PADDLE_PSP_CACHE', str(tmp_path / 'cache'))
     monkeypatch.chdir(tmp_path)
     model = f'{paths["checkpoint"]!r}, config={paths["config"]!r}, cpu_tuning=False'
-    return {ZOO_CONFIG: repr(paths['config']), ZOO_NAME: model, '"output/psp_r50/best_model"': repr(paths['checkpoint']),
-            '"street.png"': repr(image), '"frames/"': repr(val), '"data/cityscapes/leftImg8bit/test"': repr(str(test)),
+    return {ZOO_CONFIG: repr(paths['config']), ZOO_NAME: model,
+            '"output/psp_r50/best_model"': repr(paths['checkpoint']), '"street.png"': repr(image),
+            '"frames/"': repr(val), '"data/cityscapes/leftImg8bit/test"': repr(str(test)),
             '"data/cityscapes"': repr(synthetic_root)}
 
 
