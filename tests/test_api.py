@@ -1,7 +1,10 @@
 """``paddle_psp.Segmenter``: the same predictions as ``paddleseg predict`` (pixel for pixel) and the same
 metrics as ``paddleseg val``, for ss, flip, ms+flip and sliding window; what ``predict`` accepts; bad input."""
+import functools
+import http.server
 import json
 import os
+import threading
 
 import cv2
 import numpy as np
@@ -147,3 +150,25 @@ def test_bad_arguments_raise_one_clear_error(args, kwargs, message):
 def test_unknown_checkpoint_is_named(setup, tmp_path):
     with pytest.raises(UserError, match='missing.pdparams'):
         paddle_psp.Segmenter(str(tmp_path / 'missing.pdparams'), setup['config'], fast=False, cpu_tuning=False)
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_url_is_downloaded_into_the_cache(setup, tmp_path, monkeypatch):
+    """A URL (served on 127.0.0.1) as model_path: downloaded once into the download cache, same predictions."""
+    monkeypatch.setenv('SEG_HOME', str(tmp_path / 'home'))
+    handler = functools.partial(QuietHandler, directory=os.path.dirname(setup['checkpoint']))
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f'http://127.0.0.1:{server.server_port}/{os.path.basename(setup["checkpoint"])}'
+        seg = paddle_psp.Segmenter(url, setup['config'], fast=False, cpu_tuning=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert any(name.endswith('.pdparams') for _, _, names in os.walk(tmp_path / 'home') for name in names)
+    path = setup['images'][2]
+    np.testing.assert_array_equal(seg.predict(path).label_map, setup['seg'].predict(path).label_map)
