@@ -147,6 +147,16 @@ def test_bad_arguments_raise_one_clear_error(args, kwargs, message):
         paddle_psp.Segmenter(*args, cpu_tuning=False, **kwargs)
 
 
+@pytest.mark.parametrize('kwargs, message', [
+    ({'quantize': 'int4'}, r'quantize int4: expected one of none, int8'),
+    ({'scales': (0.5, 0)}, r'scales: \(0.5, 0\); expected one or more numbers > 0'),
+    ({'is_slide': True, 'crop_size': (64, 64)}, r'is_slide: needs --crop_size W H and --stride W H'),
+])
+def test_bad_options_raise_one_clear_error(setup, kwargs, message):
+    with pytest.raises(UserError, match=message):
+        paddle_psp.Segmenter(setup['checkpoint'], setup['config'], fast=False, cpu_tuning=False, **kwargs)
+
+
 def test_unknown_checkpoint_is_named(setup, tmp_path):
     with pytest.raises(UserError, match='missing.pdparams'):
         paddle_psp.Segmenter(str(tmp_path / 'missing.pdparams'), setup['config'], fast=False, cpu_tuning=False)
