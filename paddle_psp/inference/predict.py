@@ -2,7 +2,10 @@
 
 Writes, under ``--save_dir``, ``pseudo_color_prediction/<name>.png`` (a palette PNG whose pixel values are
 the class ids, coloured with the dataset's palette) and ``added_prediction/<name>`` (the image blended
-0.6 : 0.4 with the colours, as PaddleSeg does). Sub-folders of an input folder are kept.
+0.6 : 0.4 with the colours, as PaddleSeg does). Sub-folders of an input folder are kept. With
+``--submission cityscapes|voc`` it writes a test server's files instead (:mod:`paddle_psp.inference.submission`).
+
+:func:`image_logits` is the one way an image is inferred here; ``paddle_psp.Segmenter`` calls it too.
 """
 import os
 
@@ -125,7 +128,8 @@ def predict(forward, transforms, image_paths, save_dir, palette, options=tta.Inf
     """Predict each image once and write its pseudo-colour PNG and overlay (or its submission PNG).
 
     Args:
-        forward (callable): ``forward(batch) -> logits`` (see :mod:`paddle_psp.inference.tta`), e.g. ``layer_forward(model)``.
+        forward (callable): ``forward(batch) -> logits`` (see :mod:`paddle_psp.inference.tta`), e.g.
+            ``layer_forward(model)``.
         transforms (list): The val transforms (PaddleSeg transform objects).
         image_paths (list[str]): Images.
         save_dir (str): Output folder.
