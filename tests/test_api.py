@@ -104,6 +104,11 @@ def test_predict_accepts_paths_arrays_lists_and_sizes(setup, tmp_path):
     assert isinstance(both, list) and [p.label_map.shape for p in both] == [(64, 128), (40, 96)]
     assert both[0].scores is None and both[1].path is None
     np.testing.assert_array_equal(both[0].label_map, one.label_map)
+    lazily = seg.iter_predict([small, path])
+    np.testing.assert_array_equal(next(lazily).label_map, both[1].label_map)
+    np.testing.assert_array_equal(next(lazily).label_map, one.label_map)
+    with pytest.raises(UserError, match='empty list'):
+        seg.iter_predict([])  # checked at the call, not at the first next()
     listing = tmp_path / 'list.txt'
     listing.write_text(path + '\n')
     assert len(seg.predict(str(listing))) == 1

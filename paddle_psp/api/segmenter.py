@@ -139,6 +139,15 @@ class Segmenter:
 
     __call__ = predict
 
+    def iter_predict(self, images, rgb=False, scores=False):
+        """:meth:`predict` one image at a time, for folders too large to hold every result in memory.
+
+        Returns:
+            iterator: Of :class:`Prediction`, in input order; the input is checked before this returns.
+        """
+        found, _ = inputs.sources(images, rgb)
+        return (self._predict_one(source, scores) for source in found)
+
     def _predict_one(self, source, scores):
         image = source.bgr()
         logits = predicting.image_logits(self._forward, self._compose, image, self.options)
