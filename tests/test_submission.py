@@ -54,7 +54,7 @@ def setup(synthetic_root, tmp_path_factory):
     paddle.seed(4)
     paddle.save(load_config(voc_config).model.state_dict(), str(root / 'voc.pdparams'))
     return dict(paths, root=root, city_root=str(root / 'cityscapes' / 'leftImg8bit' / 'test'),
-                city_images=city_images, voc_list=str(voc / 'ImageSets' / 'Segmentation' / 'test.txt'),
+                city_images=city_images, sources=sources, voc_list=str(voc / 'ImageSets' / 'Segmentation' / 'test.txt'),
                 voc_ids=ids, voc_config=voc_config, voc_checkpoint=str(root / 'voc.pdparams'))
 
 
@@ -124,3 +124,32 @@ def test_bad_submission_is_one_line_before_work(setup, tmp_path, capsys, server,
     with pytest.raises(UserError, match=message.replace('--submission voc: ', '')):
         paddle_psp.Segmenter(checkpoint, config, fast=False, cpu_tuning=False).write_submission(
             images, str(tmp_path / 'api'), server)
+
+
+def test_cityscapes_official_evaluation_scores_the_submission_as_val_does(setup, tmp_path):
+    """cityscapesscripts' own evaluation (what the server runs) finds one prediction per image in the unpacked
+    zip and scores it against label-id ground truth exactly as ``evaluate`` scores the train ids."""
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as official
+    seg = paddle_psp.Segmenter(setup['checkpoint'], setup['config'], fast=False, cpu_tuning=False)
+    with zipfile.ZipFile(seg.write_submission(setup['city_root'], str(tmp_path / 'out'), 'cityscapes')) as archive:
+        archive.extractall(tmp_path / 'results')
+    to_label_ids = np.zeros(256, np.uint8)  # train id -> label id; 255 (ignored) -> 0 (unlabeled, not scored)
+    to_label_ids[:19] = datasets.cityscapes_label_ids()
+    ground_truth = []
+    for image, source in zip(setup['city_images'], setup['sources']):
+        train_ids = np.array(Image.open(source.replace('leftImg8bit', 'gtFine').replace('.png', '_labelTrainIds.png')))
+        path = str(tmp_path / 'gt' / os.path.basename(image).replace('leftImg8bit', 'gtFine_labelIds'))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        Image.fromarray(to_label_ids[train_ids]).save(path)
+        ground_truth.append(path)
+    args = official.args
+    args.predictionPath, args.predictionWalk = str(tmp_path / 'results'), None
+    args.evalInstLevelScore, args.JSONOutput, args.quiet = False, False, True
+    predictions = [official.getPrediction(args, path) for path in ground_truth]  # exits unless exactly one each
+    result = official.evaluateImgLists(predictions, ground_truth, args)
+    ours = seg.evaluate()
+    assert ours['num_images'] == len(ground_truth) == 4
+    for name, iou in zip(ours['class_names'], ours['class_IoU']):
+        official_iou = result['classScores'][name]
+        assert (np.isnan(iou) and np.isnan(official_iou)) or abs(iou - official_iou) < 1e-9, name
+    assert sum(not np.isnan(v) for v in ours['class_IoU']) >= 3
