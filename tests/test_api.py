@@ -99,6 +99,7 @@ def test_predict_accepts_paths_arrays_lists_and_sizes(setup, tmp_path):
     bgr = cv2.imread(path)
     np.testing.assert_array_equal(seg.predict(bgr).label_map, one.label_map)
     np.testing.assert_array_equal(seg(bgr[:, :, ::-1].copy(), rgb=True).label_map, one.label_map)
+    np.testing.assert_array_equal(seg.predict(Image.open(path).convert('RGB')).label_map, one.label_map)
     small = cv2.resize(bgr, (96, 40))
     both = seg.predict([path, small])
     assert isinstance(both, list) and [p.label_map.shape for p in both] == [(64, 128), (40, 96)]
@@ -135,6 +136,7 @@ def test_prediction_helpers(setup, tmp_path):
     (np.zeros((8, 8, 3), np.float32), r'dtype float32; expected uint8'),
     ([np.zeros((8, 8, 3), np.uint8), 3], r'images\[1\]: a int; expected'),
     ('missing.png', r'images missing.png: no such file or folder'),
+    (Image.new('RGBA', (8, 8)), r'images: a PIL image of mode RGBA; expected mode RGB'),
 ])
 def test_bad_images_raise_one_clear_error(setup, images, message):
     with pytest.raises(UserError, match=message):

@@ -1,5 +1,5 @@
 """What :meth:`paddle_psp.api.Segmenter.predict` accepts, turned into BGR images: file paths, folders, list
-files, ``numpy`` arrays, or lists of these.
+files, ``numpy`` arrays, PIL images, or lists of these.
 
 Every problem is a :class:`paddle_psp.core.errors.UserError` naming what was given and what is expected,
 raised before any image is predicted.
@@ -7,12 +7,13 @@ raised before any image is predicted.
 import os
 
 import numpy as np
+from PIL import Image
 
 from paddle_psp.core.errors import UserError
 from paddle_psp.inference.predict import list_images, read_image
 
 EXPECTED = ('expected an image file path, a folder or list file of images, a numpy uint8 array of shape '
-            '(H, W, 3), or a list of these')
+            '(H, W, 3), an RGB PIL image, or a list of these')
 
 
 class Source:
@@ -35,10 +36,10 @@ def sources(images, rgb=False):
     """The images ``images`` names, and whether it named exactly one (so one prediction is returned).
 
     Args:
-        images (str|os.PathLike|np.ndarray|list|tuple): A path (an image, a folder searched recursively,
-            or a list file), an array, or a non-empty list / tuple of these.
-        rgb (bool, optional): Arrays are RGB (as PIL and matplotlib give them) instead of BGR (as OpenCV
-            reads them). Default: False.
+        images (str|os.PathLike|np.ndarray|PIL.Image.Image|list|tuple): A path (an image, a folder searched
+            recursively, or a list file), an array, an RGB PIL image, or a non-empty list / tuple of these.
+        rgb (bool, optional): Arrays are RGB (as matplotlib gives them) instead of BGR (as OpenCV reads
+            them). Default: False.
 
     Returns:
         tuple: (list[Source], single (bool)).
@@ -64,6 +65,10 @@ def _one(item, rgb, key):
         return [Source(path=p) for p in paths], os.path.isfile(path) and base is None
     if isinstance(item, np.ndarray):
         return [Source(array=check_array(item, rgb, key))], True
+    if isinstance(item, Image.Image):
+        if item.mode != 'RGB':
+            raise UserError(f'{key}: a PIL image of mode {item.mode}; expected mode RGB (image.convert("RGB"))')
+        return [Source(array=check_array(np.asarray(item), True, key))], True
     raise UserError(f'{key}: a {type(item).__name__}; {EXPECTED}')
 
 

@@ -121,8 +121,9 @@ class Segmenter:
 
         Args:
             images: An image file path, a folder (searched recursively) or list file of images, a ``numpy``
-                uint8 (H, W, 3) array, or a list of these; images may differ in size.
-            rgb (bool, optional): Arrays are RGB (PIL, matplotlib) rather than BGR (OpenCV). Default: False.
+                uint8 (H, W, 3) array, an RGB PIL image, or a list of these; images may differ in size.
+            rgb (bool, optional): Arrays are RGB (``np.asarray`` of a PIL image, matplotlib) rather than BGR
+                (OpenCV). Default: False.
             scores (bool, optional): Keep each image's class scores in ``Prediction.scores``. Default: False.
 
         Returns:
