@@ -36,7 +36,7 @@ def setup(synthetic_root, tmp_path_factory):
     image_dir = os.path.join(synthetic_root, 'leftImg8bit', 'val')
     images = sorted(os.path.join(r, f) for r, _, fs in os.walk(image_dir) for f in fs)
     seg = paddle_psp.Segmenter(paths['checkpoint'], paths['config'], fast=False, cpu_tuning=False)
-    return dict(paths, image_dir=image_dir, images=images, seg=seg)
+    return dict(paths, image_dir=image_dir, images=images, seg=seg, cache=str(tmp_path_factory.mktemp('cache')))
 
 
 def cli_flags(case, verb):
@@ -46,11 +46,14 @@ def cli_flags(case, verb):
     return flags
 
 
-@pytest.mark.parametrize('case', sorted(CASES))
-def test_predictions_and_metrics_equal_the_commands(setup, tmp_path, case):
-    seg = paddle_psp.Segmenter(setup['checkpoint'], setup['config'], fast=False, cpu_tuning=False, **CASES[case][0])
+@pytest.mark.parametrize('case, fast', [(case, False) for case in sorted(CASES)] + [('ms_flip', True),
+                                                                                      ('slide', True)])
+def test_predictions_and_metrics_equal_the_commands(setup, tmp_path, monkeypatch, case, fast):
+    """Dygraph for every case, and the fast path (one export cache for the commands and the Segmenter)."""
+    monkeypatch.setenv('PADDLE_PSP_CACHE', setup['cache'])
+    seg = paddle_psp.Segmenter(setup['checkpoint'], setup['config'], fast=fast, cpu_tuning=False, **CASES[case][0])
     save_dir = str(tmp_path / 'out')
-    common = ['--config', setup['config'], '--model_path', setup['checkpoint'], '--dygraph']
+    common = ['--config', setup['config'], '--model_path', setup['checkpoint']] + ([] if fast else ['--dygraph'])
     assert predict.main(common + ['--image_path', setup['image_dir'], '--save_dir', save_dir]
                         + cli_flags(case, 'predict')) == 0
     predictions = seg.predict(setup['image_dir'])
