@@ -12,6 +12,7 @@ DEVICES = ('cpu', 'gpu')  # what this build runs on
 PADDLESEG_DEVICES = ('cpu', 'gpu', 'xpu', 'npu', 'mlu')  # what PaddleSeg's --device accepts
 DATA_FORMATS = ('NCHW', 'NHWC')
 OUTPUT_OPS = ('argmax', 'softmax', 'none')
+SUBMISSIONS = ('cityscapes', 'voc')  # test-server formats of predict --submission (inference/submission.py)
 
 # Defaults of the application verbs, stated here (and imported by their modules) so that --help stays light.
 DEFAULT_SCALES = (0.75, 1.0, 1.25)  # the ms+flip column's scales (paddle_psp/benchmark/plan.py)
@@ -175,6 +176,9 @@ def predict_parser():
     add_device_argument(parser)
     parser.add_argument('--custom_color', nargs='+', type=int, default=None, metavar='V',
                         help='colours replacing the palette\'s first ones: R G B for class 0, then class 1, ...')
+    parser.add_argument('--submission', choices=SUBMISSIONS, default=None,
+                        help='write the test server\'s files instead: cityscapes (label-id PNGs per city, zipped) '
+                        'or voc (comp6_test_cls palette PNGs, zipped); see docs/python_api.md')
     add_profile_argument(parser)
     add_opts_argument(parser)
     add_tta_arguments(parser, ('--aug_pred', '--aug_eval'))

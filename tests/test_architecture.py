@@ -20,7 +20,7 @@ LAYERS = [
     ('config', ['paddle_psp.config']),
     ('inference', ['paddle_psp.inference']),
     ('engine', ['paddle_psp.engine']),
-    ('applications', ['paddle_psp.benchmark', 'paddle_psp.quickstart']),
+    ('applications', ['paddle_psp.benchmark', 'paddle_psp.quickstart', 'paddle_psp.api']),
 ]
 # `import paddle_psp` registers the models: the package itself sits just above them.
 PACKAGE_INIT_LAYER = 'models'

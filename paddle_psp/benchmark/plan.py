@@ -195,7 +195,7 @@ def image_confusions(plan, forward, sample, num_classes, ignore_index):
     label = np.asarray(sample['label'])
     confusions = {}
     for column, logits in plan.logits(forward, sample['img']).items():
-        pred = logits.argmax(axis=0).astype(np.int32)
+        pred = tta.labels_of(logits)
         if pred.size != label.size:
             raise UserError(f'val_dataset: prediction {list(pred.shape)} and label {list(label.shape)} differ '
                             'in size; expected val transforms that record every resize / padding')

@@ -92,6 +92,17 @@ def class_names(dataset, num_classes):
     return [str(i) for i in range(num_classes)]
 
 
+def cityscapes_label_ids():
+    """The official Cityscapes label id of each of the 19 train ids (cityscapesscripts' labels.py), the ids
+    the benchmark server scores.
+
+    Returns:
+        np.ndarray: uint8 (19,): ``label_ids[train_id]``.
+    """
+    from cityscapesscripts.helpers.labels import trainId2label
+    return np.array([trainId2label[train_id].id for train_id in range(len(CITYSCAPES_CLASSES))], np.uint8)
+
+
 # ----------------------------------------------------------------------------------------------- palettes
 def voc_palette():
     """The standard Pascal VOC palette: the bits of each index interleaved into R, G, B (0 is black).

@@ -111,7 +111,7 @@ def _score(forward, dataset, options, num_workers, print_detail, auc=None):
         if problem:
             raise UserError(problem)
         logits = infer.infer_logits(forward, sample['img'], sample['trans_info'], options)
-        pred = logits.argmax(axis=0).astype(np.int32)
+        pred = infer.labels_of(logits)
         if label.size != pred.size:
             raise UserError(f'{label_path}: prediction {list(pred.shape)} and label {list(label.shape)} differ in '
                             'size; expected val transforms that record each resize / padding in trans_info')

@@ -320,7 +320,12 @@ def infer_logits(forward, image, trans_info=None, options=InferOptions()):
 
 def infer_labels(forward, image, trans_info=None, options=InferOptions()):
     """The predicted class of each pixel (argmax of :func:`infer_logits`), int32 (H, W)."""
-    return infer_logits(forward, image, trans_info, options).argmax(axis=0).astype(np.int32)
+    return labels_of(infer_logits(forward, image, trans_info, options))
+
+
+def labels_of(logits):
+    """The class map (argmax over the class axis) of (classes, H, W) scores, int32 (H, W)."""
+    return logits.argmax(axis=0).astype(np.int32)
 
 
 def options_from_args(args, test_config=None):
