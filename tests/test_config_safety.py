@@ -62,3 +62,40 @@ def test_opts_values_are_only_literals(tmp_path, base, marker, text):
 def test_opts_literals_still_parse():
     assert [parse_value(v) for v in ('1', '0.5', '[64, 64]', 'None', "'x'", 'true', 'null', 'word')] == \
         [1, 0.5, [64, 64], None, 'x', True, None, 'word']
+
+
+def test_pretrained_weights_of_paddleseg_classes_are_read_safely(tmp_path, base, marker):
+    """PaddleSeg's own loaders (``utils.load_entire_model``) use ``paddle.load``: a PaddleSeg model's
+    ``pretrained`` is loaded by ours instead, with the same result for real weights."""
+    import os
+    import pickle
+
+    import numpy as np
+    import paddle
+    from paddleseg.cvlibs import manager
+
+    def config(weights):
+        path = tmp_path / f'{weights.stem}.yml'
+        path.write_text(f'_base_: {base}\nmodel:\n  _inherited_: False\n  type: BiSeNetV2\n  num_classes: 19\n'
+                        f'  pretrained: {weights}\n')
+        return str(path)
+
+    evil = tmp_path / 'evil.pdparams'
+    evil.write_bytes(pickle.dumps({'x': Call(os.system, f'touch {marker}')}))
+    with pytest.raises(UserError) as err:
+        load_config(config(evil)).build_model()
+    assert str(err.value).startswith(f'{evil}: refused to load') and 'system' in str(err.value)
+    paddle.seed(1)
+    good = tmp_path / 'good.pdparams'
+    paddle.save(manager.MODELS['BiSeNetV2'](19).state_dict(), str(good))
+    paddle.seed(2)
+    model = load_config(config(good)).build_model()
+    saved = paddle.load(str(good))
+    assert all(np.array_equal(value.numpy(), saved[key].numpy()) for key, value in model.state_dict().items())
+
+class Call:
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
