@@ -4,7 +4,9 @@ A preempted job restarted while the old one still runs would otherwise have two 
 pruning and removing each other's temporary folders in one folder. Rank 0 of ``paddleseg train`` takes
 ``save_dir/.train.lock`` (an OS file lock: the kernel releases it when the process ends in any way,
 ``kill -9`` included, so a lock left behind never blocks the next run) and records who holds it in
-``save_dir/.train.lock.json`` (process id, host, start time, command), which a refused run names.
+``save_dir/.train.lock.json`` (process id, host, start time, command), which a refused run names. Both
+files go when the run ends (a killed run leaves them; the next run takes them over), and so does the
+folder when the run created it and wrote nothing else.
 
 The lock is taken after the run is validated (config, data, checkpoint: bad input leaves nothing behind)
 and before its first write; :func:`exclusive_save_dir` then checks again what the run decided without it
@@ -13,6 +15,7 @@ ended in between may have changed the folder.
 """
 import contextlib
 import datetime
+import functools
 import json
 import os
 import socket
@@ -49,16 +52,14 @@ def exclusive_save_dir(save_dir, decide=None, decided=None, enabled=True):
         yield
         return
     with writing(save_dir):
-        os.makedirs(save_dir, exist_ok=True)
+        created = _make_dirs(save_dir)
     owner_path = os.path.join(save_dir, OWNER_FILE)
-    held = contextlib.ExitStack()
-    try:
-        held.enter_context(file_lock(os.path.join(save_dir, LOCK_FILE), wait=False))
-    except LockBusy:
+    release = _try_lock(os.path.join(save_dir, LOCK_FILE))
+    if release is None:
         raise UserError(f'--save_dir {save_dir}: another paddleseg train is writing there ({describe(owner_path)}); '
                         'expected one run per folder: wait for it to end or stop it, then run again '
-                        '(--resume_model auto continues from its newest checkpoint)') from None
-    with held:
+                        '(--resume_model auto continues from its newest checkpoint)')
+    try:
         if read_owner(owner_path):
             logger.info(f'--save_dir {save_dir}: the run of {describe(owner_path)} ended without releasing it '
                         '(killed?); taking over')
@@ -68,11 +69,66 @@ def exclusive_save_dir(save_dir, decide=None, decided=None, enabled=True):
                             'newest)')
         with writing(owner_path):
             write_text(owner_path, json.dumps(owner_record()))
-        try:
-            yield
-        finally:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(owner_path)
+        release()
+        for folder in reversed(created):  # only folders this run made, and only when empty
             with contextlib.suppress(OSError):
-                os.remove(owner_path)
+                os.rmdir(folder)
+
+
+def _make_dirs(path):
+    """``os.makedirs(path)``; returns the folders it created, outermost first."""
+    missing, folder = [], os.path.abspath(path)
+    while not os.path.isdir(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    os.makedirs(path, exist_ok=True)
+    return missing[::-1]
+
+
+def _try_lock(path):
+    """Take the OS lock on file ``path`` without waiting; returns the function that releases it (removing
+    the file), or None when another process holds it."""
+    try:
+        import fcntl  # POSIX; elsewhere the portable lock of core.util, whose file stays
+    except ImportError:
+        held = contextlib.ExitStack()
+        try:
+            held.enter_context(file_lock(path, wait=False))
+        except LockBusy:
+            return None
+        return held.close
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        if _is_file_at(fd, path):
+            return functools.partial(_unlock, fd, path)
+        os.close(fd)  # the run that held it removed it meanwhile: lock the file now at ``path``
+
+
+def _is_file_at(fd, path):
+    """Whether open file ``fd`` is the file at ``path`` (not one removed or replaced since it was opened)."""
+    try:
+        there = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _unlock(fd, path):
+    """Remove the lock file while holding it (a process that opened it meanwhile sees it is gone), then
+    release it."""
+    with contextlib.suppress(OSError):
+        os.remove(path)
+    os.close(fd)
 
 
 def owner_record():

@@ -23,6 +23,7 @@ This module needs only the standard library and NumPy.
 import _compat_pickle
 import codecs
 import collections
+import importlib
 import io
 import pickle
 
@@ -37,20 +38,20 @@ class Refused(pickle.UnpicklingError):
     ``names the global os.system``."""
 
 
-def _numpy_function(name):
-    """A NumPy pickle-reconstruction function, wherever this NumPy version keeps it."""
-    core = getattr(np, '_core', None) or np.core
-    for module in (core.multiarray, core.numeric):
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise Refused(f'names numpy {name}, which this NumPy lacks')
+def _numpy_function(module, name):
+    """NumPy's pickle-reconstruction function ``module.name`` (e.g. ``multiarray._reconstruct``), from where
+    this NumPy keeps it: ``numpy._core`` from NumPy 2, ``numpy.core`` before."""
+    package = 'numpy._core' if int(np.__version__.split('.')[0]) >= 2 else 'numpy.core'
+    return getattr(importlib.import_module(f'{package}.{module}'), name)
 
 
-def _checked_dtype(*args):
-    """``numpy.dtype(*args)``, refusing object dtypes (whose arrays would hold arbitrary objects)."""
-    dtype = np.dtype(*args)
+def _checked_dtype(spec, align=False, copy=True):
+    """``numpy.dtype(spec, align, copy=True)`` as a pickle of a dtype asks for it, refusing object dtypes
+    (whose arrays would hold arbitrary objects). Always a copy: the pickle's state is then applied to it,
+    never to NumPy's shared built-in dtypes."""
+    dtype = np.dtype(spec, bool(align), True)
     if dtype.hasobject:
-        raise Refused(f'holds an object dtype ({args[0]!r})')
+        raise Refused(f'holds an object dtype ({spec!r})')
     return dtype
 
 
@@ -75,7 +76,7 @@ def _allowed_globals():
     }
     for package in ('numpy.core', 'numpy._core'):
         for module, name in numpy_functions:
-            allowed[(f'{package}.{module}', name)] = _numpy_function(name)
+            allowed[(f'{package}.{module}', name)] = _numpy_function(module, name)
     return allowed
 
 
