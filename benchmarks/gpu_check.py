@@ -45,6 +45,7 @@ from paddle_psp.config import load_config
 from paddle_psp.engine.train import AMP_BLACK_LIST
 from paddle_psp.inference.export import MODEL_FILES
 from paddle_psp.inference.predict import list_images, output_name, read_image
+from paddle_psp.weights.pdparams import load_file
 from paddle_psp.weights.state_dict import load_for_eval
 from speed import MODELS
 from speed_paths import loaded_model, make_weights
@@ -129,7 +130,7 @@ def check_train(work, roots, gpus):
                         'fp16', '--amp_level', 'O1', *roots], launcher=launcher)
     with open(os.path.join(save_dir, f'iter_{ITERS}', 'checkpoint.json')) as file:
         losses = [values[0] for values in json.load(file)['losses'].values()]
-    state = paddle.load(os.path.join(save_dir, f'iter_{ITERS}', 'model.pdparams'))
+    state = load_file(os.path.join(save_dir, f'iter_{ITERS}', 'model.pdparams'))
     finite = all(np.isfinite(np.asarray(v)).all() for v in state.values())
     norm = 'SyncBatchNorm' if ranks > 1 else 'plain BatchNorm'
     ok = finite and len(losses) == ITERS and np.isfinite(losses).all()

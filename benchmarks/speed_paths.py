@@ -44,9 +44,9 @@ def build_model(name, paddleseg):
 
 def loaded_model(name, paddleseg, weights):
     """:func:`build_model` with the state dict of file ``weights`` (its keys must match exactly)."""
-    import paddle  # lazy: see the module docstring
+    from paddle_psp.weights.pdparams import load_file  # lazy: see the module docstring
     model = build_model(name, paddleseg)
-    state = paddle.load(weights)
+    state = load_file(weights)
     missing = set(model.state_dict()) ^ set(state)
     if missing:
         raise SystemExit(f'{weights}: keys differ from the model\'s: {sorted(missing)[:3]}')

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import SUBPROCESS_ENV
 from paddle_psp.engine import checkpoint as ckpt
+from paddle_psp.engine import save_dir_lock
 from paddle_psp.config import load_config
 from paddle_psp.engine.loader import BatchCollator, EpochShardSampler, SeededSamples
 from paddle_psp.core import runtime
@@ -97,7 +98,7 @@ def test_resume_after_sigkill_equals_straight_run(big_tmp_path, make_config):
     killed = run_train(common + ['--save_dir', save_dir, '--num_workers', '2', '--use_vdl',
                                  '--keep_checkpoint_max', '1'], hooks=['--kill_after_save', '3'])
     assert killed.returncode == -9, killed.stderr[-2000:]  # a real SIGKILL, not an exit
-    entries = sorted(os.listdir(save_dir))
+    entries = sorted(set(os.listdir(save_dir)) - {save_dir_lock.LOCK_FILE, save_dir_lock.OWNER_FILE})  # killed
     assert len(entries) == 2 and entries[0] == 'iter_3' and entries[1].startswith('vdlrecords.')
     first_half = losses_of(os.path.join(save_dir, 'iter_3'))
 

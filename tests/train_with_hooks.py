@@ -7,6 +7,8 @@
 ``--kill_at WHERE:N``: rank 0 SIGKILLs itself in the middle of iteration N's ``forward`` (training), ``eval``
 (the evaluation inside training), ``save`` (writing ``iter_N``, its weights written) or ``best`` (writing
 ``best_model`` at iteration N, its weights written).
+``--pause_after_save N``: rank 0 sleeps (for an hour, or until killed) right after the checkpoint of iteration N is
+complete: a long job that still holds its ``--save_dir``.
 ``--dump_ranks DIR``: every rank writes its final state dict (``rank{R}.pdparams``), the names of its
 trained parameters and the sample indices of each batch it trained on (``rank{R}.json``) into DIR.
 """
@@ -15,6 +17,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 import paddle
 
@@ -34,6 +37,18 @@ class KillAfterSave(Hook):
     def after_step(self, trainer, step):
         if step.iteration == self.iteration and trainer.rank == 0:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class PauseAfterSave(Hook):
+    """Sleep after iteration ``iteration`` and its checkpoint: the run goes on holding its folder."""
+
+    def __init__(self, iteration):
+        self.iteration = iteration
+
+    def after_step(self, trainer, step):
+        if step.iteration == self.iteration and trainer.rank == 0:
+            print(f'paused after iter {step.iteration}', file=sys.stderr, flush=True)
+            time.sleep(3600)
 
 
 class KillAt(Hook):
@@ -98,6 +113,7 @@ def main(argv):
     parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument('--kill_after_save', type=int)
     parser.add_argument('--kill_at', metavar='WHERE:N')
+    parser.add_argument('--pause_after_save', type=int)
     parser.add_argument('--dump_ranks')
     hook_args, train_argv = parser.parse_known_args(argv)
     hooks = []
@@ -106,6 +122,8 @@ def main(argv):
         hooks.append(KillAt(where, int(iteration)))
     if hook_args.kill_after_save is not None:
         hooks.append(KillAfterSave(hook_args.kill_after_save))
+    if hook_args.pause_after_save is not None:
+        hooks.append(PauseAfterSave(hook_args.pause_after_save))
     if hook_args.dump_ranks:
         hooks.append(DumpRanks(hook_args.dump_ranks))
     runtime.apply_cpu_tuning(training=True)  # as `paddleseg train` does, so that the numbers match its runs

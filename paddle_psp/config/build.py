@@ -16,6 +16,7 @@ from paddle_psp.config.upstream import substitute_upstream
 from paddle_psp.config.validate import TRAIN_KEYS, check_dataset_root, check_file_list
 from paddle_psp.core.errors import UserError, one_line
 from paddle_psp.data.datasets import IGNORE_INDEX
+from paddle_psp.weights.state_dict import load_weights
 
 
 class SegConfig:
@@ -210,7 +211,9 @@ def build_val_dataset(cfg, data_root=None):
 def build_component(cfg, keypath, path):
     """Build the registered component described by dict ``cfg`` (nested components first).
 
-    Constructor errors (PaddleSeg's asserts included) become one UserError naming ``keypath``.
+    Constructor errors (PaddleSeg's asserts included) become one UserError naming ``keypath``. The
+    ``pretrained`` weights of PaddleSeg's own classes are loaded by :func:`paddle_psp.weights.state_dict.load_weights`
+    (the safe reader) after construction, never by PaddleSeg's loaders (``paddle.load``: unrestricted pickle).
     """
     cfg = dict(cfg)
     component_class = lookup_class(cfg.pop('type'), keypath, path)
@@ -222,7 +225,13 @@ def build_component(cfg, keypath, path):
             value = [build_component(v, f'{keypath}.{key}.{i}', path) if isinstance(v, dict) and 'type' in v
                      else v for i, v in enumerate(value)]
         params[key] = value
-    return _construct(component_class, params, keypath, path)
+    deferred = None
+    if getattr(component_class, '__module__', '').startswith('paddleseg.') and params.get('pretrained'):
+        deferred, params['pretrained'] = params['pretrained'], None  # PaddleSeg's loaders call paddle.load
+    layer = _construct(component_class, params, keypath, path)
+    if deferred:
+        load_weights(layer, deferred)  # as PaddleSeg loads them (matching names and shapes), read safely
+    return layer
 
 
 def _drop_pretrained(node):

@@ -122,6 +122,11 @@ def read_yaml_file(path):
         mark = getattr(err, 'problem_mark', None)
         where = f'{path}:{mark.line + 1}' if mark is not None else path
         problem = getattr(err, 'problem', None) or str(err).splitlines()[0]
+        tag = re.search(r"constructor for the tag '([^']*)'", problem)
+        if tag:  # e.g. !!python/object/apply:os.system: a config is data, never code
+            raise UserError(f'{where}: YAML tag {tag.group(1)!r} refused; expected plain YAML values (mappings, '
+                            'lists, strings, numbers, booleans, null): a config never constructs Python objects') \
+                from None
         raise UserError(f'{where}: malformed YAML: {problem}') from None
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f'{path}: cannot read config file: {err}') from None

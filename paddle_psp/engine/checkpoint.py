@@ -27,9 +27,10 @@ import uuid
 import paddle
 
 from paddle_psp.core.atomic import fsync_path, replace_dir, umask
-from paddle_psp.core.errors import UserError, one_line
+from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 from paddle_psp.core.outputs import writing
+from paddle_psp.weights.pdparams import load_file
 
 MODEL_FILE = 'model.pdparams'
 OPTIMIZER_FILE = 'model.pdopt'
@@ -114,16 +115,14 @@ def load_checkpoint(path, need_optimizer=True):
 
 
 def _load_files(path, file_names):
-    """``paddle.load`` of each of ``file_names`` in checkpoint directory ``path``; UserError if one is absent
-    or damaged."""
+    """What ``paddle.load`` returns for each of ``file_names`` in checkpoint directory ``path``, read by the
+    safe reader (:func:`paddle_psp.weights.pdparams.load_file`); UserError if one is absent, damaged or
+    refused."""
     for file_name in file_names:
         if not os.path.isfile(os.path.join(path, file_name)):
             raise UserError(f'{path}: incomplete checkpoint (no {file_name}); expected a directory written by '
                             'paddleseg train')
-    try:
-        return tuple(paddle.load(os.path.join(path, file_name)) for file_name in file_names)
-    except Exception as err:  # paddle raises many types for a damaged file
-        raise UserError(f'{path}: damaged checkpoint: {one_line(err)}') from None
+    return tuple(load_file(os.path.join(path, file_name)) for file_name in file_names)
 
 
 @dataclasses.dataclass

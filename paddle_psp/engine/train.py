@@ -9,8 +9,9 @@ iteration from (seed, iteration, rank); the optimizer and LR state are in ``mode
 is none), so the same command can simply be run again after a crash.
 
 Runs never mix: ``--save_dir`` is checked before any work, and a fresh run into a folder that holds another
-run's checkpoints is refused. Each run has an id, recorded in its checkpoints: pruning and ``best_model``
-touch only the run's own.
+run's checkpoints is refused; while a run writes there it holds the folder's lock, and a second run into it
+is refused in one line naming the first (:mod:`paddle_psp.engine.save_dir_lock`). Each run has an id,
+recorded in its checkpoints: pruning and ``best_model`` touch only the run's own.
 
 Data parallel (CPU with gloo, or GPUs)::
 
@@ -36,6 +37,7 @@ from paddle_psp.engine.ema import EMAHook, ModelEMA
 from paddle_psp.engine.hooks import CheckpointHook, EvalHook, LogHook, Step, VisualDLHook
 from paddle_psp.engine.loader import derive_seed, make_loader, unpack_batch
 from paddle_psp.engine.profiler import ProfilerHook, parse_profiler_options
+from paddle_psp.engine.save_dir_lock import exclusive_save_dir
 from paddle_psp.models.layers import NCHWAdapter
 from paddle_psp_cli.parsers import train_parser
 
@@ -52,10 +54,13 @@ def main(argv=None, extra_hooks=()):
     """
     args = train_parser().parse_args(sys.argv[1:] if argv is None else argv)
     check_flags(args)
-    args.resume_model = check_save_dir(args.save_dir, args.resume_model)
+    requested = args.resume_model
+    args.resume_model = check_save_dir(args.save_dir, requested)
     trainer = Trainer(args)
     trainer.hooks.extend(extra_hooks)
-    trainer.run()
+    with exclusive_save_dir(args.save_dir, lambda: check_save_dir(args.save_dir, requested, True), args.resume_model,
+                            enabled=trainer.rank == 0):  # rank 0 holds it for the job
+        trainer.run()
     return 0
 
 
@@ -75,9 +80,10 @@ def check_flags(args):
                         'on CPU')
 
 
-def check_save_dir(save_dir, resume_model):
+def check_save_dir(save_dir, resume_model, quiet=False):
     """Check ``--save_dir`` before any work: a writable folder (or one that can be created), holding no
-    other run's checkpoints. Returns the checkpoint to resume from (``auto`` resolved), or None.
+    other run's checkpoints. Returns the checkpoint to resume from (``auto`` resolved, logged unless
+    ``quiet``), or None.
 
     Raises:
         UserError: One line naming the folder and the ways on.
@@ -85,8 +91,9 @@ def check_save_dir(save_dir, resume_model):
     require_dir(save_dir, 'a folder for checkpoints and VisualDL logs', '--save_dir')
     if resume_model == 'auto':
         resume_model = ckpt.latest_checkpoint(save_dir)
-        logger.info(f'--resume_model auto: resuming from {resume_model}' if resume_model else
-                    f'--resume_model auto: no complete checkpoint in {save_dir}, starting a new run')
+        if not quiet:
+            logger.info(f'--resume_model auto: resuming from {resume_model}' if resume_model else
+                        f'--resume_model auto: no complete checkpoint in {save_dir}, starting a new run')
     ours = resume_model and not ckpt.is_paddleseg_checkpoint(resume_model)  # PaddleSeg's iter_N has no run id
     run_id = ckpt.read_info(resume_model).get('run_id') if ours else None
     others = ckpt.other_runs(save_dir, run_id) if run_id or not resume_model else []
