@@ -26,7 +26,8 @@ VERBS = {
     'download': ('paddle_psp.weights.hub', 'download and cache a zoo checkpoint or a URL'),
     'prepare': ('paddle_psp.data.prepare', 'convert Cityscapes / VOC+SBD from their official formats'),
     'quickstart': ('paddle_psp.quickstart', 'the built-in demo: small synthetic dataset, train, benchmark'),
-    'models': ('paddle_psp.models.summary', 'build the four zoo models and run one forward pass'),
+    'models': ('paddle_psp.models.summary', 'list the model zoo and its config names (--check: run the models)'),
+    'env': ('paddle_psp.benchmark.environment', 'print versions, device, CPU and tuning (for a bug report)'),
 }
 ALIASES = {'evaluate': 'val'}
 # Verbs that train in their own process: they get the training part of the CPU tuning (core/runtime.py).
@@ -54,8 +55,12 @@ def main(argv=None):
     verb = ALIASES.get(argv[0], argv[0])
     if verb not in VERBS:
         parser.error(f'unknown verb {argv[0]!r}; choose from {", ".join(sorted(VERBS))}')
+    args = None
     if verb in parsers.PARSERS:
-        parsers.PARSERS[verb]().parse_args(argv[1:])  # --help and bad flags answered before Paddle loads
+        args = parsers.PARSERS[verb]().parse_args(argv[1:])  # --help and bad flags answered before Paddle loads
+    if verb == 'models' and args is not None and not args.check:  # the zoo listing reads the manifest only
+        from paddle_psp_cli import zoo_listing
+        return zoo_listing.main(args)
     quiet.silence_known_warnings()
     # Lazy from here on: each of these imports Paddle and PaddleSeg (through paddle_psp/__init__).
     from paddle_psp.core import runtime

@@ -8,6 +8,8 @@ flag-by-flag comparison with PaddleSeg is in docs/flags.md.
 import argparse
 import os
 
+from paddle_psp_cli.configs import config_argument
+
 DEVICES = ('cpu', 'gpu')  # what this build runs on
 PADDLESEG_DEVICES = ('cpu', 'gpu', 'xpu', 'npu', 'mlu')  # what PaddleSeg's --device accepts
 DATA_FORMATS = ('NCHW', 'NHWC')
@@ -32,6 +34,8 @@ QUICKSTART_STEPS = """
 Everything goes to ``--save_dir`` (``./quickstart_output``): ``data/``, ``train/`` (checkpoints, VisualDL
 records), ``benchmark/`` (benchmark.json, benchmark.md) and ``summary.json``.
 """
+
+CONFIG_NAME_HELP = ', or the name of a shipped config (paddleseg models lists them)'
 
 # Where the fast path keeps its exported models (paddle_psp/inference/cache.py; stated here without importing it,
 # so that --help stays light; tests/test_cache.py checks that the two agree).
@@ -71,7 +75,7 @@ def _bool(text):
 
 def add_config_arguments(parser, config_help):
     """Add ``--config`` (help ``config_help``) and ``--model_path`` to ``parser``, both required."""
-    parser.add_argument('--config', required=True, help=config_help)
+    parser.add_argument('--config', required=True, type=config_argument, help=config_help + CONFIG_NAME_HELP)
     parser.add_argument('--model_path', required=True,
                         help='checkpoint: a model.pdparams file, a folder holding one, a URL or a zoo name')
 
@@ -203,7 +207,8 @@ def train_parser():
     """The ``paddleseg train`` argument parser (PaddleSeg's tools/train.py flags, plus --device)."""
     parser = OneLineParser(prog='paddleseg train', description='Iteration-based training with '
                                      "PaddleSeg's flags, exact resume and data parallelism.")
-    parser.add_argument('--config', required=True, help='YAML config (PaddleSeg format, _base_ allowed)')
+    parser.add_argument('--config', required=True, type=config_argument,
+                        help='YAML config (PaddleSeg format, _base_ allowed)' + CONFIG_NAME_HELP)
     parser.add_argument('--save_dir', default='./output', help='checkpoints and VisualDL logs (./output)')
     parser.add_argument('--iters', type=int, help='total iterations (overrides the config)')
     parser.add_argument('--batch_size', type=int, help='images per device (overrides the config)')
@@ -250,7 +255,8 @@ def benchmark_parser():
     what.add_argument('--model', help='zoo filter: PSPNet or DeepLabV3')
     what.add_argument('--dataset', help='zoo filter: cityscapes or voc12aug')
     what.add_argument('--backbone', help='zoo filter: ResNet50_OS8 or ResNet101_OS8')
-    what.add_argument('--config', help='YAML config (its val_dataset and model)')
+    what.add_argument('--config', type=config_argument,
+                      help='YAML config (its val_dataset and model)' + CONFIG_NAME_HELP)
     what.add_argument('--model_path',
                       help='checkpoint: a .pdparams file, a folder holding one, a URL or a zoo name')
     what.add_argument('--name', help='label of a --config run (default: the config file name)')
@@ -341,14 +347,27 @@ def quickstart_parser():
 
 def models_parser():
     """The ``paddleseg models`` argument parser."""
-    parser = OneLineParser(prog='paddleseg models', description='``paddleseg models``: build the four zoo '
-                           'models, print parameter counts and one forward pass each.')
-    parser.add_argument('--num_classes', type=int, default=19)
-    parser.add_argument('--input_size', type=int, nargs=2, default=[128, 128], metavar=('W', 'H'))
+    parser = OneLineParser(prog='paddleseg models', description='List the model zoo: name (also the config '
+                           'name --config takes), model, backbone, dataset, crop, iterations, published mIoU / '
+                           'flip / ms+flip and whether the weights are cached. Reads the manifest only.')
+    check = parser.add_argument_group('--check: build the four zoo models instead and run one forward pass each')
+    check.add_argument('--check', action='store_true',
+                       help='print parameter counts, output shapes and one forward pass per model (random '
+                            'weights; imports Paddle)')
+    check.add_argument('--num_classes', type=int, default=19, help='classes of the checked models (19)')
+    check.add_argument('--input_size', type=int, nargs=2, default=[128, 128], metavar=('W', 'H'),
+                       help='input image size of the forward pass (128 128)')
     return parser
+
+
+def env_parser():
+    """The ``paddleseg env`` argument parser."""
+    return OneLineParser(prog='paddleseg env', description='Print what a bug report needs: paddle-psp, Paddle, '
+                         'PaddleSeg, Python, CUDA / cuDNN and GPU if any, the CPU and its instruction sets, '
+                         'and the CPU tuning paddleseg applies on this machine.')
 
 
 # verb -> its parser (the command line checks flags with it before importing the verb's module)
 PARSERS = {'train': train_parser, 'val': val_parser, 'predict': predict_parser, 'export': export_parser,
            'benchmark': benchmark_parser, 'download': download_parser, 'prepare': prepare_parser,
-           'quickstart': quickstart_parser, 'models': models_parser}
+           'quickstart': quickstart_parser, 'models': models_parser, 'env': env_parser}
