@@ -20,19 +20,17 @@ DEFAULT_SCALES = (0.75, 1.0, 1.25)  # the ms+flip column's scales (paddle_psp/be
 BENCHMARK_SAVE_DIR = os.path.join('.', 'output', 'benchmark')
 QUICKSTART_SAVE_DIR = os.path.join('.', 'quickstart_output')
 MIRROR_ENV = 'PADDLE_PSP_MIRROR'  # environment variable: a mirror of https://bj.bcebos.com (weights/hub.py)
-QUICKSTART_DESCRIPTION = ('``paddleseg quickstart``: the built-in demo, end to end on a CPU in a few minutes, no '
-                          'network needed.')
+QUICKSTART_DESCRIPTION = 'The built-in demo, end to end on a CPU in a few minutes, no network needed.'
 QUICKSTART_STEPS = """
-1. Generates a small deterministic street-scene dataset in Cityscapes layout
-   (:func:`paddle_psp.data.synthetic.make_cityscapes_like`).
-2. Trains PSPNet on a dilated ResNet50-vd (output stride 8) with ``paddleseg train`` and VisualDL logs,
+1. Generates a small deterministic street-scene dataset in Cityscapes layout.
+2. Trains PSPNet on a dilated ResNet50-vd (output stride 8) as paddleseg train does, with VisualDL logs,
    from random weights (no ImageNet weights: they would need a download) with a 64-channel pyramid head,
-   small crops and a short schedule (``configs/quickstart/``).
-3. Benchmarks the trained model (``paddleseg benchmark``: mIoU, flip, ms+flip from one pass per image) and
-   prints the table with the chance level next to it.
+   small crops and a short schedule (the config named quickstart).
+3. Benchmarks the trained model as paddleseg benchmark does (mIoU, flip, ms+flip from one pass per image)
+   and prints the table with the chance level next to it.
 
-Everything goes to ``--save_dir`` (``./quickstart_output``): ``data/``, ``train/`` (checkpoints, VisualDL
-records), ``benchmark/`` (benchmark.json, benchmark.md) and ``summary.json``.
+Everything goes to --save_dir (./quickstart_output): data/, train/ (checkpoints, VisualDL records),
+benchmark/ (benchmark.json, benchmark.md) and summary.json.
 """
 
 CONFIG_NAME_HELP = ', or the name of a shipped config (paddleseg models lists them)'
@@ -83,6 +81,7 @@ def add_config_arguments(parser, config_help):
 def add_device_argument(parser):
     """Add PaddleSeg's ``--device``: cpu or gpu; xpu, npu and mlu are refused in one line."""
     parser.add_argument('--device', choices=PADDLESEG_DEVICES, default=None, action=_Supported,
+                        metavar='{' + ','.join(DEVICES) + '}',
                         supported=DEVICES, reason='this build supports cpu, gpu; expected --device cpu (or gpu '
                         'with paddlepaddle-gpu), or PaddleSeg itself for this device',
                         help='cpu or gpu (default: gpu when Paddle has CUDA and a GPU is visible, else cpu, as in '
@@ -91,7 +90,7 @@ def add_device_argument(parser):
 
 def add_data_format_argument(parser):
     """Add PaddleSeg's ``--data_format``: NCHW; NHWC is refused in one line."""
-    parser.add_argument('--data_format', choices=DATA_FORMATS, default='NCHW', action=_Supported,
+    parser.add_argument('--data_format', choices=DATA_FORMATS, default='NCHW', action=_Supported, metavar='NCHW',
                         supported=('NCHW',), reason='the models here compute in NCHW (the fast CPU path lets '
                         'oneDNN choose its own memory layout); expected NCHW', help='NCHW (default)')
 
@@ -151,7 +150,8 @@ def val_parser():
     """The ``paddleseg val`` argument parser."""
     parser = OneLineParser(
         prog='paddleseg val', description='Evaluate a checkpoint on the validation set of a config: mIoU, Acc, '
-        'Kappa, Dice and per-class IoU / precision / recall (pixels labelled 255 ignored).')
+        'Kappa, Dice and per-class IoU / precision / recall. Pixels labelled with the dataset\'s ignore index '
+        '(its ignore_index: 255 for Cityscapes and VOC) are left out.')
     add_config_arguments(parser, 'YAML config (val_dataset and model)')
     parser.add_argument('--num_workers', type=int, default=0, help='processes reading images (default 0)')
     add_device_argument(parser)
