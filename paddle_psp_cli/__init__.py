@@ -9,6 +9,7 @@ import argparse
 import atexit
 import importlib
 import os
+import platform
 import sys
 import threading
 
@@ -34,6 +35,34 @@ ALIASES = {'evaluate': 'val'}
 TRAINING_VERBS = ('train', 'quickstart')
 
 
+def version_text():
+    """``paddleseg --version``: paddle-psp's version and the installed Paddle's and PaddleSeg's, read from their
+    package metadata (no import)."""
+    from importlib import metadata
+
+    def installed(*names):
+        for name in names:
+            try:
+                return metadata.version(name)
+            except metadata.PackageNotFoundError:
+                pass
+        return 'not installed'
+
+    return (f'paddle-psp {__version__} (Paddle {installed("paddlepaddle", "paddlepaddle-gpu")}, PaddleSeg '
+            f'{installed("paddleseg")}, Python {platform.python_version()}; paddleseg env says more)')
+
+
+class _Version(argparse.Action):
+    """``--version``: prints :func:`version_text` and exits."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
 def _top_parser():
     parser = argparse.ArgumentParser(
         prog='paddleseg',
@@ -41,7 +70,7 @@ def _top_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='verbs:\n' + '\n'.join(f'  {v:<11} {h}' for v, (_, h) in VERBS.items())
         + '\n\nRun "paddleseg VERB --help" for the options of a verb.')
-    parser.add_argument('--version', action='version', version=f'paddle-psp {__version__}')
+    parser.add_argument('--version', action=_Version, help="show paddle-psp's, Paddle's and PaddleSeg's versions")
     parser.add_argument('verb', choices=sorted(VERBS) + sorted(ALIASES), metavar='VERB')
     return parser
 

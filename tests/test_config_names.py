@@ -104,3 +104,14 @@ def test_prepare_cityscapes_names_the_extra_when_cityscapesscripts_is_absent(mon
                         lambda name, *a: None if name == 'cityscapesscripts' else real(name, *a))
     with pytest.raises(UserError, match=r'pip install "paddle-psp\[prepare\]"'):
         prepare.main(['cityscapes', '--root', str(tmp_path)])
+
+
+def test_version_names_paddle_and_paddleseg_without_importing_them():
+    code = ('import sys; from paddle_psp_cli import version_text; print(version_text()); '
+            'print(sorted(set(sys.modules) & {"paddle", "paddleseg", "paddle_psp"}))')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    first, imported = result.stdout.splitlines()
+    import paddleseg
+    assert first.startswith(f'paddle-psp {paddle_psp_cli.__version__} (Paddle {paddle.__version__}, ')
+    assert f'PaddleSeg {paddleseg.__version__}' in first and imported == '[]'
