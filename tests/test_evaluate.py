@@ -2,6 +2,7 @@
 import io
 import logging
 import os
+import re
 
 import cv2
 import numpy as np
@@ -155,6 +156,8 @@ def test_val_cli_prints_full_report(setup, log_lines):
     lines = log_lines()
     summary = [line for line in lines if 'mIoU:' in line]
     assert len(summary) == 1 and '#Images: 4' in summary[0] and 'Kappa:' in summary[0] and 'Dice:' in summary[0]
+    progress = [line for line in lines if line.startswith('[EVAL] evaluating: ')]  # no terminal: lines with ETA
+    assert progress and re.fullmatch(r'\[EVAL\] evaluating: 4/4 images, [\d.]+ s/image, ETA 00:00:00', progress[-1])
     for name in ('road', 'traffic light', 'bicycle'):
         assert any(line.split()[1:3][0] == name.split()[0] for line in lines if '[EVAL]' in line)
     # the printed mIoU matches the model run directly and scored by the reference

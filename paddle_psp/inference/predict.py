@@ -16,6 +16,7 @@ from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 from paddle_psp.core.outputs import require_dir
+from paddle_psp.core.util import Progress, lines_every
 from paddle_psp.data import datasets
 from paddle_psp.config import load_config
 from paddle_psp.inference import tta
@@ -104,18 +105,26 @@ def predict(forward, transforms, image_paths, save_dir, palette, options=tta.Inf
     """
     compose = Compose(list(transforms))
     written = []
-    for index, path in enumerate(image_paths, 1):
-        image = read_image(path)
-        sample = compose({'img': image.astype(np.float32), 'trans_info': []})
-        labels = tta.infer_labels(forward, sample['img'], sample['trans_info'], options)
-        name = output_name(path, base)
-        colour_path = os.path.join(save_dir, 'pseudo_color_prediction', os.path.splitext(name)[0] + '.png')
-        _save(colour_path, lambda tmp: colourize(labels, palette).save(tmp, format='PNG'))
-        added_path = os.path.join(save_dir, 'added_prediction', name)
-        _save(added_path, lambda tmp: _imwrite(tmp, os.path.splitext(name)[1], overlay(image, labels, palette)))
-        written.append(colour_path)
-        logger.info(f'[PREDICT] {index}/{len(image_paths)} {path}')
+    with Progress('predicting', len(image_paths), every=lines_every(len(image_paths)), unit='image',
+                  log_prefix='[PREDICT] ') as progress:
+        for path in image_paths:
+            written.append(_predict_one(forward, compose, path, save_dir, palette, options, base))
+            progress.advance()
     return written
+
+
+def _predict_one(forward, compose, path, save_dir, palette, options, base):
+    """Predict one image and write its colour map and overlay; returns the colour map's path."""
+    image = read_image(path)
+    sample = compose({'img': image.astype(np.float32), 'trans_info': []})
+    labels = tta.infer_labels(forward, sample['img'], sample['trans_info'], options)
+    name = output_name(path, base)
+    colour_path = os.path.join(save_dir, 'pseudo_color_prediction', os.path.splitext(name)[0] + '.png')
+    _save(colour_path, lambda tmp: colourize(labels, palette).save(tmp, format='PNG'))
+    added_path = os.path.join(save_dir, 'added_prediction', name)
+    _save(added_path, lambda tmp: _imwrite(tmp, os.path.splitext(name)[1], overlay(image, labels, palette)))
+    logger.debug(f'[PREDICT] {path} -> {colour_path}')
+    return colour_path
 
 
 def _save(path, write):
