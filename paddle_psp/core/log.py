@@ -2,8 +2,10 @@
 
 Logs go to stderr so that a verb's stdout carries only its results (``$(paddleseg download X)`` is a path).
 ``PADDLE_PSP_LOG_LEVEL`` (DEBUG, INFO, WARNING, ERROR; default INFO) sets the level, e.g. DEBUG shows the
-CPU tuning that ``paddleseg`` applied.
+CPU tuning that ``paddleseg`` applied. :func:`log_file` also writes the lines to a file while a block runs
+(``paddleseg train`` keeps ``SAVE_DIR/train.log``).
 """
+import contextlib
 import logging
 import os
 import sys
@@ -23,11 +25,55 @@ class _CurrentStderrHandler(logging.StreamHandler):
         pass
 
 
+class _FileHandler(logging.FileHandler):
+    """Appends to a file created (with its folder) at the first line; a write error ends the file quietly,
+    so that a full disk never adds a traceback to the console."""
+
+    def __init__(self, path):
+        super().__init__(path, mode='a', encoding='utf-8', delay=True)
+
+    def _open(self):
+        os.makedirs(os.path.dirname(os.path.abspath(self.baseFilename)), exist_ok=True)
+        return super()._open()
+
+    def emit(self, record):
+        try:
+            super().emit(record)
+        except OSError:  # opening the file failed (a write error reaches handleError)
+            self.handleError(record)
+
+    def handleError(self, record):
+        logger.removeHandler(self)
+
+
+FORMATTER = logging.Formatter('%(asctime)s [%(levelname)s] %(message)s', '%Y-%m-%d %H:%M:%S')
 logger = logging.getLogger('paddle_psp')
 if not logger.handlers:
     _handler = _CurrentStderrHandler()
-    _handler.setFormatter(logging.Formatter('%(asctime)s [%(levelname)s] %(message)s', '%Y-%m-%d %H:%M:%S'))
+    _handler.setFormatter(FORMATTER)
     logger.addHandler(_handler)
     _level = os.environ.get(LEVEL_VAR, 'INFO').upper()
     logger.setLevel(_level if _level in ('DEBUG', 'INFO', 'WARNING', 'ERROR') else logging.INFO)
     logger.propagate = False
+
+
+@contextlib.contextmanager
+def log_file(path):
+    """Also append the package's log lines to ``path`` while the block runs (the console keeps them too).
+
+    The file (and its folder) is created at the first line, so a block that logs nothing leaves nothing.
+
+    Args:
+        path (str): the log file.
+
+    Yields:
+        str: ``path``.
+    """
+    handler = _FileHandler(path)
+    handler.setFormatter(FORMATTER)
+    logger.addHandler(handler)
+    try:
+        yield path
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
