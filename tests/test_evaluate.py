@@ -175,6 +175,20 @@ def test_val_cli_prints_full_report(setup, log_lines):
     assert scores['mIoU'] == pytest.approx(expected['mIoU'], abs=1e-9)
 
 
+def test_val_save_dir_holds_the_metrics_and_the_log_once_done(setup, tmp_path):
+    save_dir = tmp_path / 'val'
+    with pytest.raises(UserError):
+        evaluate.main(['--config', setup['config'], '--model_path', str(tmp_path / 'missing.pdparams'),
+                       '--save_dir', str(save_dir), '--dygraph'])
+    assert not save_dir.exists()  # an error leaves no log behind
+    scores = evaluate.main(['--config', setup['config'], '--model_path', setup['checkpoint'], '--dygraph',
+                            '--save_dir', str(save_dir)])
+    assert sorted(os.listdir(save_dir)) == ['metrics.json', 'val.log']
+    log = (save_dir / 'val.log').read_text().splitlines()
+    assert any(f'mIoU: {scores["mIoU"]:.4f}' in line for line in log)
+    assert all(re.match(r'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[[A-Z]+\] ', line) for line in log)
+
+
 def test_val_cli_with_tta_and_sliding_window(setup, log_lines):
     argv = ['--config', setup['config'], '--model_path', setup['checkpoint'], '--aug_eval', '--scales', '0.75',
             '1.0', '--flip_horizontal', '--flip_vertical', '--is_slide', '--crop_size', '64', '64', '--stride',

@@ -3,7 +3,7 @@
 Logs go to stderr so that a verb's stdout carries only its results (``$(paddleseg download X)`` is a path).
 ``PADDLE_PSP_LOG_LEVEL`` (DEBUG, INFO, WARNING, ERROR; default INFO) sets the level, e.g. DEBUG shows the
 CPU tuning that ``paddleseg`` applied. :func:`log_file` also writes the lines to a file while a block runs
-(``paddleseg train`` keeps ``SAVE_DIR/train.log``).
+(``SAVE_DIR/train.log``, ``val.log``, ``predict.log``).
 """
 import contextlib
 import logging
@@ -57,19 +57,34 @@ if not logger.handlers:
     logger.propagate = False
 
 
+class _Lines(logging.Handler):
+    """Keeps the formatted lines in memory."""
+
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(self.format(record))
+
+
 @contextlib.contextmanager
-def log_file(path):
+def log_file(path, when_done=False):
     """Also append the package's log lines to ``path`` while the block runs (the console keeps them too).
 
-    The file (and its folder) is created at the first line, so a block that logs nothing leaves nothing.
+    The file (and its folder) is created at the first line, so a block that logs nothing leaves nothing. A
+    file that cannot be written is given up quietly: the console has the lines.
 
     Args:
         path (str): the log file.
+        when_done (bool, optional): keep the lines and append them only once the block completes (nothing
+            on an error), for a verb whose outputs appear when its work is done (``val``, ``predict``).
+            Default: False: each line at once.
 
     Yields:
         str: ``path``.
     """
-    handler = _FileHandler(path)
+    handler = _Lines() if when_done else _FileHandler(path)
     handler.setFormatter(FORMATTER)
     logger.addHandler(handler)
     try:
@@ -77,3 +92,10 @@ def log_file(path):
     finally:
         logger.removeHandler(handler)
         handler.close()
+    if when_done and handler.lines:
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path, 'a', encoding='utf-8') as file:
+                file.write('\n'.join(handler.lines) + '\n')
+        except OSError:
+            pass

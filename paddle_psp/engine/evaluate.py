@@ -23,13 +23,14 @@ from paddle_psp.inference.checkpoint_forward import checkpoint_forward
 from paddle_psp.core.atomic import write_text
 from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
-from paddle_psp.core.log import logger
+from paddle_psp.core.log import log_file, logger
 from paddle_psp.core.outputs import require_file, writing
 from paddle_psp.core.util import Progress, lines_every
 from paddle_psp.data.datasets import IGNORE_INDEX, class_names
 from paddle_psp_cli.parsers import val_parser
 from paddle_psp_cli.stages import Stages
 
+VAL_LOG = 'val.log'
 METRICS_JSON = 'metrics.json'
 
 
@@ -173,9 +174,16 @@ def metrics_path(args):
 
 
 def main(argv):
-    """``paddleseg val``: logs the metric report, writes it as JSON with ``--save_dir`` / ``--output``, and
-    returns the scores (see :func:`evaluate`)."""
+    """``paddleseg val``: logs the metric report, writes it as JSON with ``--save_dir`` / ``--output`` (and, with
+    ``--save_dir``, the log lines to ``val.log`` once done), and returns the scores (see :func:`evaluate`)."""
     args = val_parser().parse_args(argv)
+    log = log_file(os.path.join(args.save_dir, VAL_LOG), when_done=True) if args.save_dir else contextlib.nullcontext()
+    with log:
+        return _run(args)
+
+
+def _run(args):
+    """``paddleseg val`` with parsed flags."""
     stages = Stages(enabled=args.profile)
     stages.mark('imports')
     output = metrics_path(args)

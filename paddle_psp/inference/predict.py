@@ -14,7 +14,7 @@ from PIL import Image
 from paddle_psp.core.atomic import atomic_path
 from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
-from paddle_psp.core.log import logger
+from paddle_psp.core.log import log_file, logger
 from paddle_psp.core.outputs import require_dir
 from paddle_psp.core.util import Progress, lines_every
 from paddle_psp.data import datasets
@@ -25,6 +25,7 @@ from paddle_psp_cli.parsers import predict_parser
 from paddle_psp_cli.stages import Stages
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
+PREDICT_LOG = 'predict.log'
 IMAGE_WEIGHT = 0.6
 def list_images(image_path):
     """The images to predict and the folder their output names are relative to.
@@ -156,8 +157,14 @@ def custom_palette(palette, custom_color):
 
 
 def main(argv):
-    """``paddleseg predict``: returns 0 after writing the predictions."""
+    """``paddleseg predict``: returns 0 after writing the predictions (and the log lines, to ``predict.log``)."""
     args = predict_parser().parse_args(argv)
+    with log_file(os.path.join(args.save_dir, PREDICT_LOG), when_done=True):
+        return _run(args)
+
+
+def _run(args):
+    """``paddleseg predict`` with parsed flags."""
     stages = Stages(enabled=args.profile)
     stages.mark('imports')
     use_device(args.device)
