@@ -18,10 +18,10 @@ from paddle_psp.core.errors import UserError
 from paddle_psp.data.synthetic import CLASSES, make_cityscapes_like
 from paddle_psp.engine import metrics, train
 from paddle_psp.config import load_config
-from paddle_psp.weights import zoo
+from paddle_psp_cli import configs
 from paddle_psp_cli.parsers import quickstart_parser
 
-CONFIG = os.path.join('configs', 'quickstart', 'pspnet_resnet50_os8_synthcity_quickstart.yml')
+CONFIG_NAME = 'quickstart'
 DATASET = {'num_train': 32, 'num_val': 8, 'size': (256, 128), 'seed': 0}
 TARGET_NAME = 'quickstart'
 OUTPUTS = ('train', 'benchmark', 'summary.json')
@@ -55,13 +55,11 @@ def main(argv=None):
 
 
 def find_config():
-    """The quickstart config in the source checkout (configs/ is not installed with the package)."""
-    for root in (zoo.REPO_ROOT, os.getcwd()):
-        path = os.path.join(root, CONFIG)
-        if os.path.isfile(path):
-            return path
-    raise UserError(f'{CONFIG}: not found under {zoo.REPO_ROOT} or {os.getcwd()}; expected a paddle-psp source '
-                    'checkout (pip install -e .)')
+    """The quickstart config shipped with the package."""
+    try:
+        return configs.resolve(CONFIG_NAME)
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
 
 def prepare_save_dir(save_dir, overwrite):

@@ -9,6 +9,7 @@ import argparse
 import atexit
 import importlib
 import os
+import platform
 import sys
 import threading
 
@@ -26,11 +27,40 @@ VERBS = {
     'download': ('paddle_psp.weights.hub', 'download and cache a zoo checkpoint or a URL'),
     'prepare': ('paddle_psp.data.prepare', 'convert Cityscapes / VOC+SBD from their official formats'),
     'quickstart': ('paddle_psp.quickstart', 'the built-in demo: small synthetic dataset, train, benchmark'),
-    'models': ('paddle_psp.models.summary', 'build the four zoo models and run one forward pass'),
+    'models': ('paddle_psp.models.summary', 'list the model zoo and its config names (--check: run the models)'),
+    'env': ('paddle_psp.benchmark.environment', 'print versions, device, CPU and tuning (for a bug report)'),
 }
 ALIASES = {'evaluate': 'val'}
 # Verbs that train in their own process: they get the training part of the CPU tuning (core/runtime.py).
 TRAINING_VERBS = ('train', 'quickstart')
+
+
+def version_text():
+    """``paddleseg --version``: paddle-psp's version and the installed Paddle's and PaddleSeg's, read from their
+    package metadata (no import)."""
+    from importlib import metadata
+
+    def installed(*names):
+        for name in names:
+            try:
+                return metadata.version(name)
+            except metadata.PackageNotFoundError:
+                pass
+        return 'not installed'
+
+    return (f'paddle-psp {__version__} (Paddle {installed("paddlepaddle", "paddlepaddle-gpu")}, PaddleSeg '
+            f'{installed("paddleseg")}, Python {platform.python_version()}; paddleseg env says more)')
+
+
+class _Version(argparse.Action):
+    """``--version``: prints :func:`version_text` and exits."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
 
 
 def _top_parser():
@@ -40,7 +70,7 @@ def _top_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='verbs:\n' + '\n'.join(f'  {v:<11} {h}' for v, (_, h) in VERBS.items())
         + '\n\nRun "paddleseg VERB --help" for the options of a verb.')
-    parser.add_argument('--version', action='version', version=f'paddle-psp {__version__}')
+    parser.add_argument('--version', action=_Version, help="show paddle-psp's, Paddle's and PaddleSeg's versions")
     parser.add_argument('verb', choices=sorted(VERBS) + sorted(ALIASES), metavar='VERB')
     return parser
 
@@ -54,8 +84,12 @@ def main(argv=None):
     verb = ALIASES.get(argv[0], argv[0])
     if verb not in VERBS:
         parser.error(f'unknown verb {argv[0]!r}; choose from {", ".join(sorted(VERBS))}')
+    args = None
     if verb in parsers.PARSERS:
-        parsers.PARSERS[verb]().parse_args(argv[1:])  # --help and bad flags answered before Paddle loads
+        args = parsers.PARSERS[verb]().parse_args(argv[1:])  # --help and bad flags answered before Paddle loads
+    if verb == 'models' and args is not None and not args.check:  # the zoo listing reads the manifest only
+        from paddle_psp_cli import zoo_listing
+        return zoo_listing.main(args)
     quiet.silence_known_warnings()
     # Lazy from here on: each of these imports Paddle and PaddleSeg (through paddle_psp/__init__).
     from paddle_psp.core import runtime

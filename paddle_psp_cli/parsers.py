@@ -8,6 +8,8 @@ flag-by-flag comparison with PaddleSeg is in docs/flags.md.
 import argparse
 import os
 
+from paddle_psp_cli.configs import config_argument
+
 DEVICES = ('cpu', 'gpu')  # what this build runs on
 PADDLESEG_DEVICES = ('cpu', 'gpu', 'xpu', 'npu', 'mlu')  # what PaddleSeg's --device accepts
 DATA_FORMATS = ('NCHW', 'NHWC')
@@ -19,20 +21,20 @@ DEFAULT_SCALES = (0.75, 1.0, 1.25)  # the ms+flip column's scales (paddle_psp/be
 BENCHMARK_SAVE_DIR = os.path.join('.', 'output', 'benchmark')
 QUICKSTART_SAVE_DIR = os.path.join('.', 'quickstart_output')
 MIRROR_ENV = 'PADDLE_PSP_MIRROR'  # environment variable: a mirror of https://bj.bcebos.com (weights/hub.py)
-QUICKSTART_DESCRIPTION = ('``paddleseg quickstart``: the built-in demo, end to end on a CPU in a few minutes, no '
-                          'network needed.')
+QUICKSTART_DESCRIPTION = 'The built-in demo, end to end on a CPU in a few minutes, no network needed.'
 QUICKSTART_STEPS = """
-1. Generates a small deterministic street-scene dataset in Cityscapes layout
-   (:func:`paddle_psp.data.synthetic.make_cityscapes_like`).
-2. Trains PSPNet on a dilated ResNet50-vd (output stride 8) with ``paddleseg train`` and VisualDL logs,
+1. Generates a small deterministic street-scene dataset in Cityscapes layout.
+2. Trains PSPNet on a dilated ResNet50-vd (output stride 8) as paddleseg train does, with VisualDL logs,
    from random weights (no ImageNet weights: they would need a download) with a 64-channel pyramid head,
-   small crops and a short schedule (``configs/quickstart/``).
-3. Benchmarks the trained model (``paddleseg benchmark``: mIoU, flip, ms+flip from one pass per image) and
-   prints the table with the chance level next to it.
+   small crops and a short schedule (the config named quickstart).
+3. Benchmarks the trained model as paddleseg benchmark does (mIoU, flip, ms+flip from one pass per image)
+   and prints the table with the chance level next to it.
 
-Everything goes to ``--save_dir`` (``./quickstart_output``): ``data/``, ``train/`` (checkpoints, VisualDL
-records), ``benchmark/`` (benchmark.json, benchmark.md) and ``summary.json``.
+Everything goes to --save_dir (./quickstart_output): data/, train/ (checkpoints, VisualDL records),
+benchmark/ (benchmark.json, benchmark.md) and summary.json.
 """
+
+CONFIG_NAME_HELP = ', or the name of a shipped config (paddleseg models lists them)'
 
 # Where the fast path keeps its exported models (paddle_psp/inference/cache.py; stated here without importing it,
 # so that --help stays light; tests/test_cache.py checks that the two agree).
@@ -72,7 +74,7 @@ def _bool(text):
 
 def add_config_arguments(parser, config_help):
     """Add ``--config`` (help ``config_help``) and ``--model_path`` to ``parser``, both required."""
-    parser.add_argument('--config', required=True, help=config_help)
+    parser.add_argument('--config', required=True, type=config_argument, help=config_help + CONFIG_NAME_HELP)
     parser.add_argument('--model_path', required=True,
                         help='checkpoint: a model.pdparams file, a folder holding one, a URL or a zoo name')
 
@@ -80,6 +82,7 @@ def add_config_arguments(parser, config_help):
 def add_device_argument(parser):
     """Add PaddleSeg's ``--device``: cpu or gpu; xpu, npu and mlu are refused in one line."""
     parser.add_argument('--device', choices=PADDLESEG_DEVICES, default=None, action=_Supported,
+                        metavar='{' + ','.join(DEVICES) + '}',
                         supported=DEVICES, reason='this build supports cpu, gpu; expected --device cpu (or gpu '
                         'with paddlepaddle-gpu), or PaddleSeg itself for this device',
                         help='cpu or gpu (default: gpu when Paddle has CUDA and a GPU is visible, else cpu, as in '
@@ -88,7 +91,7 @@ def add_device_argument(parser):
 
 def add_data_format_argument(parser):
     """Add PaddleSeg's ``--data_format``: NCHW; NHWC is refused in one line."""
-    parser.add_argument('--data_format', choices=DATA_FORMATS, default='NCHW', action=_Supported,
+    parser.add_argument('--data_format', choices=DATA_FORMATS, default='NCHW', action=_Supported, metavar='NCHW',
                         supported=('NCHW',), reason='the models here compute in NCHW (the fast CPU path lets '
                         'oneDNN choose its own memory layout); expected NCHW', help='NCHW (default)')
 
@@ -148,7 +151,8 @@ def val_parser():
     """The ``paddleseg val`` argument parser."""
     parser = OneLineParser(
         prog='paddleseg val', description='Evaluate a checkpoint on the validation set of a config: mIoU, Acc, '
-        'Kappa, Dice and per-class IoU / precision / recall (pixels labelled 255 ignored).')
+        'Kappa, Dice and per-class IoU / precision / recall. Pixels labelled with the dataset\'s ignore index '
+        '(its ignore_index: 255 for Cityscapes and VOC) are left out.')
     add_config_arguments(parser, 'YAML config (val_dataset and model)')
     parser.add_argument('--num_workers', type=int, default=0, help='processes reading images (default 0)')
     add_device_argument(parser)
@@ -207,7 +211,8 @@ def train_parser():
     """The ``paddleseg train`` argument parser (PaddleSeg's tools/train.py flags, plus --device)."""
     parser = OneLineParser(prog='paddleseg train', description='Iteration-based training with '
                                      "PaddleSeg's flags, exact resume and data parallelism.")
-    parser.add_argument('--config', required=True, help='YAML config (PaddleSeg format, _base_ allowed)')
+    parser.add_argument('--config', required=True, type=config_argument,
+                        help='YAML config (PaddleSeg format, _base_ allowed)' + CONFIG_NAME_HELP)
     parser.add_argument('--save_dir', default='./output', help='checkpoints and VisualDL logs (./output)')
     parser.add_argument('--iters', type=int, help='total iterations (overrides the config)')
     parser.add_argument('--batch_size', type=int, help='images per device (overrides the config)')
@@ -254,7 +259,8 @@ def benchmark_parser():
     what.add_argument('--model', help='zoo filter: PSPNet or DeepLabV3')
     what.add_argument('--dataset', help='zoo filter: cityscapes or voc12aug')
     what.add_argument('--backbone', help='zoo filter: ResNet50_OS8 or ResNet101_OS8')
-    what.add_argument('--config', help='YAML config (its val_dataset and model)')
+    what.add_argument('--config', type=config_argument,
+                      help='YAML config (its val_dataset and model)' + CONFIG_NAME_HELP)
     what.add_argument('--model_path',
                       help='checkpoint: a .pdparams file, a folder holding one, a URL or a zoo name')
     what.add_argument('--name', help='label of a --config run (default: the config file name)')
@@ -345,14 +351,27 @@ def quickstart_parser():
 
 def models_parser():
     """The ``paddleseg models`` argument parser."""
-    parser = OneLineParser(prog='paddleseg models', description='``paddleseg models``: build the four zoo '
-                           'models, print parameter counts and one forward pass each.')
-    parser.add_argument('--num_classes', type=int, default=19)
-    parser.add_argument('--input_size', type=int, nargs=2, default=[128, 128], metavar=('W', 'H'))
+    parser = OneLineParser(prog='paddleseg models', description='List the model zoo: name (also the config '
+                           'name --config takes), model, backbone, dataset, crop, iterations, published mIoU / '
+                           'flip / ms+flip and whether the weights are cached. Reads the manifest only.')
+    check = parser.add_argument_group('--check: build the four zoo models instead and run one forward pass each')
+    check.add_argument('--check', action='store_true',
+                       help='print parameter counts, output shapes and one forward pass per model (random '
+                            'weights; imports Paddle)')
+    check.add_argument('--num_classes', type=int, default=19, help='classes of the checked models (19)')
+    check.add_argument('--input_size', type=int, nargs=2, default=[128, 128], metavar=('W', 'H'),
+                       help='input image size of the forward pass (128 128)')
     return parser
+
+
+def env_parser():
+    """The ``paddleseg env`` argument parser."""
+    return OneLineParser(prog='paddleseg env', description='Print what a bug report needs: paddle-psp, Paddle, '
+                         'PaddleSeg, Python, CUDA / cuDNN and GPU if any, the CPU and its instruction sets, '
+                         'and the CPU tuning paddleseg applies on this machine.')
 
 
 # verb -> its parser (the command line checks flags with it before importing the verb's module)
 PARSERS = {'train': train_parser, 'val': val_parser, 'predict': predict_parser, 'export': export_parser,
            'benchmark': benchmark_parser, 'download': download_parser, 'prepare': prepare_parser,
-           'quickstart': quickstart_parser, 'models': models_parser}
+           'quickstart': quickstart_parser, 'models': models_parser, 'env': env_parser}

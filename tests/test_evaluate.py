@@ -2,6 +2,7 @@
 import io
 import logging
 import os
+import re
 
 import cv2
 import numpy as np
@@ -155,6 +156,8 @@ def test_val_cli_prints_full_report(setup, log_lines):
     lines = log_lines()
     summary = [line for line in lines if 'mIoU:' in line]
     assert len(summary) == 1 and '#Images: 4' in summary[0] and 'Kappa:' in summary[0] and 'Dice:' in summary[0]
+    progress = [line for line in lines if line.startswith('[EVAL] evaluating: ')]  # no terminal: lines with ETA
+    assert progress and re.fullmatch(r'\[EVAL\] evaluating: 4/4 images, [\d.]+ s/image, ETA 00:00:00', progress[-1])
     for name in ('road', 'traffic light', 'bicycle'):
         assert any(line.split()[1:3][0] == name.split()[0] for line in lines if '[EVAL]' in line)
     # the printed mIoU matches the model run directly and scored by the reference
@@ -170,6 +173,20 @@ def test_val_cli_prints_full_report(setup, log_lines):
     expected = reference_scores(preds, labels, NUM_CLASSES)
     assert f'mIoU: {expected["mIoU"]:.4f} Acc: {expected["Acc"]:.4f}' in summary[0]
     assert scores['mIoU'] == pytest.approx(expected['mIoU'], abs=1e-9)
+
+
+def test_val_save_dir_holds_the_metrics_and_the_log_once_done(setup, tmp_path):
+    save_dir = tmp_path / 'val'
+    with pytest.raises(UserError):
+        evaluate.main(['--config', setup['config'], '--model_path', str(tmp_path / 'missing.pdparams'),
+                       '--save_dir', str(save_dir), '--dygraph'])
+    assert not save_dir.exists()  # an error leaves no log behind
+    scores = evaluate.main(['--config', setup['config'], '--model_path', setup['checkpoint'], '--dygraph',
+                            '--save_dir', str(save_dir)])
+    assert sorted(os.listdir(save_dir)) == ['metrics.json', 'val.log']
+    log = (save_dir / 'val.log').read_text().splitlines()
+    assert any(f'mIoU: {scores["mIoU"]:.4f}' in line for line in log)
+    assert all(re.match(r'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[[A-Z]+\] ', line) for line in log)
 
 
 def test_val_cli_with_tta_and_sliding_window(setup, log_lines):

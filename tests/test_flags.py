@@ -170,7 +170,7 @@ def run_light(argv):
                           env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
 
 
-@pytest.mark.parametrize('argv', [['--version'], ['val', '--config', 'c', '--model_path', 'm', '--device', 'npu'],
+@pytest.mark.parametrize('argv', [['--version'], ['val', '--config', 'c.yml', '--model_path', 'm', '--device', 'npu'],
                                   ['download'], ['prepare', 'cityscapes', '--root', 'r', '--workers', '0'],
                                   ['benchmark', '--limit', 'x'], ['models', '--num_classes']])
 def test_version_and_bad_flags_answer_without_paddle(argv):

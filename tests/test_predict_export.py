@@ -60,6 +60,8 @@ def test_predict_folder_writes_palette_pngs_and_overlays(setup, tmp_path):
         added = cv2.imread(os.path.join(save_dir, 'added_prediction', relative))
         blend = 0.6 * cv2.imread(path).astype(np.float32) + 0.4 * palette[expected][:, :, ::-1]
         assert np.abs(added.astype(np.float32) - blend).max() <= 1.0
+    log = open(os.path.join(save_dir, 'predict.log'), encoding='utf-8').read()
+    assert f'predicting: {len(setup["images"])}/{len(setup["images"])} images' in log and 'saved in' in log
 
 
 def test_predict_list_file_single_file_and_tta(setup, tmp_path):

@@ -51,7 +51,8 @@ def test_kill_anywhere_then_auto_resume_equals_straight_run(big_tmp_path, make_c
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert 'resuming from' in resumed.stderr
 
-    assert sorted(e for e in os.listdir(save_dir) if not e.startswith('vdlrecords')) == ['best_model', 'iter_4']
+    assert sorted(e for e in os.listdir(save_dir) if not e.startswith('vdlrecords')) == ['best_model', 'iter_4',
+                                                                                       'train.log']
     assert_same_state(os.path.join(straight_dir, 'iter_4', 'model.pdparams'),
                       os.path.join(save_dir, 'iter_4', 'model.pdparams'))
     best, straight_best = (ckpt.read_info(os.path.join(d, 'best_model')) for d in (save_dir, straight_dir))
@@ -84,7 +85,7 @@ def test_disk_full_during_a_save_keeps_the_previous_checkpoint(tmp_path, make_co
     assert status == 2
     assert err[-1] == (f'paddleseg train: error: {save_dir}/iter_2: cannot write (No space left on device); '
                        'expected free space on its disk (free some, or write to another disk)')
-    assert os.listdir(save_dir) == ['iter_1']
+    assert [entry for entry in os.listdir(save_dir) if entry != 'train.log'] == ['iter_1']
     ckpt.load_checkpoint(str(save_dir / 'iter_1'))
 
 

@@ -99,7 +99,7 @@ def test_resume_after_sigkill_equals_straight_run(big_tmp_path, make_config):
                                  '--keep_checkpoint_max', '1'], hooks=['--kill_after_save', '3'])
     assert killed.returncode == -9, killed.stderr[-2000:]  # a real SIGKILL, not an exit
     entries = sorted(set(os.listdir(save_dir)) - {save_dir_lock.LOCK_FILE, save_dir_lock.OWNER_FILE})  # killed
-    assert len(entries) == 2 and entries[0] == 'iter_3' and entries[1].startswith('vdlrecords.')
+    assert len(entries) == 3 and entries[:2] == ['iter_3', 'train.log'] and entries[2].startswith('vdlrecords.')
     first_half = losses_of(os.path.join(save_dir, 'iter_3'))
 
     resume = ['--resume_model', os.path.join(save_dir, 'iter_3')]
@@ -109,9 +109,13 @@ def test_resume_after_sigkill_equals_straight_run(big_tmp_path, make_config):
     assert 'resumed from' in resumed.stderr
     assert 'bit-identical' not in resumed.stderr  # the same math threads as the checkpoint: no warning
     assert not os.path.exists(os.path.join(save_dir, 'iter_3'))  # keep_checkpoint_max 1
+    with open(os.path.join(save_dir, 'train.log'), encoding='utf-8') as f:  # both runs' lines, appended
+        file_lines = f.read().splitlines()
+    console = (killed.stderr + resumed.stderr).splitlines()
+    assert len([line for line in file_lines if "[TRAIN]" in line]) >= 2 and set(file_lines) <= set(console)
 
     straight_dir = str(big_tmp_path / 'straight')
-    assert sorted(os.listdir(straight_dir)) == ['iter_3', 'iter_6']
+    assert sorted(os.listdir(straight_dir)) == ['iter_3', 'iter_6', 'train.log']
     expected_threads = runtime.math_threads_setting(dict(os.environ, **SUBPROCESS_ENV))[0]  # the cores by default
     assert ckpt.read_info(os.path.join(straight_dir, 'iter_6'))['math_threads'] == expected_threads
     assert_same_state(os.path.join(straight_dir, 'iter_6', 'model.pdparams'),

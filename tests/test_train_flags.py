@@ -38,7 +38,7 @@ def test_every_paddleseg_train_flag_has_its_default():
     # --device: PaddleSeg's default 'gpu' falls back to cpu without a GPU; ours picks the same way
     assert args.device is None
     for device in ('cpu', 'gpu'):
-        assert parsers.train_parser().parse_args(['--config', 'x', '--device', device]).device == device
+        assert parsers.train_parser().parse_args(['--config', 'x.yml', '--device', device]).device == device
     # xpu, npu, mlu: refused by the parser in one line (tests/test_flags.py)
 
 

@@ -1,7 +1,6 @@
 """Which class a config's ``type`` names: PaddleSeg's registries (``import paddle_psp`` adds ours) by the
 key path of the section, ``paddle.optimizer.lr`` for ``lr_scheduler``; unknown names give close matches.
 """
-import difflib
 import functools
 import inspect
 
@@ -10,6 +9,7 @@ from paddleseg.cvlibs import manager
 
 import paddle_psp  # noqa: F401  (registers our models, backbones and loss)
 from paddle_psp.core.errors import UserError
+from paddle_psp_cli.configs import close_matches  # noqa: F401  (re-exported: validate, overrides)
 
 OPTIMIZER_ALIASES = {'sgd': 'SGD', 'adam': 'Adam'}
 
@@ -81,14 +81,6 @@ def constructor_params(cls):
     if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
         return None
     return frozenset(signature.parameters)
-
-
-def close_matches(name, names, limit=4):
-    """Up to ``limit`` of ``names`` that look like ``name``: containing it (case-insensitively), then similar."""
-    name = str(name)
-    containing = [n for n in names if len(name) >= 3 and name.lower() in n.lower()]
-    similar = difflib.get_close_matches(name, names, n=limit, cutoff=0.5)
-    return list(dict.fromkeys(similar + containing))[:limit]
 
 
 def _some(names, limit=8):

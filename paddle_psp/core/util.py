@@ -166,6 +166,11 @@ def has_gpu():
 
 
 # ----------------------------------------------------------------------------------------------- progress
+def lines_every(total, lines=20):
+    """Units between the log lines of a :class:`Progress` without a terminal: about ``lines`` lines in all."""
+    return max(1, (total or 0) // lines)
+
+
 class Progress:
     """Progress of a long job with its speed and ETA.
 

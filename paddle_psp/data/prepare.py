@@ -39,6 +39,7 @@ stops with one line and writes nothing. Only results go to stdout; the progress 
 """
 import functools
 import glob
+import importlib.util
 import multiprocessing
 import os
 import stat
@@ -117,6 +118,13 @@ def write_label_png(path, labels):
     if not ok:
         raise RuntimeError(f'{path}: OpenCV could not encode a {labels.dtype} array of shape {labels.shape}')
     atomic.write_bytes(path, encoded.tobytes())
+
+
+def require_cityscapesscripts():
+    """Raise a one-line UserError naming the install command when cityscapesscripts (an extra) is absent."""
+    if importlib.util.find_spec('cityscapesscripts') is None:
+        raise UserError('cityscapesscripts is not installed (the official label table of prepare cityscapes); '
+                        'expected: pip install "paddle-psp[prepare]"')
 
 
 @functools.lru_cache(maxsize=None)
@@ -443,6 +451,7 @@ def main(argv=None):
             raise UserError(f'--{option}: empty path; expected the path of a dataset folder '
                             f'(see "paddleseg prepare {args.dataset} --help")')
     if args.dataset == 'cityscapes':
+        require_cityscapesscripts()
         result = prepare_cityscapes(args.root, args.workers, args.force)
     else:
         result = prepare_voc12aug(args.voc, args.sbd, args.workers, args.force)

@@ -6,6 +6,7 @@ through the val transforms, is inferred (optionally with TTA / sliding window, s
 :mod:`paddle_psp.inference.tta`), the logits are mapped back to the original size (VOC's padding cropped
 off), and the argmax is scored against the label with pixels labelled 255 ignored.
 """
+import contextlib
 import json
 import os
 import time
@@ -22,13 +23,14 @@ from paddle_psp.inference.checkpoint_forward import checkpoint_forward
 from paddle_psp.core.atomic import write_text
 from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
-from paddle_psp.core.log import logger
+from paddle_psp.core.log import log_file, logger
 from paddle_psp.core.outputs import require_file, writing
+from paddle_psp.core.util import Progress, lines_every
 from paddle_psp.data.datasets import IGNORE_INDEX, class_names
 from paddle_psp_cli.parsers import val_parser
 from paddle_psp_cli.stages import Stages
 
-LOG_EVERY_SECONDS = 30
+VAL_LOG = 'val.log'
 METRICS_JSON = 'metrics.json'
 
 
@@ -102,25 +104,27 @@ def _score(forward, dataset, options, num_workers, print_detail, auc=None):
     confusion = metrics.ConfusionMatrix(dataset.num_classes, getattr(dataset, 'ignore_index', IGNORE_INDEX))
     if print_detail:
         logger.info(f'[EVAL] {len(dataset)} images, {options.summary()}')
-    start = last_log = time.time()
+    start = time.time()
     files = getattr(dataset, 'file_list', None)
-    for done, (index, sample) in enumerate(zip(indices, _samples(dataset, indices, num_workers)), 1):
-        label_path = files[index][1] if files else f'label {index}'
-        label = np.asarray(sample['label'])
-        problem = label_problem(label, confusion.num_classes, confusion.ignore_index, label_path)
-        if problem:
-            raise UserError(problem)
-        logits = infer.infer_logits(forward, sample['img'], sample['trans_info'], options)
-        pred = infer.labels_of(logits)
-        if label.size != pred.size:
-            raise UserError(f'{label_path}: prediction {list(pred.shape)} and label {list(label.shape)} differ in '
-                            'size; expected val transforms that record each resize / padding in trans_info')
-        confusion.update(pred, label)
-        if auc is not None:
-            auc.update(logits, label)
-        if print_detail and (time.time() - last_log > LOG_EVERY_SECONDS or done == len(indices)):
-            last_log = time.time()
-            logger.info(f'[EVAL] {done}/{len(indices)} images, {(last_log - start) / done:.2f} s/image')
+    display = (Progress('evaluating', len(indices), every=lines_every(len(indices)), unit='image',
+                        log_prefix='[EVAL] ') if print_detail else contextlib.nullcontext())
+    with display as progress:
+        for index, sample in zip(indices, _samples(dataset, indices, num_workers)):
+            label_path = files[index][1] if files else f'label {index}'
+            label = np.asarray(sample['label'])
+            problem = label_problem(label, confusion.num_classes, confusion.ignore_index, label_path)
+            if problem:
+                raise UserError(problem)
+            logits = infer.infer_logits(forward, sample['img'], sample['trans_info'], options)
+            pred = infer.labels_of(logits)
+            if label.size != pred.size:
+                raise UserError(f'{label_path}: prediction {list(pred.shape)} and label {list(label.shape)} differ '
+                                'in size; expected val transforms that record each resize / padding in trans_info')
+            confusion.update(pred, label)
+            if auc is not None:
+                auc.update(logits, label)
+            if progress is not None:
+                progress.advance()
     matrix = confusion.matrix
     if world > 1:
         total = paddle.to_tensor(matrix)
@@ -170,9 +174,16 @@ def metrics_path(args):
 
 
 def main(argv):
-    """``paddleseg val``: logs the metric report, writes it as JSON with ``--save_dir`` / ``--output``, and
-    returns the scores (see :func:`evaluate`)."""
+    """``paddleseg val``: logs the metric report, writes it as JSON with ``--save_dir`` / ``--output`` (and, with
+    ``--save_dir``, the log lines to ``val.log`` once done), and returns the scores (see :func:`evaluate`)."""
     args = val_parser().parse_args(argv)
+    log = log_file(os.path.join(args.save_dir, VAL_LOG), when_done=True) if args.save_dir else contextlib.nullcontext()
+    with log:
+        return _run(args)
+
+
+def _run(args):
+    """``paddleseg val`` with parsed flags."""
     stages = Stages(enabled=args.profile)
     stages.mark('imports')
     output = metrics_path(args)

@@ -17,7 +17,9 @@ Data parallel (CPU with gloo, or GPUs)::
 
     python -m paddle.distributed.launch --nproc_per_node 2 $(which paddleseg) train --config X.yml
 """
+import contextlib
 import math
+import os
 import secrets
 import sys
 import time
@@ -28,7 +30,7 @@ from paddle_psp.config import load_config
 from paddle_psp.config.registry import constructor_params, lookup_class
 from paddle_psp.core.device import resolve_device, use_device
 from paddle_psp.core.errors import UserError
-from paddle_psp.core.log import logger
+from paddle_psp.core.log import log_file, logger
 from paddle_psp.core.outputs import require_dir
 from paddle_psp.core.runtime import THREADS_VAR, math_threads
 from paddle_psp.engine import checkpoint as ckpt
@@ -42,6 +44,7 @@ from paddle_psp.models.layers import NCHWAdapter
 from paddle_psp_cli.parsers import train_parser
 
 AMP_BLACK_LIST = {'bilinear_interp_v2'}
+TRAIN_LOG = 'train.log'
 
 
 def main(argv=None, extra_hooks=()):
@@ -60,7 +63,9 @@ def main(argv=None, extra_hooks=()):
     trainer.hooks.extend(extra_hooks)
     with exclusive_save_dir(args.save_dir, lambda: check_save_dir(args.save_dir, requested, True), args.resume_model,
                             enabled=trainer.rank == 0):  # rank 0 holds it for the job
-        trainer.run()
+        # rank 0 reports: its log lines also go to SAVE_DIR/train.log (appended by a resumed run)
+        with log_file(os.path.join(args.save_dir, TRAIN_LOG)) if trainer.rank == 0 else contextlib.nullcontext():
+            trainer.run()
     return 0
 
 

@@ -17,8 +17,9 @@ from PIL import Image
 from paddle_psp.core.atomic import atomic_path
 from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
-from paddle_psp.core.log import logger
+from paddle_psp.core.log import log_file, logger
 from paddle_psp.core.outputs import require_dir
+from paddle_psp.core.util import Progress, lines_every
 from paddle_psp.data import datasets
 from paddle_psp.config import load_config
 from paddle_psp.inference import submission, tta
@@ -27,6 +28,7 @@ from paddle_psp_cli.parsers import predict_parser
 from paddle_psp_cli.stages import Stages
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
+PREDICT_LOG = 'predict.log'
 IMAGE_WEIGHT = 0.6
 def list_images(image_path, key='--image_path'):
     """The images to predict and the folder their output names are relative to.
@@ -146,15 +148,18 @@ def predict(forward, transforms, image_paths, save_dir, palette, options=tta.Inf
     compose = Compose(list(transforms))
     names = submission.output_names(submission_format, image_paths) if submission_format else None
     written = []
-    for index, path in enumerate(image_paths, 1):
-        image = read_image(path)
-        labels = tta.labels_of(image_logits(forward, compose, image, options))
-        if submission_format:
-            written.append(os.path.join(save_dir, names[index - 1]))
-            submission.write_png(submission_format, written[-1], labels)
-        else:
-            written.append(_write_colour(save_dir, output_name(path, base), image, labels, palette))
-        logger.info(f'[PREDICT] {index}/{len(image_paths)} {path}')
+    with Progress('predicting', len(image_paths), every=lines_every(len(image_paths)), unit='image',
+                  log_prefix='[PREDICT] ') as progress:
+        for index, path in enumerate(image_paths):
+            image = read_image(path)
+            labels = tta.labels_of(image_logits(forward, compose, image, options))
+            if submission_format:
+                written.append(os.path.join(save_dir, names[index]))
+                submission.write_png(submission_format, written[-1], labels)
+            else:
+                written.append(_write_colour(save_dir, output_name(path, base), image, labels, palette))
+            logger.debug(f'[PREDICT] {path} -> {written[-1]}')
+            progress.advance()
     if submission_format:
         written.append(submission.write_archive(submission_format, save_dir, names))
     return written
@@ -198,8 +203,14 @@ def custom_palette(palette, custom_color):
 
 
 def main(argv):
-    """``paddleseg predict``: returns 0 after writing the predictions."""
+    """``paddleseg predict``: returns 0 after writing the predictions (and the log lines, to ``predict.log``)."""
     args = predict_parser().parse_args(argv)
+    with log_file(os.path.join(args.save_dir, PREDICT_LOG), when_done=True):
+        return _run(args)
+
+
+def _run(args):
+    """``paddleseg predict`` with parsed flags."""
     stages = Stages(enabled=args.profile)
     stages.mark('imports')
     use_device(args.device)

@@ -1,41 +1,29 @@
 """The model zoo manifest: the eight published PSPNet/DeepLabV3 checkpoints, their configs and scores.
 
 The manifest lives in ``zoo.json`` next to this module (shipped as package data). The YAML configs
-live in ``configs/`` at the root of a source checkout and are not installed.
+ship with the package too (:mod:`paddle_psp_cli.configs`).
 
 Run ``python -m paddle_psp.weights.zoo`` to print the README zoo table, ``--write-readme README.md`` to
 refresh the table between the ``<!-- zoo:start -->`` and ``<!-- zoo:end -->`` markers, and
 ``--check-readme README.md`` to fail (exit status 1) when that table is out of date.
 """
 import copy
-import functools
-import json
 import os
 import sys
 
 from paddle_psp.core import atomic
 from paddle_psp.core.errors import UserError
+from paddle_psp_cli.configs import configs_root
+from paddle_psp_cli.zoo_listing import MANIFEST_PATH  # noqa: F401  (where the manifest is)
+from paddle_psp_cli.zoo_listing import manifest as _manifest
 from paddle_psp_cli.parsers import OneLineParser
 
-MANIFEST_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'zoo.json')
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 README_START = '<!-- zoo:start -->'
 README_END = '<!-- zoo:end -->'
 TABLE_HEADER = ('| Model | Backbone | Resolution | Training Iters | mIoU | mIoU (flip) | mIoU (ms+flip) '
                 '| Links |')
 TABLE_ALIGN = '|:-:|:-:|:-:|:-:|:-:|:-:|:-:|:-:|'
 FILTER_FIELDS = ('model', 'dataset', 'backbone')
-
-
-@functools.lru_cache(maxsize=1)
-def _manifest():
-    """Load ``zoo.json`` once.
-
-    Returns:
-        dict: ``{'datasets': {key: {...}}, 'models': [entry, ...]}``, shared; callers must copy.
-    """
-    with open(MANIFEST_PATH, encoding='utf-8') as f:
-        return json.load(f)
 
 
 def names():
@@ -114,29 +102,29 @@ def dataset_info(dataset):
 
 
 def config_path(name, root=None):
-    """Absolute path of an entry's YAML config in a source checkout.
+    """Absolute path of an entry's YAML config.
 
-    The configs are not installed with the package, so they are looked up under ``root``
-    (default: the checkout holding this package, then the current directory).
+    The configs ship with the package (``paddle_psp_cli.configs``); ``root`` looks in another folder holding
+    a ``configs/`` tree instead.
 
     Args:
         name (str): a zoo entry name.
-        root (str, optional): repository root to look in.
+        root (str, optional): a folder holding ``configs/`` (default: the shipped configs).
 
     Returns:
         str: path of an existing ``.yml`` file.
 
     Raises:
-        UserError: unknown name, or the config is in none of the searched roots.
+        UserError: unknown name, or the config is not where it is looked for.
     """
     relative = get(name)['config']
-    roots = [root] if root is not None else [REPO_ROOT, os.getcwd()]
-    for candidate_root in roots:
-        path = os.path.join(candidate_root, relative)
+    configs = os.path.join(root, 'configs') if root is not None else configs_root()
+    if configs is not None:
+        path = os.path.join(configs, os.path.relpath(relative, 'configs'))
         if os.path.isfile(path):
             return os.path.abspath(path)
-    raise UserError(f'{relative}: not found under {", ".join(roots)}; '
-                    'expected a paddle-psp source checkout (configs/ is not installed with the package)')
+    raise UserError(f'{relative}: not found under {configs or "this installation"}; expected the configs '
+                    'shipped with paddle-psp (reinstall it: pip install paddle-psp)')
 
 
 def _table_row(entry):
