@@ -84,6 +84,8 @@ def command_lines(path):
     for block in blocks:
         for line in '\n'.join(block).replace('\\\n', ' ').splitlines():
             line = line.replace('$(which paddleseg)', 'paddleseg')
+            if re.match(r'\s*paddleseg [\w-]+: error: ', line):
+                continue   # a command's output (its one-line error), not a command
             lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
             lexer.whitespace_split = True
             try:
