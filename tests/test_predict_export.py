@@ -16,6 +16,7 @@ from paddle_psp.inference import cache, export, predict, predictor, quantize
 from paddle_psp.inference import tta
 from paddle_psp.config import load_config
 from paddle_psp.core.errors import UserError
+from tolerances import assert_classes_differ_only_at_ties, assert_same_forward
 
 NUM_CLASSES = 19
 
@@ -136,8 +137,8 @@ def test_export_argmax_matches_dygraph(setup, tmp_path):
     batch = np.concatenate([normalized(p) for p in setup['images'][:2]])
     got = run_paddle_inference(save_dir, batch)
     assert got.dtype == np.int32 and got.shape == (2, 64, 128)
-    expected = np.concatenate([dygraph_logits(setup['model'], p) for p in setup['images'][:2]]).argmax(axis=1)
-    assert (got == expected).mean() >= 0.999
+    expected = np.concatenate([dygraph_logits(setup['model'], p) for p in setup['images'][:2]])
+    assert_classes_differ_only_at_ties(got, expected)   # oneDNN against Paddle's kernels: tests/tolerances.py
 
 
 def test_export_logits_with_fixed_shape_replace_the_dygraph_model(setup, tmp_path):
@@ -147,8 +148,7 @@ def test_export_logits_with_fixed_shape_replace_the_dygraph_model(setup, tmp_pat
     assert deploy['input_shape'] == [1, 3, 64, 128] and deploy['output_dtype'] == 'float32'
     forward = predictor.inference_forward(save_dir)
     for path in setup['images'][:2]:
-        np.testing.assert_allclose(forward(normalized(path)), dygraph_logits(setup['model'], path), atol=1e-3,
-                                   rtol=1e-3)
+        assert_same_forward(forward(normalized(path)), dygraph_logits(setup['model'], path))
     dataset = load_config(setup['config']).val_dataset
     from paddle_psp.engine.evaluate import evaluate
     fast = evaluate(forward, dataset, print_detail=False)
