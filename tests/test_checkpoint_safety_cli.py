@@ -4,7 +4,6 @@ download never enters the cache.
 """
 import os
 import pickle
-import threading
 
 import pytest
 
@@ -12,24 +11,10 @@ import paddle_psp_cli as cli
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.inference import cache
 from paddle_psp.weights import fetch, hub
-from tests.test_hub import Server, file_member, send, tar_bytes
+from tests.test_checkpoint_safety import Call, marker  # noqa: F401 (marker: a fixture)
+from tests.test_hub import file_member, send, server, tar_bytes  # noqa: F401 (server: a fixture)
 
 FORBIDDEN = f'{os.system.__module__}.system'  # how a pickle names os.system: posix.system on Linux and macOS
-
-
-class Call:
-    def __init__(self, function, *args):
-        self.function, self.args = function, args
-
-    def __reduce__(self):
-        return self.function, self.args
-
-
-@pytest.fixture
-def marker(tmp_path):
-    path = tmp_path / 'pwned'
-    yield path
-    assert not path.exists(), 'the payload ran'
 
 
 @pytest.fixture(autouse=True)
@@ -94,16 +79,6 @@ def test_resume_refuses_a_malicious_file_in_the_checkpoint(poisoned, layout, tmp
     evil_file(folder / poisoned, marker)
     argv = ['train', '--config', config, '--save_dir', str(save_dir), '--resume_model', str(folder)]
     assert_refused_line(argv, folder / poisoned, capsys)
-
-
-@pytest.fixture
-def server():
-    srv = Server()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
 
 
 @pytest.mark.parametrize('archive', [False, True], ids=['pdparams', 'tar.gz'])

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import paddle
@@ -19,7 +18,7 @@ from paddle_psp.config import load_config
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine import save_dir_lock
 from paddle_psp.inference import cache
-from tests.test_hub import Server, send
+from tests.test_hub import send, server  # noqa: F401 (server: a fixture)
 from tests.test_train import PADDLESEG, TRAIN_WITH_HOOKS
 
 TRAIN = ['--iters', '4', '--save_interval', '2', '--log_iters', '1', '--seed', '3']
@@ -103,16 +102,6 @@ def test_two_predicts_on_a_cold_export_cache_make_one_valid_entry(tmp_path, make
     assert len(entries) == 1 and cache.is_valid(str(tmp_path / 'cache' / entries[0]))
     outputs = [sorted(glob.glob(str(tmp_path / f'pred_{n}' / '**' / '*.png'), recursive=True)) for n in 'ab']
     assert outputs[0] and [open(p, 'rb').read() for p in outputs[0]] == [open(p, 'rb').read() for p in outputs[1]]
-
-
-@pytest.fixture
-def server():
-    srv = Server()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
 
 
 def test_two_downloads_of_one_url_make_one_complete_file(tmp_path, server):
