@@ -17,6 +17,11 @@ def test_palettes():
     assert voc.shape == (256, 3) and len({tuple(c) for c in voc}) == 256
 
 
+def test_cityscapes_label_ids_are_the_official_table():
+    from cityscapesscripts.helpers.labels import trainId2label
+    assert list(datasets.cityscapes_label_ids()) == [trainId2label[train_id].id for train_id in range(19)]
+
+
 def test_class_names():
     names = datasets.class_names('Cityscapes', 19)
     assert len(names) == 19 and names[0] == 'road' and names[10] == 'sky' and names[18] == 'bicycle'

@@ -92,15 +92,19 @@ def class_names(dataset, num_classes):
     return [str(i) for i in range(num_classes)]
 
 
+# The official Cityscapes label id of each of the 19 train ids (cityscapesscripts' labels.py, the ids the
+# benchmark server scores); tests/test_datasets.py checks them against cityscapesscripts itself.
+CITYSCAPES_LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
+
+
 def cityscapes_label_ids():
-    """The official Cityscapes label id of each of the 19 train ids (cityscapesscripts' labels.py), the ids
-    the benchmark server scores.
+    """The official Cityscapes label id of each train id (:data:`CITYSCAPES_LABEL_IDS`), without needing the
+    optional cityscapesscripts.
 
     Returns:
         np.ndarray: uint8 (19,): ``label_ids[train_id]``.
     """
-    from cityscapesscripts.helpers.labels import trainId2label
-    return np.array([trainId2label[train_id].id for train_id in range(len(CITYSCAPES_CLASSES))], np.uint8)
+    return np.array(CITYSCAPES_LABEL_IDS, np.uint8)
 
 
 # ----------------------------------------------------------------------------------------------- palettes
