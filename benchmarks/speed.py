@@ -18,6 +18,9 @@ Every measured path runs in its own Python subprocess (:mod:`speed_paths`), so e
 - ``PaddleSeg 2.8 dygraph, default env``: PaddleSeg's own model class (``paddleseg.models.PSPNet`` /
   ``DeepLabV3``) as its users run it: the environment without any of our tuning variables. In eval mode
   PaddleSeg's PSPNet also computes its auxiliary head; its output list starts with the main logits.
+- ``PaddleSeg 2.8 dygraph, paddle-psp tuning``: the same model and code in the environment ``paddleseg``
+  gives its own processes (:func:`paddle_psp.core.runtime.tuning_env`: MKL code path, math threads and, for the
+  training step, the malloc setting): what the tuning alone gives a PaddleSeg user.
 - ``paddle-psp dygraph, tuned``: our model under :func:`paddle_psp.core.runtime.tuning_env` (its training
   step under the training tuning, as ``paddleseg train`` runs it).
 - ``paddle-psp fast``: :func:`paddle_psp.inference.predictor.fast_forward` (Paddle Inference, oneDNN), tuned.
@@ -62,6 +65,7 @@ TUNING_VARIABLES = ('MKL_DEBUG_CPU_TYPE', 'MKL_ENABLE_INSTRUCTIONS', 'MKL_NUM_TH
                     'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP_PAD_', 'MALLOC_ARENA_MAX',
                     'GLIBC_TUNABLES')
 MODELS = {'pspnet': 'PSPNet ResNet50 OS8', 'deeplabv3': 'DeepLabV3 ResNet50 OS8'}
+PADDLESEG_TUNED = 'PaddleSeg 2.8 dygraph, paddle-psp tuning'
 
 
 # ------------------------------------------------------------------------------------------ environments
@@ -166,6 +170,7 @@ def benchmark_model(name, args, work, envs):
     common = {'task': 'eval', 'model': name, 'weights': weights, 'input': batch, 'repeat': args.repeat,
               'cache_dir': os.path.join(work, 'cache')}
     paths = [('PaddleSeg 2.8 dygraph, default env', 'default', True, False),
+             (PADDLESEG_TUNED, 'tuned', True, False),
              ('paddle-psp dygraph, tuned', 'tuned', False, False),
              ('paddle-psp fast (Paddle Inference + oneDNN), tuned', 'tuned', False, True)]
     print(f'{MODELS[name]}, {args.size[0]}x{args.size[1]}: evaluation forward (batch 1)')
@@ -181,6 +186,7 @@ def benchmark_model(name, args, work, envs):
     if args.train:
         print(f'{MODELS[name]}: training step (batch 2, {args.size[0]}x{args.size[1]})')
         for label, env, paddleseg in [('PaddleSeg 2.8 dygraph, default env', 'default', True),
+                                      (PADDLESEG_TUNED, 'tuned train', True),
                                       ('paddle-psp dygraph, tuned', 'tuned train', False)]:
             spec = {'task': 'train', 'model': name, 'weights': weights, 'size': args.size,
                     'repeat': args.train_repeat, 'paddleseg': paddleseg}
@@ -233,18 +239,29 @@ def load_range(row):
 
 
 def ratio_lines(results):
-    """paddle-psp against PaddleSeg per model: time ratios, argmax agreement and peak RSS (no verdicts)."""
+    """Per model and task, three time ratios (no verdicts): the tuning alone (PaddleSeg default env / PaddleSeg
+    under paddle-psp's tuning), paddle-psp's code on top (PaddleSeg tuned / paddle-psp's fastest path), and
+    both (PaddleSeg default env / paddle-psp), with argmax agreement (eval) or peak RSS (train)."""
     lines = []
     for name, (rows, train_rows) in results.items():
-        base, fast = rows[0], rows[-1]
-        lines.append(f'- {MODELS[name]} eval: PaddleSeg time / fast path time = '
-                     f'{base["median_s"] / fast["median_s"]:.1f}x, argmax agreement {100 * fast["agreement"]:.3f} %')
+        lines.append(f'- {MODELS[name]} eval: ' + three_ratios(rows[0], rows[1], rows[-1], 'fast path')
+                     + f', argmax agreement {100 * rows[-1]["agreement"]:.3f} %')
         if train_rows:
-            theirs, ours = train_rows
-            lines.append(f'- {MODELS[name]} train step: PaddleSeg time / paddle-psp time = '
-                         f'{theirs["median_s"] / ours["median_s"]:.1f}x, peak RSS paddle-psp '
-                         f'{ours["peak_rss_gib"]:.2f} GiB, PaddleSeg {theirs["peak_rss_gib"]:.2f} GiB')
+            theirs, tuned, ours = train_rows
+            lines.append(f'- {MODELS[name]} train step: ' + three_ratios(theirs, tuned, ours, 'paddle-psp')
+                         + f', peak RSS paddle-psp {ours["peak_rss_gib"]:.2f} GiB, PaddleSeg '
+                         f'{theirs["peak_rss_gib"]:.2f} GiB default, {tuned["peak_rss_gib"]:.2f} GiB tuned')
     return '\n'.join(lines)
+
+
+def three_ratios(default, tuned, ours, ours_name):
+    """``default`` / ``tuned`` (the tuning alone), ``tuned`` / ``ours`` (the code on top) and ``default`` /
+    ``ours`` (what a PaddleSeg user gains), from the rows' median times, as text."""
+    def ratio(slow, fast):
+        return f'{slow["median_s"] / fast["median_s"]:.1f}x'
+    return (f'tuning alone (PaddleSeg default / PaddleSeg tuned) {ratio(default, tuned)}, code on top '
+            f'(PaddleSeg tuned / {ours_name}) {ratio(tuned, ours)}, in all (PaddleSeg default / '
+            f'{ours_name}) {ratio(default, ours)}')
 
 
 # ------------------------------------------------------------------------------------------------ command
