@@ -27,9 +27,10 @@ Every measured path runs in its own Python subprocess (:mod:`speed_paths`), so e
 
 All paths load the same weights (random, seeded, with batch-norm statistics calibrated on a random image
 and random conv biases so logits are not degenerate; or ``--weights`` checkpoints) and get the same
-input. Times are the median of ``--repeat`` runs after one warm-up run; the export of the fast path is
-cached and its one-off cost is reported separately. GMAC counts conv multiply-accumulates analytically
-(:mod:`speed_macs`); GFLOP/s = 2 x GMAC / time, and the GEMM peak is the best fp32 GEMM (M = N = K =
+input. Times are the median of ``--repeat`` runs after one warm-up run (the CPU column: the median CPU
+seconds, user + system over all threads, which a busy machine inflates far less than the wall time); the
+export of the fast path is cached and its one-off cost is reported separately. GMAC counts conv
+multiply-accumulates analytically (:mod:`speed_macs`); GFLOP/s = 2 x GMAC / time, and the GEMM peak is the best fp32 GEMM (M = N = K =
 4096: numpy, paddle.matmul, and oneDNN through Paddle Inference as a 1x1 convolution) measured here on
 the same number of threads. The fast path's GMAC are those it executes (its exact rewrite, without kernel
 taps on zero padding, which oneDNN skips). Argmax agreement is against PaddleSeg's dygraph output.
@@ -197,8 +198,8 @@ def benchmark_model(name, args, work, envs):
 # ------------------------------------------------------------------------------------------------ tables
 def eval_table(results, macs, gemm_peak):
     """The evaluation-forward table (markdown) and its note on GMAC and the one-off export."""
-    lines = ['| model | path | time (s) | speed-up | GMAC | GFLOP/s | % of GEMM peak | argmax agreement '
-             '| peak RSS (GiB) | load avg |', '|---|---|---|---|---|---|---|---|---|---|']
+    lines = ['| model | path | time (s) | speed-up | CPU (s) | GMAC | GFLOP/s | % of GEMM peak | argmax agreement '
+             '| peak RSS (GiB) | load avg |', '|---|---|---|---|---|---|---|---|---|---|---|']
     for name, (rows, _) in results.items():
         base = rows[0]
         for row in rows:
@@ -207,7 +208,7 @@ def eval_table(results, macs, gemm_peak):
             rate = 2 * gmac / row['median_s']
             agree = 'reference' if row is base else f'{100 * row["agreement"]:.3f} %'
             lines.append(f'| {MODELS[name]} | {row["label"]} | {row["median_s"]:.2f} | '
-                         f'{base["median_s"] / row["median_s"]:.1f}x | {gmac_text} | {rate:.0f} | '
+                         f'{base["median_s"] / row["median_s"]:.1f}x | {row["cpu_s"]:.2f} | {gmac_text} | {rate:.0f} | '
                          f'{100 * rate / gemm_peak[0]:.0f} % | {agree} | {row["peak_rss_gib"]:.2f} | '
                          f'{load_range(row)} |')
     exports = ', '.join(f'{MODELS[name]} {rows[-1]["export_s"]:.0f} s' for name, (rows, _) in results.items())
@@ -223,13 +224,13 @@ def eval_table(results, macs, gemm_peak):
 
 def train_table(results):
     """The training-step table (markdown)."""
-    lines = ['| model | path | step (s) | speed-up | peak RSS (GiB) | load avg |',
-             '|---|---|---|---|---|---|']
+    lines = ['| model | path | step (s) | speed-up | CPU (s) | peak RSS (GiB) | load avg |',
+             '|---|---|---|---|---|---|---|']
     for name, (_, rows) in results.items():
         for row in rows:
             lines.append(f'| {MODELS[name]} | {row["label"]} | {row["median_s"]:.2f} | '
-                         f'{rows[0]["median_s"] / row["median_s"]:.1f}x | {row["peak_rss_gib"]:.2f} | '
-                         f'{load_range(row)} |')
+                         f'{rows[0]["median_s"] / row["median_s"]:.1f}x | {row["cpu_s"]:.2f} | '
+                         f'{row["peak_rss_gib"]:.2f} | {load_range(row)} |')
     return '\n'.join(lines)
 
 
