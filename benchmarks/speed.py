@@ -25,15 +25,15 @@ Every measured path runs in its own Python subprocess (:mod:`speed_paths`), so e
   step under the training tuning, as ``paddleseg train`` runs it).
 - ``paddle-psp fast``: :func:`paddle_psp.inference.predictor.fast_forward` (Paddle Inference, oneDNN), tuned.
 
-All paths load the same weights (random, seeded, with batch-norm statistics calibrated on a random image
-and random conv biases so logits are not degenerate; or ``--weights`` checkpoints) and get the same
-input. Times are the median of ``--repeat`` runs after one warm-up run (the CPU column: the median CPU
-seconds, user + system over all threads, which a busy machine inflates far less than the wall time); the
-export of the fast path is cached and its one-off cost is reported separately. GMAC counts conv
-multiply-accumulates analytically (:mod:`speed_macs`); GFLOP/s = 2 x GMAC / time, and the GEMM peak is
-the best fp32 GEMM (M = N = K = 4096: numpy, paddle.matmul, and oneDNN through Paddle Inference as a 1x1
-convolution) measured here on the same number of threads. The fast path's GMAC are those it executes (its
-exact rewrite, without kernel taps on zero padding, which oneDNN skips). Argmax agreement is against PaddleSeg's dygraph output.
+All paths load the same weights (random, seeded, with batch-norm statistics calibrated on a random image and
+random conv biases so logits are not degenerate; or ``--weights`` checkpoints) and get the same input. Times
+are the median of ``--repeat`` runs after one warm-up run (the CPU column: the median CPU seconds, user +
+system over all threads, which a busy machine inflates far less than the wall time); the export of the fast
+path is cached and its one-off cost is reported separately. GMAC counts conv multiply-accumulates analytically
+(:mod:`speed_macs`); GFLOP/s = 2 x GMAC / time, and the GEMM peak is the best fp32 GEMM (M = N = K = 4096:
+numpy, paddle.matmul, and oneDNN through Paddle Inference as a 1x1 convolution) measured here on the same
+number of threads. The fast path's GMAC are those it executes (its exact rewrite, without kernel taps on zero
+padding, which oneDNN skips). Argmax agreement is against PaddleSeg's dygraph output.
 
 The training step (batch 2, forward + backward + Momentum SGD step, weight decay 4e-5, loss = cross-
 entropy on the main logits + 0.4 x on the auxiliary ones for PSPNet, ignore index 255) uses the same
