@@ -18,23 +18,27 @@ Every measured path runs in its own Python subprocess (:mod:`speed_paths`), so e
 - ``PaddleSeg 2.8 dygraph, default env``: PaddleSeg's own model class (``paddleseg.models.PSPNet`` /
   ``DeepLabV3``) as its users run it: the environment without any of our tuning variables. In eval mode
   PaddleSeg's PSPNet also computes its auxiliary head; its output list starts with the main logits.
+- ``PaddleSeg 2.8 dygraph, paddle-psp tuning``: the same model and code in the environment ``paddleseg``
+  gives its own processes (:func:`paddle_psp.core.runtime.tuning_env`: MKL code path, math threads and, for the
+  training step, the malloc setting): what the tuning alone gives a PaddleSeg user.
 - ``paddle-psp dygraph, tuned``: our model under :func:`paddle_psp.core.runtime.tuning_env` (its training
   step under the training tuning, as ``paddleseg train`` runs it).
 - ``paddle-psp fast``: :func:`paddle_psp.inference.predictor.fast_forward` (Paddle Inference, oneDNN), tuned.
 
-All paths load the same weights (random, seeded, with batch-norm statistics calibrated on a random image
-and random conv biases so logits are not degenerate; or ``--weights`` checkpoints) and get the same
-input. Times are the median of ``--repeat`` runs after one warm-up run; the export of the fast path is
-cached and its one-off cost is reported separately. GMAC counts conv multiply-accumulates analytically
-(:mod:`speed_macs`); GFLOP/s = 2 x GMAC / time, and the GEMM peak is the best fp32 GEMM (M = N = K =
-4096: numpy, paddle.matmul, and oneDNN through Paddle Inference as a 1x1 convolution) measured here on
-the same number of threads. The fast path's GMAC are those it executes (its exact rewrite, without kernel
-taps on zero padding, which oneDNN skips). Argmax agreement is against PaddleSeg's dygraph output.
+All paths load the same weights (random, seeded, with batch-norm statistics calibrated on a random image and
+random conv biases so logits are not degenerate; or ``--weights`` checkpoints) and get the same input. Times
+are the median of ``--repeat`` runs after one warm-up run (the CPU column: the median CPU seconds, user +
+system over all threads, which a busy machine inflates far less than the wall time); the export of the fast
+path is cached and its one-off cost is reported separately. GMAC counts conv multiply-accumulates analytically
+(:mod:`speed_macs`); GFLOP/s = 2 x GMAC / time, and the GEMM peak is the best fp32 GEMM (M = N = K = 4096:
+numpy, paddle.matmul, and oneDNN through Paddle Inference as a 1x1 convolution) measured here on the same
+number of threads. The fast path's GMAC are those it executes (its exact rewrite, without kernel taps on zero
+padding, which oneDNN skips). Argmax agreement is against PaddleSeg's dygraph output.
 
 The training step (batch 2, forward + backward + Momentum SGD step, weight decay 4e-5, loss = cross-
 entropy on the main logits + 0.4 x on the auxiliary ones for PSPNet, ignore index 255) uses the same
-code for both paths; PaddleSeg's own CrossEntropyLoss does not run on Paddle 3.3 (type-promotion
-error), so both use paddle-psp's ZooCrossEntropyLoss.
+code for every path; PaddleSeg's own CrossEntropyLoss does not run on Paddle 3.3 (type-promotion
+error), so all use paddle-psp's ZooCrossEntropyLoss.
 """
 import argparse
 import datetime
@@ -62,6 +66,7 @@ TUNING_VARIABLES = ('MKL_DEBUG_CPU_TYPE', 'MKL_ENABLE_INSTRUCTIONS', 'MKL_NUM_TH
                     'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP_PAD_', 'MALLOC_ARENA_MAX',
                     'GLIBC_TUNABLES')
 MODELS = {'pspnet': 'PSPNet ResNet50 OS8', 'deeplabv3': 'DeepLabV3 ResNet50 OS8'}
+PADDLESEG_TUNED = 'PaddleSeg 2.8 dygraph, paddle-psp tuning'
 
 
 # ------------------------------------------------------------------------------------------ environments
@@ -166,6 +171,7 @@ def benchmark_model(name, args, work, envs):
     common = {'task': 'eval', 'model': name, 'weights': weights, 'input': batch, 'repeat': args.repeat,
               'cache_dir': os.path.join(work, 'cache')}
     paths = [('PaddleSeg 2.8 dygraph, default env', 'default', True, False),
+             (PADDLESEG_TUNED, 'tuned', True, False),
              ('paddle-psp dygraph, tuned', 'tuned', False, False),
              ('paddle-psp fast (Paddle Inference + oneDNN), tuned', 'tuned', False, True)]
     print(f'{MODELS[name]}, {args.size[0]}x{args.size[1]}: evaluation forward (batch 1)')
@@ -181,6 +187,7 @@ def benchmark_model(name, args, work, envs):
     if args.train:
         print(f'{MODELS[name]}: training step (batch 2, {args.size[0]}x{args.size[1]})')
         for label, env, paddleseg in [('PaddleSeg 2.8 dygraph, default env', 'default', True),
+                                      (PADDLESEG_TUNED, 'tuned train', True),
                                       ('paddle-psp dygraph, tuned', 'tuned train', False)]:
             spec = {'task': 'train', 'model': name, 'weights': weights, 'size': args.size,
                     'repeat': args.train_repeat, 'paddleseg': paddleseg}
@@ -191,8 +198,8 @@ def benchmark_model(name, args, work, envs):
 # ------------------------------------------------------------------------------------------------ tables
 def eval_table(results, macs, gemm_peak):
     """The evaluation-forward table (markdown) and its note on GMAC and the one-off export."""
-    lines = ['| model | path | time (s) | speed-up | GMAC | GFLOP/s | % of GEMM peak | argmax agreement '
-             '| peak RSS (GiB) | load avg |', '|---|---|---|---|---|---|---|---|---|---|']
+    lines = ['| model | path | time (s) | speed-up | CPU (s) | GMAC | GFLOP/s | % of GEMM peak | argmax agreement '
+             '| peak RSS (GiB) | load avg |', '|---|---|---|---|---|---|---|---|---|---|---|']
     for name, (rows, _) in results.items():
         base = rows[0]
         for row in rows:
@@ -201,7 +208,7 @@ def eval_table(results, macs, gemm_peak):
             rate = 2 * gmac / row['median_s']
             agree = 'reference' if row is base else f'{100 * row["agreement"]:.3f} %'
             lines.append(f'| {MODELS[name]} | {row["label"]} | {row["median_s"]:.2f} | '
-                         f'{base["median_s"] / row["median_s"]:.1f}x | {gmac_text} | {rate:.0f} | '
+                         f'{base["median_s"] / row["median_s"]:.1f}x | {row["cpu_s"]:.2f} | {gmac_text} | {rate:.0f} | '
                          f'{100 * rate / gemm_peak[0]:.0f} % | {agree} | {row["peak_rss_gib"]:.2f} | '
                          f'{load_range(row)} |')
     exports = ', '.join(f'{MODELS[name]} {rows[-1]["export_s"]:.0f} s' for name, (rows, _) in results.items())
@@ -217,13 +224,13 @@ def eval_table(results, macs, gemm_peak):
 
 def train_table(results):
     """The training-step table (markdown)."""
-    lines = ['| model | path | step (s) | speed-up | peak RSS (GiB) | load avg |',
-             '|---|---|---|---|---|---|']
+    lines = ['| model | path | step (s) | speed-up | CPU (s) | peak RSS (GiB) | load avg |',
+             '|---|---|---|---|---|---|---|']
     for name, (_, rows) in results.items():
         for row in rows:
             lines.append(f'| {MODELS[name]} | {row["label"]} | {row["median_s"]:.2f} | '
-                         f'{rows[0]["median_s"] / row["median_s"]:.1f}x | {row["peak_rss_gib"]:.2f} | '
-                         f'{load_range(row)} |')
+                         f'{rows[0]["median_s"] / row["median_s"]:.1f}x | {row["cpu_s"]:.2f} | '
+                         f'{row["peak_rss_gib"]:.2f} | {load_range(row)} |')
     return '\n'.join(lines)
 
 
@@ -233,18 +240,29 @@ def load_range(row):
 
 
 def ratio_lines(results):
-    """paddle-psp against PaddleSeg per model: time ratios, argmax agreement and peak RSS (no verdicts)."""
+    """Per model and task, three time ratios (no verdicts): the tuning alone (PaddleSeg default env / PaddleSeg
+    under paddle-psp's tuning), paddle-psp's code on top (PaddleSeg tuned / paddle-psp's fastest path), and
+    both (PaddleSeg default env / paddle-psp), with argmax agreement (eval) or peak RSS (train)."""
     lines = []
     for name, (rows, train_rows) in results.items():
-        base, fast = rows[0], rows[-1]
-        lines.append(f'- {MODELS[name]} eval: PaddleSeg time / fast path time = '
-                     f'{base["median_s"] / fast["median_s"]:.1f}x, argmax agreement {100 * fast["agreement"]:.3f} %')
+        lines.append(f'- {MODELS[name]} eval: ' + three_ratios(rows[0], rows[1], rows[-1], 'fast path')
+                     + f', argmax agreement {100 * rows[-1]["agreement"]:.3f} %')
         if train_rows:
-            theirs, ours = train_rows
-            lines.append(f'- {MODELS[name]} train step: PaddleSeg time / paddle-psp time = '
-                         f'{theirs["median_s"] / ours["median_s"]:.1f}x, peak RSS paddle-psp '
-                         f'{ours["peak_rss_gib"]:.2f} GiB, PaddleSeg {theirs["peak_rss_gib"]:.2f} GiB')
+            theirs, tuned, ours = train_rows
+            lines.append(f'- {MODELS[name]} train step: ' + three_ratios(theirs, tuned, ours, 'paddle-psp')
+                         + f', peak RSS paddle-psp {ours["peak_rss_gib"]:.2f} GiB, PaddleSeg '
+                         f'{theirs["peak_rss_gib"]:.2f} GiB default, {tuned["peak_rss_gib"]:.2f} GiB tuned')
     return '\n'.join(lines)
+
+
+def three_ratios(default, tuned, ours, ours_name):
+    """``default`` / ``tuned`` (the tuning alone), ``tuned`` / ``ours`` (the code on top) and ``default`` /
+    ``ours`` (what a PaddleSeg user gains), from the rows' median times, as text."""
+    def ratio(slow, fast):
+        return f'{slow["median_s"] / fast["median_s"]:.1f}x'
+    return (f'tuning alone (PaddleSeg default / PaddleSeg tuned) {ratio(default, tuned)}, code on top '
+            f'(PaddleSeg tuned / {ours_name}) {ratio(tuned, ours)}, in all (PaddleSeg default / '
+            f'{ours_name}) {ratio(default, ours)}')
 
 
 # ------------------------------------------------------------------------------------------------ command

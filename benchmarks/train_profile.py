@@ -26,7 +26,8 @@ count (``benchmarks/threads_ab.py`` compares the two in separate processes). It 
    backward through the program), ``onednn`` (``FLAGS_use_mkldnn`` set around a dygraph step),
    ``to_static+onednn`` (both), ``fused_bn_relu`` (each conv-BN-ReLU's batch norm and ReLU as Paddle's
    ``fused_batch_norm_act`` op) and ``threads`` (Paddle's CPU kernels on every physical core instead of
-   the one thread Paddle starts with; the CPU s / wall s column shows whether they ran in parallel).
+   the one thread Paddle starts with; the CPU s / wall s column shows whether they ran in parallel) and
+   ``to_static+threads`` (both: how ``paddleseg train`` runs with ``to_static_training: true``).
    Exactness: every variant starts from the same weights and seed; after its first step the loss and
    every updated weight and batch-norm statistic are compared with the plain step's (max abs
    difference, and that difference over the largest change a value made in the plain step). A lever
@@ -67,7 +68,7 @@ GROUPS = {
     'reshape and transpose copies (with gradients)': {'reshape', 'reshape_grad', 'transpose', 'transpose_grad'},
     'optimizer (momentum_)': {'momentum_'},
 }
-LEVERS = ('to_static', 'onednn', 'to_static+onednn', 'fused_bn_relu', 'threads')
+LEVERS = ('to_static', 'onednn', 'to_static+onednn', 'fused_bn_relu', 'threads', 'to_static+threads')
 
 
 # ----------------------------------------------------------------------------------------------- the step
@@ -122,7 +123,7 @@ def lever_step(lever, size, state):
     step = make_train_step(model, size, forward=forward)
     if 'onednn' in lever:
         step = with_setting(step, lambda: onednn_flag(True), lambda: onednn_flag(False))
-    if lever == 'threads':
+    if 'threads' in lever:
         threads = paddle.get_flags('FLAGS_paddle_num_threads')['FLAGS_paddle_num_threads']
         step = with_setting(step, lambda: set_threads(runtime.physical_cores()), lambda: set_threads(threads))
     return model, step
