@@ -105,7 +105,7 @@ def random_models(args, threads, folder):
 def quickstart(args, threads, folder):
     """The trained quickstart model: mIoU on its val split, fp32 and int8, and speed on one val image."""
     from paddle_psp.config import load_config
-    from paddle_psp.engine.evaluate import evaluate
+    from paddle_psp.evaluation.evaluate import evaluate
     from paddle_psp.weights.state_dict import load_for_eval
     root = os.path.join(args.quickstart, 'data')
     cfg = load_config(QUICKSTART_CONFIG, opts=[f'train_dataset.dataset_root={root}',
