@@ -21,7 +21,7 @@ import tempfile
 
 import numpy as np
 
-from paddle_psp.core import runtime, util
+from paddle_psp.core import machine, runtime
 from speed import MODELS, parse_size, tuned_env
 from speed_paths import make_weights
 from tuning_ab import header, interleaved, table
@@ -98,7 +98,7 @@ def main(argv=None):
                                     f'{args.size[0]}x{args.size[1]}', results, one))
     print()
     print('\n\n'.join(tables))
-    print(f'\nload average at the end: {util.load_average_text()} '
+    print(f'\nload average at the end: {machine.load_average_text()} '
           f'({runtime.physical_cores()} cores: ~{args.threads} is the measured child with {args.threads} threads)')
     return 0
 

@@ -24,7 +24,7 @@ import tempfile
 
 import numpy as np
 
-from paddle_psp.core import runtime, util
+from paddle_psp.core import machine, runtime
 from speed import MODELS, default_env, parse_size, run_child, tuning_text
 from speed_paths import make_weights
 
@@ -88,13 +88,13 @@ def build_parser():
 
 def header(environments, script='tuning_ab.py'):
     """When and where: the date, the CPU, the tuning variables of each environment and the load average."""
-    cpuinfo = util.read_cpuinfo()
+    cpuinfo = machine.read_cpuinfo()
     date = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')
     tuning = '; '.join(f'"{name}": {tuning_text(env)}' for name, env in environments.items())
-    return (f'{script}, {date}: CPU {util.cpu_vendor(cpuinfo)} {util.cpu_name(cpuinfo)} (family '
-            f'{util.cpuinfo_field("cpu family", cpuinfo)}, model {util.cpuinfo_field("model", cpuinfo)}), '
-            f'{util.usable_cpus()} usable CPUs, {runtime.physical_cores(cpuinfo)} physical cores; {tuning}; '
-            f'load average at start: {util.load_average_text()}')
+    return (f'{script}, {date}: CPU {machine.cpu_vendor(cpuinfo)} {machine.cpu_name(cpuinfo)} (family '
+            f'{machine.cpuinfo_field("cpu family", cpuinfo)}, model {machine.cpuinfo_field("model", cpuinfo)}), '
+            f'{machine.usable_cpus()} usable CPUs, {runtime.physical_cores(cpuinfo)} physical cores; {tuning}; '
+            f'load average at start: {machine.load_average_text()}')
 
 
 EVAL_VARIANTS = [('paddle-psp, off', False, 'off'), ('paddle-psp, on', False, 'on'),
@@ -133,7 +133,7 @@ def main(argv=None):
                                 results, 'paddle-psp, off'))
     print()
     print('\n\n'.join(tables))
-    print(f'\nload average at the end: {util.load_average_text()} (2 cores: ~1 is the measured child)')
+    print(f'\nload average at the end: {machine.load_average_text()} (2 cores: ~1 is the measured child)')
     return 0
 
 

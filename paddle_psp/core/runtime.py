@@ -45,7 +45,7 @@ import os
 import platform
 
 from paddle_psp.core.log import logger
-from paddle_psp.core.util import CPUINFO, cpu_vendor, cpuinfo_field, read_cpuinfo, usable_cpus  # noqa: F401 (CPUINFO)
+from paddle_psp.core.machine import CPUINFO, cpu_vendor, cpuinfo_field, read_cpuinfo, usable_cpus  # noqa: F401 (CPUINFO)
 
 NO_TUNING_VAR = 'PADDLE_PSP_NO_TUNING'
 # MKL 2019 (bundled with Paddle) code paths selectable on AMD, best first, with the cpuinfo flags each needs.

@@ -19,7 +19,7 @@ from PIL import Image
 from paddle_psp.core import atomic
 from paddle_psp.core.errors import UserError, one_line
 from paddle_psp.core.outputs import require_dir, require_file, writing
-from paddle_psp.core.util import Progress
+from paddle_psp.core.console import Progress
 
 LABELS_EXPECTED = 'a writable folder for the converted label PNGs (copy a read-only dataset to a writable place)'
 LIST_EXPECTED = 'a writable place for the image list file'

@@ -24,7 +24,7 @@ from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import log_file, logger
 from paddle_psp.core.outputs import require_file, writing
-from paddle_psp.core.util import Progress, lines_every
+from paddle_psp.core.console import Progress, lines_every
 from paddle_psp.data.datasets import IGNORE_INDEX, class_names, label_problem
 from paddle_psp_cli.parsers import val_parser
 from paddle_psp_cli.stages import Stages

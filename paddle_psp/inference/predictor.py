@@ -36,7 +36,7 @@ from paddle import inference
 
 from paddle_psp.core.errors import UserError, one_line
 from paddle_psp.core.log import logger
-from paddle_psp.core.util import quiet_stdout
+from paddle_psp.core.console import quiet_stdout
 from paddle_psp.inference import cache, export, recipe as recipes
 from paddle_psp.inference.tta import layer_forward, logits_array
 from paddle_psp.models.layers import ConvBN
