@@ -32,3 +32,15 @@ def test_no_dated_measurements_in_code(path):
     with open(path, encoding='utf-8') as f:
         found = dated_lines(f.read())
     assert not found, f'{path}: move dated figures to docs/performance.md: {found}'
+
+
+def test_benchmarks_readme_lists_every_script():
+    folder = os.path.join(REPO_ROOT, 'benchmarks')
+    with open(os.path.join(folder, 'README.md'), encoding='utf-8') as f:
+        text = f.read()
+    scripts = [os.path.relpath(os.path.join(path, name), folder).replace(os.sep, '/')
+               for path, _, names in os.walk(folder) for name in names
+               if name.endswith('.py') and '__pycache__' not in path]
+    assert len(scripts) >= 10
+    missing = sorted(script for script in scripts if f'`{script}`' not in text)
+    assert not missing, f'benchmarks/README.md does not list {missing}'

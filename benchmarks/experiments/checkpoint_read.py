@@ -2,8 +2,8 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/checkpoint_read.py                      # 270 MB, 5 repeats of each
-    python benchmarks/checkpoint_read.py --mb 500 --repeats 9 --work /tmp/ckpt
+    python benchmarks/experiments/checkpoint_read.py                      # 270 MB, 5 repeats of each
+    python benchmarks/experiments/checkpoint_read.py --mb 500 --repeats 9 --work /tmp/ckpt
 
 Written once under ``--work`` with ``paddle.save``: the state dict of a PSPNet ResNet50-vd OS8 (19 classes,
 the zoo's model) with seeded random values, its tensors repeated under further keys until the file reaches
@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 
 

@@ -3,9 +3,9 @@
 Usage (from the repository root; timings mean something only on an otherwise idle machine, so the load
 average is printed, and CPU time, which load inflates far less, beside the wall time)::
 
-    python benchmarks/tuning_ab.py                    # eval forward, both models, 512x512: ~6 min idle, 2 cores
-    python benchmarks/tuning_ab.py --models --train 256x256 --train_models deeplabv3 pspnet   # training step
-    python benchmarks/tuning_ab.py --models --train 512x512 --train_reference   # peak RSS as speed.py's (long)
+    python benchmarks/experiments/tuning_ab.py                    # eval forward, both models, 512x512: ~6 min idle, 2 cores
+    python benchmarks/experiments/tuning_ab.py --models --train 256x256 --train_models deeplabv3 pspnet   # training step
+    python benchmarks/experiments/tuning_ab.py --models --train 512x512 --train_reference   # peak RSS as speed.py's (long)
 
 Each measurement is one :mod:`speed_paths` subprocess (as in ``speed.py``: one warm-up run, then
 ``--repeat`` timed runs; peak RSS of that child alone). The variants alternate, ABCD ABCD ..., so that a
@@ -25,8 +25,10 @@ import tempfile
 import numpy as np
 
 from paddle_psp.core import machine, runtime
-from speed import MODELS, default_env, parse_size, run_child, tuning_text
-from speed_paths import make_weights
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/: speed.py, speed_paths.py
+from speed import MODELS, default_env, parse_size, run_child, tuning_text  # noqa: E402 (after the path)
+from speed_paths import make_weights  # noqa: E402
 
 VAR = runtime.MMAP_THRESHOLD_VAR
 

@@ -2,8 +2,8 @@
 
 Usage (from the repository root of a git checkout; the first run quantizes the model once per revision)::
 
-    python benchmarks/int8_warm_start.py --before main --repeats 5
-    python benchmarks/int8_warm_start.py --before 0dc9252 --model deeplabv3 --calib_images 8 --work /tmp/w8
+    python benchmarks/experiments/int8_warm_start.py --before main --repeats 5
+    python benchmarks/experiments/int8_warm_start.py --before 0dc9252 --model deeplabv3 --calib_images 8 --work /tmp/w8
 
 ``--before REV``'s package (``paddle_psp/`` and ``paddle_psp_cli/`` as committed at REV) is unpacked under
 ``--work`` with ``git archive`` and run beside this checkout's (``after``): each with its own export cache
@@ -33,7 +33,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # benchmarks/, where speed.py is
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
