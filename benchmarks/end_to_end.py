@@ -159,7 +159,7 @@ def measure(args, work):
     """Every run, printed as it ends; returns {(who, count, cache): [(wall, first image)]}, the output folders
     {(who, count): folder} and the image counts."""
     import speed  # imported by main() already
-    from paddle_psp.core import runtime, util
+    from paddle_psp.core import machine, runtime
 
     default = speed.default_env()
     user = {key: value for key, value in default.items() if key != runtime.NO_TUNING_VAR}  # tunes itself
@@ -168,7 +168,7 @@ def measure(args, work):
         env['PADDLE_PSP_CACHE'] = os.path.join(work, 'cache')
     print(speed.header_line({'default': default, 'tuned': speed.tuned_env()}, 'end_to_end.py'))
     config, weights, images = prepare(work, args.model, args.size, args.images)
-    print(f'{util.usable_cpus()} usable CPUs; load average before: {util.load_average_text()}')
+    print(f'{machine.usable_cpus()} usable CPUs; load average before: {machine.load_average_text()}')
     print(f'{"run":<34} {"wall":>9}  {"1st image":>8}  breakdown (1st image: process start to the first forward)')
     for label, argv in (('paddleseg --version', ['--version']), ('paddleseg val --help', ['val', '--help'])):
         row(label, *ours(argv, user))
@@ -199,7 +199,7 @@ def measure(args, work):
 def report(walls, outputs, counts):
     """The ratio lines: medians of the wall times and of the times to the first image."""
     import statistics
-    from paddle_psp.core import util  # imported by measure() already
+    from paddle_psp.core import machine  # imported by measure() already
     median = {key: statistics.median(wall for wall, _ in runs) for key, runs in walls.items()}
     first = {key: statistics.median(seconds for _, seconds in runs) for key, runs in walls.items()}
     print()
@@ -210,7 +210,7 @@ def report(walls, outputs, counts):
               f'after cold {first["ours", count, "cold"]:.2f} s, warm {first["ours", count, "warm"]:.2f} s, PaddleSeg '
               f'{first["PaddleSeg", count, "none"]:.2f} s; predictions agree on '
               f'{100 * agreement(outputs["ours", count], outputs["PaddleSeg", count]):.2f}% of pixels')
-    print(f'load average after: {util.load_average_text()}')
+    print(f'load average after: {machine.load_average_text()}')
 
 
 def main(argv=None):

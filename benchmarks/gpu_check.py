@@ -39,7 +39,7 @@ from paddle import inference
 from paddleseg.transforms import Compose, Normalize
 from PIL import Image
 
-from paddle_psp.core.util import has_gpu
+from paddle_psp.core.machine import has_gpu
 from paddle_psp.data.synthetic import make_cityscapes_like
 from paddle_psp.config import load_config
 from paddle_psp.engine.train import AMP_BLACK_LIST

@@ -37,7 +37,7 @@ import time
 import numpy as np
 import paddle
 
-from paddle_psp.core import util
+from paddle_psp.core import machine
 from paddle_psp.data.synthetic import draw_scene
 from paddle_psp.inference import export, quantize as quantization
 from paddle_psp.inference.predictor import inference_copy, inference_forward
@@ -105,7 +105,7 @@ def random_models(args, threads, folder):
 def quickstart(args, threads, folder):
     """The trained quickstart model: mIoU on its val split, fp32 and int8, and speed on one val image."""
     from paddle_psp.config import load_config
-    from paddle_psp.engine.evaluate import evaluate
+    from paddle_psp.evaluation.evaluate import evaluate
     from paddle_psp.weights.state_dict import load_for_eval
     root = os.path.join(args.quickstart, 'data')
     cfg = load_config(QUICKSTART_CONFIG, opts=[f'train_dataset.dataset_root={root}',
@@ -135,11 +135,11 @@ def main(argv=None):
     parser.add_argument('--quickstart', help='a paddleseg quickstart output folder: also score its model')
     args = parser.parse_args(argv)
     threads = physical_cores()
-    flags = util.cpuinfo_field('flags') or ''
+    flags = machine.cpuinfo_field('flags') or ''
     isa = [flag for flag in ('avx512_vnni', 'avx_vnni', 'amx_int8', 'amx_bf16') if flag in flags.split()]
-    print(f'{time.strftime("%Y-%m-%d %H:%M")}  CPU {util.cpu_name()} ({", ".join(isa) or "no VNNI/AMX"}), '
+    print(f'{time.strftime("%Y-%m-%d %H:%M")}  CPU {machine.cpu_name()} ({", ".join(isa) or "no VNNI/AMX"}), '
           f'{threads} threads, Paddle {paddle.__version__}, algo {args.algo}, {args.calib} calibration images, '
-          f'load {util.load_average_text()}', flush=True)
+          f'load {machine.load_average_text()}', flush=True)
     with tempfile.TemporaryDirectory(prefix='int8_speed.') as folder:
         if args.quickstart:
             quickstart(args, threads, folder)

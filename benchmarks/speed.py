@@ -13,7 +13,7 @@ Intel CPUs MKL dispatches natively) and the tuning the tuned paths get.
 
 Every measured path runs in its own Python subprocess (:mod:`speed_paths`), so environment variables
 (``MKL_DEBUG_CPU_TYPE``, thread counts, ``FLAGS_*``, ``MALLOC_*``) apply from the start and peak RSS
-(``VmHWM`` of the child, see :func:`paddle_psp.core.util.peak_rss_bytes`) is per path:
+(``VmHWM`` of the child, see :func:`paddle_psp.core.machine.peak_rss_bytes`) is per path:
 
 - ``PaddleSeg 2.8 dygraph, default env``: PaddleSeg's own model class (``paddleseg.models.PSPNet`` /
   ``DeepLabV3``) as its users run it: the environment without any of our tuning variables. In eval mode
@@ -54,7 +54,7 @@ import numpy as np
 import paddle
 import paddleseg
 
-from paddle_psp.core import runtime, util
+from paddle_psp.core import machine, runtime
 from speed_macs import count_macs
 from speed_paths import GIB, make_weights
 
@@ -98,7 +98,7 @@ def mkl_code_path(env, cpuinfo):
     Intel CPUs MKL dispatches to its best path natively.
     """
     value = env.get('MKL_DEBUG_CPU_TYPE')
-    if util.cpu_vendor(cpuinfo) == 'GenuineIntel':
+    if machine.cpu_vendor(cpuinfo) == 'GenuineIntel':
         return 'native dispatch (Intel)'
     if not runtime.is_amd_cpu(cpuinfo):
         return f'MKL_DEBUG_CPU_TYPE={value or "unset"} (CPU neither Intel nor AMD: dispatch unknown)'
@@ -111,10 +111,10 @@ def mkl_code_path(env, cpuinfo):
 def header_line(envs, script='speed.py'):
     """When and where: ``script``, the date, CPU vendor and model, MKL's code path and the tuning of each path
     kind (``envs``: {'default': env, 'tuned': env})."""
-    cpuinfo = util.read_cpuinfo()
-    vendor = util.cpu_vendor(cpuinfo) or 'unknown vendor'
-    model = util.cpu_name(cpuinfo) or 'unknown CPU'
-    family = util.cpuinfo_field('cpu family', cpuinfo)
+    cpuinfo = machine.read_cpuinfo()
+    vendor = machine.cpu_vendor(cpuinfo) or 'unknown vendor'
+    model = machine.cpu_name(cpuinfo) or 'unknown CPU'
+    family = machine.cpuinfo_field('cpu family', cpuinfo)
     paths = {kind: mkl_code_path(env, cpuinfo) for kind, env in envs.items()}
     mkl = (paths['tuned'] + ' on every path' if paths['default'] == paths['tuned']
            else f'default env: {paths["default"]}; tuned: {paths["tuned"]}')
@@ -127,7 +127,7 @@ def header_line(envs, script='speed.py'):
 
 def machine_line(rates, threads):
     """Cores, memory, ISA, versions and the fp32 GEMM rates measured in the GEMM child."""
-    logical = util.usable_cpus()
+    logical = machine.usable_cpus()
     memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GIB
     isa = runtime.mkl_cpu_type()[1] or 'no AVX2'
     gemms = ', '.join(f'{name} {rate:.0f}' for name, rate in rates.items())

@@ -9,7 +9,7 @@ child's alone. ``FLAGS_paddle_num_threads`` in that environment is applied in-pr
 
 Paddle, PaddleSeg and paddle-psp are imported inside functions on purpose: ``speed.py`` imports this module
 for its helpers, and each child imports only what the path it measures uses. (Every child imports
-paddle-psp for :func:`paddle_psp.core.util.peak_rss_bytes`, which registers its model classes; PaddleSeg's
+paddle-psp for :func:`paddle_psp.core.machine.peak_rss_bytes`, which registers its model classes; PaddleSeg's
 path builds and runs none of them.)
 """
 import json
@@ -221,7 +221,7 @@ def timed(function, repeat, cpu=None):
 def main(spec):
     """Run the task ``spec`` describes and print ``RESULT <json>`` (with peak RSS and the load average)."""
     from paddle_psp.core import runtime  # lazy: see the module docstring
-    from paddle_psp.core.util import peak_rss_bytes
+    from paddle_psp.core.machine import peak_rss_bytes
     threads = runtime.positive_int(os.environ.get(runtime.THREADS_VAR))
     if threads:
         runtime.set_math_threads(threads)

@@ -11,7 +11,7 @@ The step is ``speed.py``'s (:func:`speed_paths.make_train_step`: batch 2, main +
 cross-entropy, backward, Momentum SGD), run in this process with paddle-psp's CPU tuning applied, as
 ``paddleseg train`` runs it, except its math threads: the step runs on Paddle's default single thread, so
 that the parts' GFLOP/s compare with the single-thread GEMM and the ``threads`` lever with the tuning's
-count (``benchmarks/threads_ab.py`` compares the two in separate processes). It prints, with the CPU and load average (:func:`speed.header_line`):
+count (``benchmarks/experiments/threads_ab.py`` compares the two in separate processes). It prints, with the CPU and load average (:func:`speed.header_line`):
 
 1. One step under ``paddle.profiler`` (after a warm-up step): forward / backward / optimizer time and the
    operators by total time (outermost operator events; a backward node is named by its kernel).

@@ -27,14 +27,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from paddle_psp.core import util  # noqa: E402 (stdlib only; after the path)
+from paddle_psp.core import machine  # noqa: E402 (stdlib only; after the path)
 
 NUM_CLASSES = 19
 
 
 def load():
     """``'load '`` and the load averages."""
-    return 'load ' + util.load_average_text()
+    return 'load ' + machine.load_average_text()
 
 
 def timed(function, *args, **kwargs):

@@ -16,7 +16,8 @@ from paddle_psp import benchmark
 from paddle_psp.core import atomic
 from paddle_psp.core.errors import UserError
 from paddle_psp.data.synthetic import CLASSES, make_cityscapes_like
-from paddle_psp.engine import metrics, train
+from paddle_psp.engine import train
+from paddle_psp.evaluation import metrics
 from paddle_psp.config import load_config
 from paddle_psp_cli import configs
 from paddle_psp_cli.parsers import quickstart_parser

@@ -20,7 +20,7 @@ __version__ = '0.1.0'
 # verb -> (module with a ``main(argv)``, one-line help)
 VERBS = {
     'train': ('paddle_psp.engine.train', 'train a model from a YAML config'),
-    'val': ('paddle_psp.engine.evaluate', 'evaluate a checkpoint (mIoU, Acc, Kappa, Dice), with TTA / sliding window'),
+    'val': ('paddle_psp.evaluation.evaluate', 'evaluate a checkpoint (mIoU, Acc, Kappa, Dice), with TTA / sliding window'),
     'predict': ('paddle_psp.inference.predict', 'write colour predictions for images'),
     'export': ('paddle_psp.inference.export', 'export a Paddle Inference model and deploy.yaml'),
     'benchmark': ('paddle_psp.benchmark.cli', 'fill the mIoU / flip / ms+flip table for zoo entries or a checkpoint'),

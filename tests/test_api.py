@@ -14,8 +14,8 @@ from PIL import Image
 from conftest import write_checkpoints
 import paddle_psp
 from paddle_psp.core.errors import UserError
-from paddle_psp.engine import evaluate
-from paddle_psp.engine.evaluate import metrics_json
+from paddle_psp.evaluation import evaluate
+from paddle_psp.evaluation.evaluate import metrics_json
 from paddle_psp.inference import predict
 
 # name -> (Segmenter options, the flags of paddleseg predict / val; --aug_pred / --aug_eval are added)

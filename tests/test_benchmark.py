@@ -27,7 +27,7 @@ from paddle_psp.benchmark.runner import drop_pretrained
 from paddle_psp.core import runtime
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
-from paddle_psp.engine import evaluate
+from paddle_psp.evaluation import evaluate
 from paddle_psp.config import build_val_dataset, load_config
 from paddle_psp.weights import zoo
 

@@ -1,4 +1,5 @@
 """--config by name, the zoo listing (``paddleseg models``), ``paddleseg env`` and the [prepare] extra's error."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -99,8 +100,8 @@ def test_env_reports_versions_cpu_and_tuning(capsys):
 
 
 def test_prepare_cityscapes_names_the_extra_when_cityscapesscripts_is_absent(monkeypatch, tmp_path):
-    real = prepare.importlib.util.find_spec
-    monkeypatch.setattr(prepare.importlib.util, 'find_spec',
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec',
                         lambda name, *a: None if name == 'cityscapesscripts' else real(name, *a))
     with pytest.raises(UserError, match=r'pip install "paddle-psp\[prepare\]"'):
         prepare.main(['cityscapes', '--root', str(tmp_path)])

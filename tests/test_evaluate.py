@@ -15,7 +15,7 @@ from PIL import Image
 from conftest import write_checkpoints
 import paddle_psp_cli as cli
 from paddle_psp.data.synthetic import CLASSES
-from paddle_psp.engine import evaluate
+from paddle_psp.evaluation import evaluate
 from paddle_psp.inference import tta as infer
 from paddle_psp.config import load_config
 from paddle_psp.data.datasets import CITYSCAPES_CLASSES

@@ -15,8 +15,8 @@ import time
 import numpy as np
 import pytest
 
-from paddle_psp.engine.auc_roc import AucRoc
-from paddle_psp.engine.evaluate import metrics_json
+from paddle_psp.evaluation.auc_roc import AucRoc
+from paddle_psp.evaluation.evaluate import metrics_json
 from paddle_psp.inference.predict import custom_palette
 from paddle_psp.core.errors import UserError
 import paddle_psp_cli

@@ -2,7 +2,7 @@
 (or AMX), and no oneDNN cap below them. CPU features are simulated with /proc/cpuinfo texts."""
 import pytest
 
-from paddle_psp.core import util
+from paddle_psp.core import machine
 from paddle_psp.core.errors import UserError
 from paddle_psp.inference import quantize
 
@@ -42,7 +42,7 @@ def test_a_onednn_cap_below_vnni_refuses_int8(variable, isa, refused):
 
 
 def test_check_quantize_refuses_where_int8_runs_not_for_export(monkeypatch):
-    monkeypatch.setattr(util, 'read_cpuinfo', lambda: ZEN3)
+    monkeypatch.setattr(machine, 'read_cpuinfo', lambda: ZEN3)
     monkeypatch.delenv('PADDLE_PSP_UNSAFE_INT8', raising=False)
     monkeypatch.delenv('ONEDNN_MAX_CPU_ISA', raising=False)
     with pytest.raises(UserError, match=r'^--quantize int8: this CPU \(AMD EPYC 7B13'):

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from paddle_psp.engine import metrics
+from paddle_psp.evaluation import metrics
 
 IGNORE = 255
 

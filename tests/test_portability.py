@@ -25,15 +25,15 @@ CHECKS = textwrap.dedent('''
     import contextlib, importlib, io, os, tempfile
     import paddle_psp
     import paddle_psp_cli as cli
-    from paddle_psp.core import runtime, util
+    from paddle_psp.core import files, machine, runtime
     from paddle_psp.weights import hub
     for module, _ in cli.VERBS.values():
         importlib.import_module(module)
     assert 'fcntl' not in sys.modules
-    assert util.usable_cpus() >= 1 and runtime.physical_cores() >= 1
+    assert machine.usable_cpus() >= 1 and runtime.physical_cores() >= 1
     runtime.apply_cpu_tuning()
     with tempfile.TemporaryDirectory() as folder:
-        with util.file_lock(os.path.join(folder, 'x.lock')):
+        with files.file_lock(os.path.join(folder, 'x.lock')):
             pass
         err = io.StringIO()
         with contextlib.redirect_stderr(err):

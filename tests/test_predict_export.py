@@ -150,7 +150,7 @@ def test_export_logits_with_fixed_shape_replace_the_dygraph_model(setup, tmp_pat
     for path in setup['images'][:2]:
         assert_same_forward(forward(normalized(path)), dygraph_logits(setup['model'], path))
     dataset = load_config(setup['config']).val_dataset
-    from paddle_psp.engine.evaluate import evaluate
+    from paddle_psp.evaluation.evaluate import evaluate
     fast = evaluate(forward, dataset, print_detail=False)
     slow = evaluate(setup['model'], dataset, print_detail=False)
     assert np.abs(fast['confusion'] - slow['confusion']).sum() <= 0.002 * slow['confusion'].sum()

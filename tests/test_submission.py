@@ -18,7 +18,7 @@ import paddle_psp_cli as cli
 from paddle_psp.config import load_config
 from paddle_psp.core.errors import UserError
 from paddle_psp.data import datasets
-from paddle_psp.data.prepare import cityscapes_lut
+from paddle_psp.data.cityscapes import cityscapes_lut
 
 CITIES = ('berlin', 'bonn')
 

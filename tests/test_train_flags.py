@@ -13,7 +13,7 @@ from paddle_psp.core import device
 from paddle_psp.core.errors import UserError
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine import train
-from paddle_psp.engine.evaluate import evaluate
+from paddle_psp.evaluation.evaluate import evaluate
 from paddle_psp.engine.ema import EMA_BEST_DIR, ModelEMA, ema_decay
 from paddle_psp.engine.hooks import Hook
 from paddle_psp.engine.profiler import parse_profiler_options

@@ -16,7 +16,7 @@ from paddleseg.models.losses import CrossEntropyLoss
 from paddle_psp.config import load_config
 from paddle_psp.config.upstream import substitute_upstream
 from paddle_psp.engine import checkpoint as ckpt
-from paddle_psp.engine import evaluate
+from paddle_psp.evaluation import evaluate
 from paddle_psp.models.losses import ZooCrossEntropyLoss
 import paddle_psp_cli as cli
 

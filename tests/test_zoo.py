@@ -13,6 +13,8 @@ from paddle_psp.weights import zoo
 from paddle_psp.core.errors import UserError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO_ROOT, 'scripts'))
+import zoo_readme  # noqa: E402  (the README table generator: a script in scripts/)
 # The published model-zoo tables and the re-measured ms+flip column; its 'source' key says where they come from.
 PUBLISHED_TABLES = os.path.join(REPO_ROOT, 'tests', 'data', 'published_tables.json')
 CHECKPOINT_URL = re.compile(
@@ -117,7 +119,7 @@ def test_manifest_agrees_with_config(name):
 
 def test_markdown_table_reproduces_seed_tables(seeds):
     """Per dataset: heading, header, alignment, then the PSPNet seed rows and DeepLabV3 seed rows verbatim."""
-    table = zoo.markdown_table()
+    table = zoo_readme.markdown_table()
     for title, rows in seeds.items():
         block = '\n'.join([f'### {title}', '', zoo.TABLE_HEADER, zoo.TABLE_ALIGN] + rows)
         assert block + '\n\n' in table, f'{title}: generated table differs from the seed rows'
@@ -126,7 +128,7 @@ def test_markdown_table_reproduces_seed_tables(seeds):
 
 
 def test_markdown_table_notes_remeasured_numbers():
-    table = zoo.markdown_table()
+    table = zoo_readme.markdown_table()
     note = table[table.index('Re-measured'):]
     for entry in zoo.entries():
         assert f'{entry["model"]} {entry["backbone"]} {entry["miou_ms_flip_remeasured"]:.2f}%' in note
@@ -167,7 +169,7 @@ README_TEMPLATE = ('# paddle-psp\n\nIntro text.\n\n## Model zoo\n\n{start}\n{bod
                    '## License\n\nApache-2.0\n')
 
 
-def write_readme(tmp_path, body='stale table', start=zoo.README_START, end=zoo.README_END):
+def write_readme(tmp_path, body='stale table', start=zoo_readme.README_START, end=zoo_readme.README_END):
     """A temp README around a zoo block holding `body`, with the given marker lines."""
     path = tmp_path / 'README.md'
     path.write_text(README_TEMPLATE.format(start=start, body=body, end=end), encoding='utf-8')
@@ -176,55 +178,55 @@ def write_readme(tmp_path, body='stale table', start=zoo.README_START, end=zoo.R
 
 def test_write_readme_replaces_only_the_block(tmp_path):
     path = write_readme(tmp_path)
-    assert zoo.check_readme(str(path)) is False
-    assert zoo.write_readme(str(path)) is True
+    assert zoo_readme.check_readme(str(path)) is False
+    assert zoo_readme.write_readme(str(path)) is True
     text = path.read_text(encoding='utf-8')
-    expected = README_TEMPLATE.format(start=zoo.README_START, body=zoo.markdown_table(), end=zoo.README_END)
+    expected = README_TEMPLATE.format(start=zoo_readme.README_START, body=zoo_readme.markdown_table(), end=zoo_readme.README_END)
     assert text == expected
-    assert zoo.check_readme(str(path)) is True
-    assert zoo.write_readme(str(path)) is False
+    assert zoo_readme.check_readme(str(path)) is True
+    assert zoo_readme.write_readme(str(path)) is False
     assert [p.name for p in tmp_path.iterdir()] == ['README.md']
 
 
 def test_main_check_and_write(tmp_path, capsys):
     path = write_readme(tmp_path)
-    assert zoo.main(['--check-readme', str(path)]) == 1
+    assert zoo_readme.main(['--check-readme', str(path)]) == 1
     assert 'out of date' in capsys.readouterr().err
-    assert zoo.main(['--write-readme', str(path)]) == 0
-    assert zoo.main(['--check-readme', str(path)]) == 0
+    assert zoo_readme.main(['--write-readme', str(path)]) == 0
+    assert zoo_readme.main(['--check-readme', str(path)]) == 0
     edited = path.read_text(encoding='utf-8').replace('78.83%', '78.84%')
     path.write_text(edited, encoding='utf-8')
-    assert zoo.main(['--check-readme', str(path)]) == 1
+    assert zoo_readme.main(['--check-readme', str(path)]) == 1
 
 
 @pytest.mark.parametrize('start,end', [
-    ('', zoo.README_END),
-    (zoo.README_START, ''),
-    (zoo.README_END, zoo.README_START),
-    (zoo.README_START + '\n' + zoo.README_START, zoo.README_END),
+    ('', zoo_readme.README_END),
+    (zoo_readme.README_START, ''),
+    (zoo_readme.README_END, zoo_readme.README_START),
+    (zoo_readme.README_START + '\n' + zoo_readme.README_START, zoo_readme.README_END),
 ])
 def test_bad_markers_are_user_errors(tmp_path, capsys, start, end):
     path = write_readme(tmp_path, start=start, end=end)
     before = path.read_bytes()
-    assert zoo.main(['--write-readme', str(path)]) == 2
+    assert zoo_readme.main(['--write-readme', str(path)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and err.count('\n') == 1
     assert path.read_bytes() == before
     with pytest.raises(UserError):
-        zoo.check_readme(str(path))
+        zoo_readme.check_readme(str(path))
 
 
 def test_missing_readme(tmp_path, capsys):
-    assert zoo.main(['--check-readme', str(tmp_path / 'README.md')]) == 2
+    assert zoo_readme.main(['--check-readme', str(tmp_path / 'README.md')]) == 2
     assert 'no such file' in capsys.readouterr().err
 
 
 def test_module_entry_point(tmp_path):
-    path = write_readme(tmp_path, body=zoo.markdown_table())
+    path = write_readme(tmp_path, body=zoo_readme.markdown_table())
     result = subprocess.run([sys.executable, '-m', 'paddle_psp.weights.zoo', '--check-readme', str(path)],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
 
 
 def test_repository_readme_table_is_generated_from_the_manifest():
-    assert zoo.check_readme(os.path.join(REPO_ROOT, 'README.md'))
+    assert zoo_readme.check_readme(os.path.join(REPO_ROOT, 'README.md'))

@@ -18,7 +18,7 @@ from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.outputs import require_dir
 from paddle_psp.data import datasets
-from paddle_psp.engine.evaluate import evaluate_with_options
+from paddle_psp.evaluation.evaluate import evaluate_with_options
 from paddle_psp.inference import predict as predicting, submission, tta
 from paddle_psp.inference.checkpoint_forward import checkpoint_forward
 from paddle_psp.inference.quantize import DEFAULT_CALIB_IMAGES
@@ -198,7 +198,7 @@ class Segmenter:
         Returns:
             dict: ``mIoU``, ``Acc``, ``Kappa``, ``Dice``; per class ``class_IoU``, ``class_precision``,
             ``class_recall``, ``class_Dice`` (arrays, NaN where undefined); ``confusion``, ``class_names``,
-            ``num_images``, ``seconds`` (see :func:`paddle_psp.engine.evaluate.evaluate`).
+            ``num_images``, ``seconds`` (see :func:`paddle_psp.evaluation.evaluate.evaluate`).
         """
         if data is None:
             dataset = self.cfg.val_dataset

@@ -13,8 +13,8 @@ import paddleseg
 import paddle_psp
 from paddle_psp.core import runtime
 from paddle_psp.core.runtime import THREADS_VAR, math_threads
-from paddle_psp.core.util import (cpu_name, cpuinfo_field, has_gpu, peak_rss_bytes, read_cpuinfo, reset_peak_rss,
-                                  usable_cpus)
+from paddle_psp.core.machine import (cpu_name, cpuinfo_field, has_gpu, peak_rss_bytes, read_cpuinfo, reset_peak_rss,
+                                     usable_cpus)
 from paddle_psp_cli.parsers import env_parser
 
 # cpuinfo flags worth naming in a report: the instruction sets MKL, oneDNN and the int8 path choose from

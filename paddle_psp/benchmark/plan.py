@@ -11,7 +11,7 @@ import re
 import numpy as np
 
 from paddle_psp.core.errors import UserError
-from paddle_psp.engine import metrics
+from paddle_psp.evaluation import metrics
 from paddle_psp.inference import quantize as quantization, tta
 from paddle_psp.weights import zoo
 from paddle_psp_cli.parsers import DEFAULT_SCALES

@@ -13,7 +13,7 @@ import numpy as np
 
 from paddle_psp.core import atomic
 from paddle_psp.core.errors import UserError
-from paddle_psp.core.util import LockBusy, file_lock
+from paddle_psp.core.files import LockBusy, file_lock
 
 PROGRESS_DIR = 'progress'
 FORMAT_VERSION = 1

@@ -13,7 +13,7 @@ from paddle_psp.benchmark.progress import decode_confusion
 from paddle_psp.core import atomic
 from paddle_psp.core.log import logger
 from paddle_psp.data.datasets import class_names, dataset_kind
-from paddle_psp.engine import metrics
+from paddle_psp.evaluation import metrics
 from paddle_psp.weights import zoo
 
 RESULTS_JSON = 'benchmark.json'

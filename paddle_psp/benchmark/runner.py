@@ -19,9 +19,9 @@ from paddle_psp.benchmark.report import (RESULTS_JSON, RESULTS_MARKDOWN, log_ent
                                          write_results)
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
-from paddle_psp.core.util import Progress, sha256_file
-from paddle_psp.data.datasets import IGNORE_INDEX
-from paddle_psp.engine.loader import label_problem
+from paddle_psp.core.console import Progress
+from paddle_psp.core.files import sha256_file
+from paddle_psp.data.datasets import IGNORE_INDEX, label_problem
 from paddle_psp.config import build_val_dataset, load_config
 from paddle_psp.inference import tta
 from paddle_psp.inference.checkpoint_forward import checkpoint_forward

@@ -1,6 +1,6 @@
 """``--device``: the device a verb runs on, chosen as PaddleSeg's ``utils.set_device`` chooses it."""
 from paddle_psp.core.log import logger
-from paddle_psp.core.util import has_gpu
+from paddle_psp.core.machine import has_gpu
 
 
 def resolve_device(requested=None):

@@ -1,50 +1,30 @@
 """CPU tuning: environment settings that make Paddle faster (and leaner) here, applied by ``paddleseg``.
 
-Measured on a 2-core AMD EPYC (family 26, Zen 5) with Paddle 3.3.1 (``benchmarks/speed.py``): Paddle's
-bundled MKL (2019) runs its generic SSE code path on AMD CPUs. ``MKL_DEBUG_CPU_TYPE`` selects its code
-path instead: 5 (AVX2) makes dygraph convolutions ~2.3x faster, 7 (AVX-512) ~4x (forward and training
-step; fp32 either way). 7 is used only where cpuinfo lists the AVX-512 subsets it needs (6, for Xeon Phi,
-dies with SIGILL on AMD). Intel CPUs, on which MKL picks its best path itself, are left alone.
+Why: Paddle's defaults leave speed on the table on CPU (MKL's generic code path on AMD, one math thread,
+a fragmenting allocator while training); the figures that settled each setting, with the CPU, date and
+script of each, are in docs/performance.md, "Why the CPU tuning is what it is".
 
-MKL reads the variable at its first computation, not when paddle is imported: calling
-:func:`apply_cpu_tuning` after ``import paddle_psp`` (which imports paddle and computes nothing) still
-works, as long as no tensor op has run yet (measured: same speed as setting it in the shell). Child
-processes inherit it. ``PADDLE_PSP_NO_TUNING=1`` switches the tuning off; variables the user already set
-are never overridden. Paddle Inference with oneDNN (:mod:`paddle_psp.inference.predictor`) does not depend
-on it: oneDNN picks AVX-512 on AMD by itself.
+MKL code path: Paddle's bundled MKL runs its generic SSE code path on AMD CPUs; ``MKL_DEBUG_CPU_TYPE``
+selects 5 (AVX2), or 7 (AVX-512) only where cpuinfo lists the AVX-512 subsets it needs (6, for Xeon Phi,
+dies with SIGILL on AMD). Intel CPUs, on which MKL picks its best path itself, are left alone. MKL reads the
+variable at its first computation, not when paddle is imported: calling :func:`apply_cpu_tuning` after
+``import paddle_psp`` (which imports paddle and computes nothing) still works, as long as no tensor op has
+run yet. Child processes inherit it. ``PADDLE_PSP_NO_TUNING=1`` switches the tuning off; variables the user
+already set are never overridden. Paddle Inference with oneDNN (:mod:`paddle_psp.inference.predictor`) does
+not depend on it: oneDNN picks AVX-512 on AMD by itself.
 
-Memory: glibc's malloc serves freed-and-reallocated tensors below its adaptive mmap threshold (up to
-32 MiB) from the heap, which fragments: with MKL's AVX-512 path a training step peaked above PaddleSeg's
-default (PSPNet R50 512x512 batch 2: 4.71 vs 4.62 GiB). ``MALLOC_MMAP_THRESHOLD_=8388608`` (8 MiB, fixed)
-returns those blocks to the system instead: peak RSS 4.27 GiB (DeepLabV3: 3.38 vs 3.90), for 6-9 % more
-time per training step (page faults) and ~15 % on the dygraph forward; the Paddle Inference path is
-unchanged. (16 MiB saved only 0.1-0.2 GiB.) glibc reads the variable at process start, so
-:func:`apply_cpu_tuning` also sets it in-process with ``mallopt`` (and in the environment, for children).
+Memory: ``MALLOC_MMAP_THRESHOLD_=8388608`` (8 MiB, fixed) returns freed tensor blocks to the system instead
+of letting glibc's heap fragment, lowering a training step's peak memory for a little more time per step.
+glibc reads the variable at process start, so :func:`apply_cpu_tuning` also sets it in-process with
+``mallopt`` (and in the environment, for children). It is set for training processes only (``paddleseg
+train`` and ``quickstart``: ``training=True``); evaluation, prediction and export, where it costs time and
+saves next to nothing, run without it.
 
-It is set for training processes only (``paddleseg train`` and ``quickstart``: ``training=True``). On the
-2-core Intel Xeon (family 6, model 207), 2026-11-29, ``benchmarks/tuning_ab.py`` (interleaved, median of 3
-children each; load average 3-7, so compared by CPU time, user + system): the dygraph evaluation forward
-(512x512) takes 11 % more CPU time with it for our DeepLabV3 R50 OS8 and 17 % for PaddleSeg's own (6 % and
-5 % for PSPNet; system time, page faults, rises from ~1.0 to 1.5-1.9 s of ~5 s), and saves only 0.1 GiB of
-peak RSS (1.16 -> 1.04 GiB). In the same environment our DeepLabV3 forward takes 5 % less CPU
-time than PaddleSeg's, so its slower row in ``speed.py`` (tuned against PaddleSeg's default environment)
-was this variable, not the model. A DeepLabV3 training step (512x512, batch 2) takes 10 % more CPU time
-with it and peaks at 3.34 instead of 3.83 GiB (PaddleSeg's default: 3.81); PSPNet's (one child each)
-5 % more, 3.96 instead of 4.24 GiB (PaddleSeg's: 4.60): the trade the AMD figures show.
-Evaluation, prediction and export, where it costs time and saves next to nothing, run without it.
-
-Threads: Paddle's dygraph CPU kernels (MKL GEMM under the convolutions) run on ONE thread by default.
-Measured on the 2-core Intel Xeon (family 6, model 207), Paddle 3.3.1, 2026-11-29, with the count libiomp5's
-``omp_get_max_threads`` reports after import, after an op and after a ``to_static`` program: Paddle writes
-``OMP_NUM_THREADS=1`` into the environment at import when it is unset; its flag ``FLAGS_paddle_num_threads``
-(default 1), given in the environment, is NOT applied (the count stays 1); ``OMP_NUM_THREADS=2`` given before
-the import is (2); ``paddle.base.core.set_num_threads(n)`` sets MKL's and OpenMP's count in-process (n), and a
-static program does not reset it. Two threads made a PSPNet R50 training step 0.61x (256x256) and 0.72x
-(128x128) of the one-thread time (``benchmarks/threads_ab.py`` prints the interleaved figures for both models,
-training and evaluation). The earlier note here, that threads did not help, came from ``OMP_NUM_THREADS`` on
-the AMD machine and is not confirmed here. Two threads' weights are not bitwise equal to one thread's
-(another summation order) but are deterministic for a fixed count: the same run on 2 threads gives the same
-weights bit for bit, every time, and a killed and resumed run those of an uninterrupted one (tested).
+Threads: Paddle's dygraph CPU kernels run on one thread by default (Paddle writes ``OMP_NUM_THREADS=1`` at
+import when it is unset; ``FLAGS_paddle_num_threads`` given in the environment is not applied by Paddle
+itself; ``paddle.base.core.set_num_threads(n)`` sets MKL's and OpenMP's count in-process, and a static
+program does not reset it). Two threads' weights are not bitwise equal to one thread's (another summation
+order) but are deterministic for a fixed count.
 
 So the tuning sets the math threads of every ``paddleseg`` process (:func:`math_threads_setting`): the
 physical cores this process may use, divided among the data-parallel ranks on this host
@@ -65,7 +45,7 @@ import os
 import platform
 
 from paddle_psp.core.log import logger
-from paddle_psp.core.util import CPUINFO, cpu_vendor, cpuinfo_field, read_cpuinfo, usable_cpus  # noqa: F401 (CPUINFO)
+from paddle_psp.core.machine import CPUINFO, cpu_vendor, cpuinfo_field, read_cpuinfo, usable_cpus  # noqa: F401 (CPUINFO)
 
 NO_TUNING_VAR = 'PADDLE_PSP_NO_TUNING'
 # MKL 2019 (bundled with Paddle) code paths selectable on AMD, best first, with the cpuinfo flags each needs.

@@ -76,6 +76,17 @@ def dataset_kind(dataset):
     return cls.__name__
 
 
+def label_problem(labels, num_classes, ignore_index, label_path):
+    """'' when every value of ``labels`` is a class id or the ignore index, else a message naming the file."""
+    labels = np.asarray(labels)
+    bad = (labels < 0) | ((labels >= num_classes) & (labels != ignore_index))
+    if not bad.any():
+        return ''
+    values = np.unique(labels[bad])[:5].tolist()
+    return (f'{label_path}: label values {values} outside [0, {num_classes}) and not the ignore index '
+            f'{ignore_index}; expected class ids')
+
+
 def class_names(dataset, num_classes):
     """Class names of a dataset kind (see :func:`dataset_kind`); the indices as strings otherwise.
 

@@ -20,7 +20,7 @@ import paddle
 
 from paddle_psp.core.log import logger
 from paddle_psp.engine import checkpoint as ckpt
-from paddle_psp.engine.evaluate import evaluate
+from paddle_psp.evaluation.evaluate import evaluate
 from paddle_psp.engine.hooks import Hook, due
 
 DECAY = 0.999

@@ -11,9 +11,9 @@ import dataclasses
 import os
 
 from paddle_psp.core.log import logger
-from paddle_psp.core.util import format_duration
+from paddle_psp.core.console import format_duration
 from paddle_psp.engine import checkpoint as ckpt
-from paddle_psp.engine.evaluate import evaluate
+from paddle_psp.evaluation.evaluate import evaluate
 from paddle_psp.engine.vdl import ScalarWriter, truncate_records
 
 

@@ -3,8 +3,8 @@
 Augmentation randomness is seeded per sample from (seed, epoch, index) and shuffling per epoch from
 (seed, epoch), so batch ``N`` of a run depends only on the seed, the batch size and the number of ranks.
 A file that cannot be loaded, or a label outside the classes, travels through the loader as a message
-and becomes a one-line UserError naming the file in :func:`unpack_batch`; :func:`label_problem` is the
-same label check for evaluation.
+and becomes a one-line UserError naming the file in :func:`unpack_batch`; the label check,
+:func:`~paddle_psp.data.datasets.label_problem`, is shared with evaluation.
 """
 import os
 import random
@@ -14,6 +14,7 @@ import numpy as np
 import paddle
 
 from paddle_psp.core.errors import UserError, one_line
+from paddle_psp.data.datasets import label_problem
 
 
 def derive_seed(*parts):
@@ -81,17 +82,6 @@ class SeededSamples(paddle.io.Dataset):
             return sample['img'], sample['label'], index, ''
         except Exception as err:  # reported with the file name by the collate step
             return None, None, index, describe_failure(self.dataset.file_list[index], err)
-
-
-def label_problem(labels, num_classes, ignore_index, label_path):
-    """'' when every value of ``labels`` is a class id or the ignore index, else a message naming the file."""
-    labels = np.asarray(labels)
-    bad = (labels < 0) | ((labels >= num_classes) & (labels != ignore_index))
-    if not bad.any():
-        return ''
-    values = np.unique(labels[bad])[:5].tolist()
-    return (f'{label_path}: label values {values} outside [0, {num_classes}) and not the ignore index '
-            f'{ignore_index}; expected class ids')
 
 
 def describe_failure(files, err):

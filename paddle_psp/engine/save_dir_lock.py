@@ -25,7 +25,7 @@ from paddle_psp.core.atomic import write_text
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 from paddle_psp.core.outputs import writing
-from paddle_psp.core.util import LockBusy, file_lock
+from paddle_psp.core.files import LockBusy, file_lock
 
 LOCK_FILE = '.train.lock'
 OWNER_FILE = '.train.lock.json'
@@ -93,7 +93,7 @@ def _try_lock(path):
     """Take the OS lock on file ``path`` without waiting; returns the function that releases it (removing
     the file), or None when another process holds it."""
     try:
-        import fcntl  # POSIX; elsewhere the portable lock of core.util, whose file stays
+        import fcntl  # POSIX; elsewhere the portable lock of core.files, whose file stays
     except ImportError:
         held = contextlib.ExitStack()
         try:

@@ -29,7 +29,7 @@ import time
 from paddle_psp.core.atomic import write_text
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
-from paddle_psp.core.util import file_lock, sha256_file
+from paddle_psp.core.files import file_lock, sha256_file
 
 CACHE_VAR = 'PADDLE_PSP_CACHE'
 SIZE_VAR = 'PADDLE_PSP_CACHE_SIZE'

@@ -19,7 +19,7 @@ from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import log_file, logger
 from paddle_psp.core.outputs import require_dir
-from paddle_psp.core.util import Progress, lines_every
+from paddle_psp.core.console import Progress, lines_every
 from paddle_psp.data import datasets
 from paddle_psp.config import load_config
 from paddle_psp.inference import submission, tta

@@ -14,11 +14,9 @@ convolution.
 
 A cache entry holds the program Paddle Inference's graph passes make of the export (oneDNN fusions of
 convolution, batch norm and activations; :func:`save_optimized`), saved once when the entry is built, so
-that creating a predictor from it skips those passes: 0.5 s instead of 1.9 s for PSPNet R50 on a 2-core
-Xeon (family 6 model 207, 2026-11-29, in one process, loaded machine), with bit-identical logits (97x131,
-2x256x384 and 512x512 inputs) and the same forward time. An int8 entry holds the program of the int8 passes
-(``Config.enable_onednn_int8``) the same way: a predictor from it took 0.05 s instead of 2.8 s (the tiny
-test PSPNet, same machine and date), with bit-identical logits at 128x256, 2x96x160 and 64x64.
+that creating a predictor from it skips those passes, with bit-identical logits and the same forward time;
+an int8 entry holds the program of the int8 passes (``Config.enable_onednn_int8``) the same way. Why: the
+passes are most of a predictor's start-up (docs/performance.md, "Why the fast path is what it is").
 
 A start that knows its config and checkpoint but not yet its model asks :func:`recipe_forward` first: the
 cache's index may name the entry without the model being built (:mod:`paddle_psp.inference.recipe`);
@@ -38,7 +36,7 @@ from paddle import inference
 
 from paddle_psp.core.errors import UserError, one_line
 from paddle_psp.core.log import logger
-from paddle_psp.core.util import quiet_stdout
+from paddle_psp.core.console import quiet_stdout
 from paddle_psp.inference import cache, export, recipe as recipes
 from paddle_psp.inference.tta import layer_forward, logits_array
 from paddle_psp.models.layers import ConvBN
@@ -234,15 +232,14 @@ def fold_conv_bias(layer):
 
 
 # Ops that run on oneDNN: every op of the exported models except pool2d. oneDNN's adaptive pool2d keeps the
-# kernel of the first input size for later, larger inputs (5 % of pixels changed class after a 96x192 then a
-# 128x256 input) and fails on maps smaller than the bin; Paddle's own kernel is exact, and no slower
-# overall (PSPNet R50 512x512: 1.84 s either way).
+# kernel of the first input size for later, larger inputs and fails on maps smaller than the bin; Paddle's
+# own kernel is exact, and no slower overall (docs/performance.md, "Why the fast path is what it is").
 ONEDNN_OPS = {'conv2d', 'fused_conv2d', 'batch_norm', 'relu', 'elementwise_add', 'concat', 'matmul', 'matmul_v2',
               'fc', 'bilinear_interp_v2', 'scale', 'softmax', 'transpose2', 'reshape2', 'slice', 'fill_constant',
               'eye', 'shape', 'cast', 'dropout', 'top_k_v2', 'arg_max'}
-# oneDNN keeps primitives and reordered weights per input shape: ~250 MB per shape for PSPNet R50, without
-# limit by default (12 image sizes: 3.9 GB). 4 covers 3-scale TTA (the flips of a scale are one batch, the
-# sliding windows of a scale one size); a shape not cached costs ~30 % of a forward. Past the capacity
+# oneDNN keeps primitives and reordered weights per input shape, without limit by default, and a shape not
+# cached costs part of a forward (figures: docs/performance.md, "Why the fast path is what it is"). 4 covers
+# 3-scale TTA (the flips of a scale are one batch, the sliding windows of a scale one size). Past the capacity
 # Paddle drops an arbitrary shape (its shape map is unordered), so more shapes in rotation than the
 # capacity re-create primitives on every image: fast_forward(shapes=...) raises it for more scales.
 ONEDNN_SHAPE_CACHE = 4
@@ -334,7 +331,7 @@ def _predictor_config(model_dir, names, use_mkldnn, cpu_threads, shape_cache):
         config.set_onednn_cache_capacity(shape_cache)
     else:
         config.disable_onednn()
-    config.enable_memory_optim()  # reuses intermediate buffers: -0.5 GiB peak RSS for PSPNet, same speed
+    config.enable_memory_optim()  # reuses intermediate buffers: a lower peak RSS at the same speed
     if cpu_threads:
         config.set_cpu_math_library_num_threads(int(cpu_threads))
     return config

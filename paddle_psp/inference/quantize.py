@@ -17,7 +17,7 @@ import numpy as np
 import paddle
 
 from paddle_psp.config import build_component
-from paddle_psp.core import util
+from paddle_psp.core import machine
 from paddle_psp.core.errors import UserError
 
 
@@ -52,10 +52,10 @@ def int8_refusal(cpuinfo=None, environ=None):
         if environ.get(name, '').upper() in ISAS_WITHOUT_VNNI:
             return (f'{name}={environ[name]} caps oneDNN below VNNI, where its int8 convolutions saturate and '
                     f'disagree with fp32; expected that variable unset, or --quantize none')
-    cpuinfo = util.read_cpuinfo() if cpuinfo is None else cpuinfo
-    flags = set(util.cpuinfo_field('flags', cpuinfo).split())
+    cpuinfo = machine.read_cpuinfo() if cpuinfo is None else cpuinfo
+    flags = set(machine.cpuinfo_field('flags', cpuinfo).split())
     if flags and not flags & set(INT8_CPU_FLAGS):
-        return (f'this CPU ({util.cpu_name(cpuinfo) or "unknown"}) has no VNNI (none of the CPU flags '
+        return (f'this CPU ({machine.cpu_name(cpuinfo) or "unknown"}) has no VNNI (none of the CPU flags '
                 f'{", ".join(INT8_CPU_FLAGS)}): oneDNN\'s int8 convolutions saturate there and disagree with '
                 f'fp32; expected --quantize none ({UNSAFE_INT8_VAR}=1 runs int8 anyway)')
     return None

@@ -19,7 +19,8 @@ import urllib.request
 
 from paddle_psp.core.errors import UserError, one_line
 from paddle_psp.core.outputs import writing
-from paddle_psp.core.util import CHUNK_BYTES, Progress
+from paddle_psp.core.console import Progress
+from paddle_psp.core.files import CHUNK_BYTES
 
 RETRY_STATUS = (408, 425, 429)
 USER_AGENT = 'paddle-psp (urllib)'

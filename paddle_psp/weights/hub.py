@@ -49,7 +49,7 @@ import urllib.request
 from paddle_psp.core.atomic import replace_dir
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.outputs import require_dir, require_file, writing
-from paddle_psp.core.util import file_lock, sha256_file
+from paddle_psp.core.files import file_lock, sha256_file
 from paddle_psp.weights import zoo
 from paddle_psp.weights.archive import ARCHIVE_SUFFIXES, unpack
 from paddle_psp.weights.fetch import DEFAULT_RETRY, discard, download, html_error, looks_like_html

@@ -2,8 +2,8 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/checkpoint_read.py                      # 270 MB, 5 repeats of each
-    python benchmarks/checkpoint_read.py --mb 500 --repeats 9 --work /tmp/ckpt
+    python benchmarks/experiments/checkpoint_read.py                      # 270 MB, 5 repeats of each
+    python benchmarks/experiments/checkpoint_read.py --mb 500 --repeats 9 --work /tmp/ckpt
 
 Written once under ``--work`` with ``paddle.save``: the state dict of a PSPNet ResNet50-vd OS8 (19 classes,
 the zoo's model) with seeded random values, its tensors repeated under further keys until the file reaches
@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
 
 
@@ -74,20 +74,20 @@ def main(argv=None):
     parser.add_argument('--work', default=None, help='folder for the checkpoint (default: a temporary one)')
     args = parser.parse_args(argv)
     import paddle
-    from paddle_psp.core import util
+    from paddle_psp.core import machine
     work = args.work or tempfile.mkdtemp(prefix='checkpoint_read_')
     os.makedirs(work, exist_ok=True)
     path = os.path.join(work, f'pspnet_{args.mb:g}mb.pdparams')
     if not os.path.isfile(path):
         paddle.save({k: paddle.to_tensor(v) for k, v in build_state(args.mb).items()}, path)
-    print(f'CPU: {util.cpu_name()}, {util.usable_cpus()} usable CPUs; load average before: '
-          f'{util.load_average_text()}; paddle {paddle.__version__}, numpy {np.__version__}')
+    print(f'CPU: {machine.cpu_name()}, {machine.usable_cpus()} usable CPUs; load average before: '
+          f'{machine.load_average_text()}; paddle {paddle.__version__}, numpy {np.__version__}')
     print(f'{path}: {os.path.getsize(path) / 1e6:.1f} MB, {args.repeats} reads of each reader, medians:')
     for return_numpy in (False, True):
         base, safe = compare(path, args.repeats, return_numpy)
         print(f'  return_numpy={return_numpy!s:5}  paddle.load {base:.3f} s  safe load_file {safe:.3f} s  '
               f'ratio {safe / base:.2f}x')
-    print(f'load average after: {util.load_average_text()}')
+    print(f'load average after: {machine.load_average_text()}')
     return 0
 
 

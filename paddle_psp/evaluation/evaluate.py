@@ -14,10 +14,9 @@ import time
 import numpy as np
 import paddle
 
-from paddle_psp.engine import metrics
-from paddle_psp.engine.auc_roc import AucRoc
+from paddle_psp.evaluation import metrics
+from paddle_psp.evaluation.auc_roc import AucRoc
 from paddle_psp.config import load_config
-from paddle_psp.engine.loader import label_problem
 from paddle_psp.inference import tta as infer
 from paddle_psp.inference.checkpoint_forward import checkpoint_forward
 from paddle_psp.core.atomic import write_text
@@ -25,8 +24,8 @@ from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import log_file, logger
 from paddle_psp.core.outputs import require_file, writing
-from paddle_psp.core.util import Progress, lines_every
-from paddle_psp.data.datasets import IGNORE_INDEX, class_names
+from paddle_psp.core.console import Progress, lines_every
+from paddle_psp.data.datasets import IGNORE_INDEX, class_names, label_problem
 from paddle_psp_cli.parsers import val_parser
 from paddle_psp_cli.stages import Stages
 

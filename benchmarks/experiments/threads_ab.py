@@ -4,8 +4,8 @@ thread, Paddle's default, against N, for the training step and the dygraph evalu
 Usage (from the repository root; only an otherwise idle machine gives times, a busy one ratios at best, so
 the load average is printed, and the CPU time beside the wall time)::
 
-    python benchmarks/threads_ab.py                              # both models, train 512x512 batch 2, eval 512x512
-    python benchmarks/threads_ab.py --train 256x256 --size 256x256 --rounds 3    # shorter
+    python benchmarks/experiments/threads_ab.py                              # both models, train 512x512 batch 2, eval 512x512
+    python benchmarks/experiments/threads_ab.py --train 256x256 --size 256x256 --rounds 3    # shorter
 
 Each measurement is one :mod:`speed_paths` subprocess (one warm-up run, then ``--repeat`` timed runs), in
 the environment ``paddleseg`` gives the task (``tuning_env``: the training tuning for the step), with
@@ -21,10 +21,12 @@ import tempfile
 
 import numpy as np
 
-from paddle_psp.core import runtime, util
-from speed import MODELS, parse_size, tuned_env
-from speed_paths import make_weights
-from tuning_ab import header, interleaved, table
+from paddle_psp.core import machine, runtime
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/: speed.py, speed_paths.py
+from speed import MODELS, parse_size, tuned_env  # noqa: E402 (after the path)
+from speed_paths import make_weights  # noqa: E402
+from tuning_ab import header, interleaved, table  # noqa: E402
 
 
 def envs(threads):
@@ -98,7 +100,7 @@ def main(argv=None):
                                     f'{args.size[0]}x{args.size[1]}', results, one))
     print()
     print('\n\n'.join(tables))
-    print(f'\nload average at the end: {util.load_average_text()} '
+    print(f'\nload average at the end: {machine.load_average_text()} '
           f'({runtime.physical_cores()} cores: ~{args.threads} is the measured child with {args.threads} threads)')
     return 0
 

@@ -3,9 +3,9 @@
 Usage (from the repository root; timings mean something only on an otherwise idle machine, so the load
 average is printed, and CPU time, which load inflates far less, beside the wall time)::
 
-    python benchmarks/tuning_ab.py                    # eval forward, both models, 512x512: ~6 min idle, 2 cores
-    python benchmarks/tuning_ab.py --models --train 256x256 --train_models deeplabv3 pspnet   # training step
-    python benchmarks/tuning_ab.py --models --train 512x512 --train_reference   # peak RSS as speed.py's (long)
+    python benchmarks/experiments/tuning_ab.py                    # eval forward, both models, 512x512: ~6 min idle, 2 cores
+    python benchmarks/experiments/tuning_ab.py --models --train 256x256 --train_models deeplabv3 pspnet   # training step
+    python benchmarks/experiments/tuning_ab.py --models --train 512x512 --train_reference   # peak RSS as speed.py's (long)
 
 Each measurement is one :mod:`speed_paths` subprocess (as in ``speed.py``: one warm-up run, then
 ``--repeat`` timed runs; peak RSS of that child alone). The variants alternate, ABCD ABCD ..., so that a
@@ -24,9 +24,11 @@ import tempfile
 
 import numpy as np
 
-from paddle_psp.core import runtime, util
-from speed import MODELS, default_env, parse_size, run_child, tuning_text
-from speed_paths import make_weights
+from paddle_psp.core import machine, runtime
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/: speed.py, speed_paths.py
+from speed import MODELS, default_env, parse_size, run_child, tuning_text  # noqa: E402 (after the path)
+from speed_paths import make_weights  # noqa: E402
 
 VAR = runtime.MMAP_THRESHOLD_VAR
 
@@ -88,13 +90,13 @@ def build_parser():
 
 def header(environments, script='tuning_ab.py'):
     """When and where: the date, the CPU, the tuning variables of each environment and the load average."""
-    cpuinfo = util.read_cpuinfo()
+    cpuinfo = machine.read_cpuinfo()
     date = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')
     tuning = '; '.join(f'"{name}": {tuning_text(env)}' for name, env in environments.items())
-    return (f'{script}, {date}: CPU {util.cpu_vendor(cpuinfo)} {util.cpu_name(cpuinfo)} (family '
-            f'{util.cpuinfo_field("cpu family", cpuinfo)}, model {util.cpuinfo_field("model", cpuinfo)}), '
-            f'{util.usable_cpus()} usable CPUs, {runtime.physical_cores(cpuinfo)} physical cores; {tuning}; '
-            f'load average at start: {util.load_average_text()}')
+    return (f'{script}, {date}: CPU {machine.cpu_vendor(cpuinfo)} {machine.cpu_name(cpuinfo)} (family '
+            f'{machine.cpuinfo_field("cpu family", cpuinfo)}, model {machine.cpuinfo_field("model", cpuinfo)}), '
+            f'{machine.usable_cpus()} usable CPUs, {runtime.physical_cores(cpuinfo)} physical cores; {tuning}; '
+            f'load average at start: {machine.load_average_text()}')
 
 
 EVAL_VARIANTS = [('paddle-psp, off', False, 'off'), ('paddle-psp, on', False, 'on'),
@@ -133,7 +135,7 @@ def main(argv=None):
                                 results, 'paddle-psp, off'))
     print()
     print('\n\n'.join(tables))
-    print(f'\nload average at the end: {util.load_average_text()} (2 cores: ~1 is the measured child)')
+    print(f'\nload average at the end: {machine.load_average_text()} (2 cores: ~1 is the measured child)')
     return 0
 
 

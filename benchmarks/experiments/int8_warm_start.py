@@ -2,8 +2,8 @@
 
 Usage (from the repository root of a git checkout; the first run quantizes the model once per revision)::
 
-    python benchmarks/int8_warm_start.py --before main --repeats 5
-    python benchmarks/int8_warm_start.py --before 0dc9252 --model deeplabv3 --calib_images 8 --work /tmp/w8
+    python benchmarks/experiments/int8_warm_start.py --before main --repeats 5
+    python benchmarks/experiments/int8_warm_start.py --before 0dc9252 --model deeplabv3 --calib_images 8 --work /tmp/w8
 
 ``--before REV``'s package (``paddle_psp/`` and ``paddle_psp_cli/`` as committed at REV) is unpacked under
 ``--work`` with ``git archive`` and run beside this checkout's (``after``): each with its own export cache
@@ -33,7 +33,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # benchmarks/, where speed.py is
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
@@ -88,7 +88,7 @@ def main(argv=None):
 
 def measure(args, work):
     """Every run, printed as it ends, then the medians and ratios; returns 0."""
-    from paddle_psp.core import runtime, util
+    from paddle_psp.core import machine, runtime
     os.chdir(work)  # `python -m` puts the working folder first on sys.path: not this checkout's packages
     sources = {'before': unpack(args.before, os.path.join(work, 'before_src')), 'after': REPO}
     default = speed.default_env()
@@ -101,7 +101,7 @@ def measure(args, work):
         env.update(PYTHONPATH=os.pathsep.join([source, HERE]), PADDLE_PSP_CACHE=os.path.join(work, f'cache_{name}'))
         shutil.rmtree(env['PADDLE_PSP_CACHE'], ignore_errors=True)
         envs[name] = env
-    print(f'{util.usable_cpus()} usable CPUs; load average before: {util.load_average_text()}')
+    print(f'{machine.usable_cpus()} usable CPUs; load average before: {machine.load_average_text()}')
     print(f'{"run":<24} {"wall":>9}  {"1st image":>8}  breakdown (1st image: process start to the first forward)')
     runs = {name: [] for name in sources}
     plan = [(name, 'cold') for name in sources] + [(name, 'warm') for _ in range(args.repeats) for name in sources]
@@ -124,7 +124,7 @@ def measure(args, work):
           f'{median["after"][0] / median["before"][0]:.2f}x; the two predictions agree on '
           f'{100 * np.mean(pngs[0] == pngs[1]):.2f}% of pixels (each revision quantized the model in its own '
           'cold run)')
-    print(f'load average after: {util.load_average_text()}')
+    print(f'load average after: {machine.load_average_text()}')
     return 0
 
 

@@ -1,6 +1,6 @@
 """NCHW vs NHWC on this machine: one PSPNet-R50 OS8 training step and one eval forward, in one process.
 
-    python benchmarks/data_format_speed.py [--size 256] [--batch 2] [--repeats 3]
+    python benchmarks/experiments/data_format_speed.py [--size 256] [--batch 2] [--repeats 3]
 
 Both layouts hold the same weights; the measurements alternate (NCHW, NHWC, NCHW, ...) after one warm-up
 each, and the median of ``--repeats`` is printed with the load average before and after (the machine may

@@ -2,8 +2,8 @@
 
 Usage (from the repository root; a minute or two on 2 cores)::
 
-    python benchmarks/train_old_ir.py                  # old IR, then old IR + oneDNN, 128x128
-    python benchmarks/train_old_ir.py --size 256x256
+    python benchmarks/experiments/train_old_ir.py                  # old IR, then old IR + oneDNN, 128x128
+    python benchmarks/experiments/train_old_ir.py --size 256x256
 
 ``train_profile.py``'s ``to_static+onednn`` lever fails on the PIR program Paddle 3 builds by default.
 Paddle reads ``FLAGS_enable_pir_api`` (the IR ``paddle.jit.to_static`` builds) and
@@ -20,8 +20,9 @@ import subprocess
 import sys
 import time
 
-from speed import parse_size
-from train_profile import error_summary
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/: speed.py, train_profile.py
+from speed import parse_size  # noqa: E402 (after the path)
+from train_profile import error_summary  # noqa: E402
 
 OLD_IR = {'FLAGS_enable_pir_api': '0', 'FLAGS_enable_pir_in_executor': '0'}
 VARIANTS = ('dygraph', 'old IR program', 'old IR program + oneDNN')
