@@ -83,7 +83,7 @@ def test_quickstart_config_is_the_small_pspnet_r50_os8():
     model = cfg.dic['model']
     assert model['type'] == 'ZooPSPNet' and model['backbone']['type'] == 'ZooResNet50_vd'
     assert model['backbone']['output_stride'] == 8 and not model['backbone']['pretrained']
-    assert cfg.iters == 48 and model['pp_out_channels'] == 64
+    assert cfg.iters == 72 and model['pp_out_channels'] == 64
 
 
 def test_chance_level_is_the_majority_class_of_train_scored_on_val(tmp_path):
