@@ -14,7 +14,7 @@ from paddle_psp.core.errors import UserError
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine import train
 from paddle_psp.evaluation.evaluate import evaluate
-from paddle_psp.engine.ema import EMA_BEST_DIR, ModelEMA, ema_decay
+from paddle_psp.engine.ema import EMA_BEST_DIR, EMAHook, ModelEMA, ema_decay
 from paddle_psp.engine.hooks import Hook
 from paddle_psp.engine.profiler import parse_profiler_options
 from paddle_psp.models.layers import NCHWAdapter
@@ -110,7 +110,8 @@ class RecordStates(Hook):
 
     def after_step(self, trainer, step):
         self.model[step.iteration] = {k: v.numpy().copy() for k, v in trainer.core_model.state_dict().items()}
-        self.ema[step.iteration] = {k: v.numpy().copy() for k, v in trainer.ema.state_dict().items()}
+        ema = next(hook.ema for hook in trainer.hooks if isinstance(hook, EMAHook))  # the EMA lives in its hook
+        self.ema[step.iteration] = {k: v.numpy().copy() for k, v in ema.state_dict().items()}
 
 
 def _load_numpy(path):

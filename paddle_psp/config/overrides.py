@@ -1,4 +1,5 @@
-"""Command-line changes to a read config: ``--learning_rate``/``--batch_size``/``--iters`` and ``--opts``.
+"""Command-line changes to a read config, applied before it is validated: ``--learning_rate``/``--batch_size``/
+``--iters``, ``--opts`` and ``--data_format``.
 
 ``--opts key.sub=value`` may only name keys the config has, list indices it has, or (see :data:`CREATABLE`
 and component constructors) keys it may gain; anything else is a UserError with close matches.
@@ -7,7 +8,7 @@ import ast
 
 import yaml
 
-from paddle_psp.config.registry import close_matches, component_class, constructor_params
+from paddle_psp.config.registry import close_matches, component_class, constructor_params, lookup_class
 from paddle_psp.core.errors import UserError
 
 # Keys --opts may create although the config does not have them yet.
@@ -26,6 +27,27 @@ def apply_overrides(dic, path, learning_rate=None, batch_size=None, iters=None):
         dic['batch_size'] = batch_size
     if iters is not None:
         dic['iters'] = iters
+
+
+def apply_data_format(dic, path, data_format):
+    """``--data_format NHWC``: pass ``data_format`` to the model, its backbone and every loss in ``dic`` in
+    place, as PaddleSeg's tools/train.py does; a UserError for a component that does not take it. Sections
+    that are missing are left for validation to report."""
+    if data_format in (None, 'NCHW'):
+        return
+    model = dic.get('model') if isinstance(dic.get('model'), dict) else {}
+    backbone = model.get('backbone') if isinstance(model.get('backbone'), dict) else {}
+    losses = (dic.get('loss') or {}).get('types') if isinstance(dic.get('loss'), dict) else None
+    sections = [('model', model), ('model.backbone', backbone)]
+    sections += [(f'loss.types.{i}', item) for i, item in enumerate(losses if isinstance(losses, list) else [])]
+    for keypath, section in sections:
+        if not isinstance(section, dict) or 'type' not in section:
+            continue
+        params = constructor_params(lookup_class(section.get('type'), keypath, path))
+        if params is not None and 'data_format' not in params:
+            raise UserError(f'--data_format {data_format}: {keypath}: {section.get("type")} takes no data_format; '
+                            'expected --data_format NCHW')
+        section['data_format'] = data_format
 
 
 def apply_opts(dic, path, opts):

@@ -143,7 +143,8 @@ class ResumeState:
         optimizer_state (dict): Optimizer, LR scheduler and (fp16) GradScaler state.
         run_id (str or None): The run the checkpoint belongs to (None: not recorded).
         info (dict): The whole ``checkpoint.json`` (``best``, ``vdl_file``, ...).
-        ema_state (dict or None): The ``--use_ema`` average (``ema_model.pdparams``), None when absent.
+        states (dict): ``{file name: state dict}`` of the hooks' files (every ``.pdparams`` file beside
+            ``model.pdparams``, e.g. the ``--use_ema`` average); a hook reads its own with :meth:`state_file`.
     """
 
     path: str
@@ -156,7 +157,7 @@ class ResumeState:
     optimizer_state: dict
     run_id: str = None
     info: dict = dataclasses.field(default_factory=dict)
-    ema_state: dict = None
+    states: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def load(cls, path):
@@ -167,7 +168,7 @@ class ResumeState:
         model_state, optimizer_state, info = load_checkpoint(path)
         return cls(path=path, iteration=info['iter'], seed=info.get('seed', 0), batch_size=info.get('batch_size'),
                    nranks=info.get('nranks'), param_names=info.get('param_names'), model_state=model_state,
-                   optimizer_state=optimizer_state, run_id=info.get('run_id'), info=info, ema_state=_load_ema(path))
+                   optimizer_state=optimizer_state, run_id=info.get('run_id'), info=info, states=_load_hook_states(path))
 
     @classmethod
     def load_paddleseg(cls, path):
@@ -180,12 +181,19 @@ class ResumeState:
                     'its name')
         return cls(path=path, iteration=iteration, seed=0, batch_size=None, nranks=None,
                    param_names=names if len(names) == len(model_state) else None, model_state=model_state,
-                   optimizer_state=optimizer_state, ema_state=_load_ema(path))
+                   optimizer_state=optimizer_state, states=_load_hook_states(path))
 
 
-def _load_ema(path):
-    """The ``--use_ema`` average saved in checkpoint directory ``path`` (ours or PaddleSeg's), or None."""
-    return _load_files(path, (EMA_FILE,))[0] if os.path.isfile(os.path.join(path, EMA_FILE)) else None
+    def state_file(self, file_name):
+        """The state a hook saved as ``file_name`` in this checkpoint, or None when it holds no such file."""
+        return self.states.get(file_name)
+
+
+def _load_hook_states(path):
+    """``{file name: state dict}`` of the hooks' files in checkpoint directory ``path`` (ours or PaddleSeg's):
+    every ``.pdparams`` file but the model's."""
+    names = sorted(name for name in os.listdir(path) if name.endswith('.pdparams') and name != MODEL_FILE)
+    return dict(zip(names, _load_files(path, names)))
 
 
 def is_paddleseg_checkpoint(path):

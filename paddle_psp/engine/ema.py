@@ -78,7 +78,9 @@ class ModelEMA:
 
 
 class EMAHook(Hook):
-    """Keeps ``trainer.ema`` (a :class:`ModelEMA`) up to date after every step and, with ``--do_eval``,
+    """Owns the average: builds :attr:`ema` (a :class:`ModelEMA`) when training starts, restores it from
+    the resumed checkpoint's ``ema_model.pdparams``, keeps it up to date after every step, adds it to every
+    ``iter_N`` (:meth:`checkpoint_state`) and, with ``--do_eval``,
     evaluates it at every save: ``ema_mIoU``... into the step's metrics, ``Evaluate/Ema_mIoU`` and
     ``Evaluate/Ema_Acc`` into its scalars, and ``ema_best_model/`` on rank 0 when its mIoU improved.
 
@@ -90,6 +92,9 @@ class EMAHook(Hook):
         interval (int): Iterations between evaluations (the checkpoint interval).
         dataset (paddle.io.Dataset or None): The validation dataset (None: no evaluation).
         num_workers (int, optional): Processes reading validation images. Default: 0.
+
+    Attributes:
+        ema (ModelEMA or None): The average (None before training starts).
     """
 
     def __init__(self, save_dir, interval, dataset=None, num_workers=0):
@@ -98,23 +103,30 @@ class EMAHook(Hook):
         self.dataset = dataset
         self.num_workers = num_workers
         self.best = {}
+        self.ema = None
 
     def before_train(self, trainer):
         resume = trainer.resume
-        if resume is not None and resume.ema_state is not None:
-            trainer.ema.set_state_dict(resume.ema_state)
+        self.ema = ModelEMA(trainer.core_model)
+        saved = resume.state_file(EMA_FILE) if resume is not None else None
+        if saved is not None:
+            self.ema.set_state_dict(saved)
             logger.info(f'EMA restored from {resume.path}')
         else:
-            trainer.ema.reset(trainer.core_model)
+            self.ema.reset(trainer.core_model)
             if resume is not None:
                 logger.info(f'{resume.path} holds no {EMA_FILE}: the EMA starts from the resumed weights')
         self.best = ckpt.read_best(self.save_dir, trainer.run_id, EMA_BEST_DIR) if resume else {}
 
+    def checkpoint_state(self, trainer):
+        """``{'ema_model.pdparams': the average}``, as PaddleSeg's ``iter_N`` holds it."""
+        return {EMA_FILE: self.ema.state_dict()}
+
     def after_step(self, trainer, step):
-        trainer.ema.update(trainer.core_model, step.iteration)
+        self.ema.update(trainer.core_model, step.iteration)
         if self.dataset is None or not due(step.iteration, self.interval, trainer.iters):
             return
-        scores = evaluate(trainer.as_nchw(trainer.ema.model), self.dataset, num_workers=self.num_workers,
+        scores = evaluate(trainer.as_nchw(self.ema.model), self.dataset, num_workers=self.num_workers,
                           print_detail=trainer.rank == 0)
         ema_metrics = {key: float(scores[key]) for key in ('mIoU', 'Acc', 'Kappa', 'Dice') if key in scores}
         logger.info(f'[EVAL] EMA iter {step.iteration}: ' + ', '.join(f'{k}: {v:.4f}' for k, v in ema_metrics.items()))
@@ -126,6 +138,6 @@ class EMAHook(Hook):
             self.best = {'iter': step.iteration, 'mIoU': ema_metrics['mIoU'], 'Acc': ema_metrics['Acc'],
                          'run_id': trainer.run_id}
             ckpt.save_checkpoint(self.save_dir, EMA_BEST_DIR, None, None, self.best,
-                                 extra_states={EMA_FILE: trainer.ema.state_dict()})
+                                 extra_states=self.checkpoint_state(trainer))
         logger.info(f'[EVAL] The EMA model with the best validation mIoU ({self.best["mIoU"]:.4f}) was saved '
                     f'at iter {self.best["iter"]}.')

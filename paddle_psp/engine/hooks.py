@@ -6,6 +6,12 @@ The loop (:class:`paddle_psp.engine.train.Trainer`) calls every hook in order: `
 :class:`VisualDLHook` writes (and at a checkpoint iteration flushes) the scalars the hooks before it put
 into the step before the checkpoint is saved. Extra hooks (e.g. a test's
 fault injection) come after these, so they see the checkpoint of the step complete.
+
+Hooks own their state. A hook that must survive a resume returns ``{file name: state dict}`` from
+:meth:`Hook.checkpoint_state`; :class:`CheckpointHook` writes these files into every ``iter_N`` with the
+model and optimizer (in the same atomic step), and on resume the hook reads its own back in ``before_train``
+with ``trainer.resume.state_file(name)`` (None when the checkpoint has no such file: an older run, or
+PaddleSeg's ``iter_N``). The EMA (:mod:`paddle_psp.engine.ema`) works this way: ``ema_model.pdparams``.
 """
 import dataclasses
 import os
@@ -53,6 +59,11 @@ class Hook:
 
     def after_train(self, trainer):
         """Called once, after the last iteration."""
+
+    def checkpoint_state(self, trainer):
+        """``{file name: state dict}`` this hook adds to every ``iter_N`` (a ``.pdparams`` name other than
+        ``model.pdparams``); read back on resume with ``trainer.resume.state_file(name)``. Default: none."""
+        return {}
 
 
 def due(iteration, interval, iters):
@@ -163,15 +174,14 @@ class CheckpointHook(Hook):
         if improved:
             self.best = {'iter': iteration, 'mIoU': metrics['mIoU'], 'Acc': metrics['Acc'],
                          'run_id': trainer.run_id}
-        info = {'iter': iteration, 'iters': trainer.iters, 'seed': trainer.seed, 'batch_size': trainer.batch_size,
-                'nranks': trainer.nranks, 'math_threads': trainer.math_threads,
-                'config': os.path.abspath(trainer.cfg.path), 'metrics': metrics,
-                'run_id': trainer.run_id, 'vdl_file': trainer.vdl_file, 'best': self.best,
-                'losses': {str(i): v for i, v in sorted(self.pending_losses.items())},
-                'param_names': ckpt.parameter_names(trainer.core_model)}
+        info = {'iter': iteration, **trainer.checkpoint_info(), 'metrics': metrics, 'best': self.best,
+                'losses': {str(i): v for i, v in sorted(self.pending_losses.items())}}
+        states = {}
+        for hook in trainer.hooks:
+            states.update(hook.checkpoint_state(trainer))
         state = trainer.core_model.state_dict()
         path = ckpt.save_checkpoint(self.save_dir, f'iter_{iteration}', state, trainer.optimizer_state(), info,
-                                    extra_states=trainer.extra_states())
+                                    extra_states=states)
         if improved:
             self._save_best(trainer, state)
         ckpt.prune_checkpoints(self.save_dir, self.keep, trainer.run_id)

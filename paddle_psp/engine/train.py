@@ -27,7 +27,6 @@ import time
 import paddle
 
 from paddle_psp.config import load_config
-from paddle_psp.config.registry import constructor_params, lookup_class
 from paddle_psp.core.device import resolve_device, use_device
 from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import log_file, logger
@@ -35,7 +34,7 @@ from paddle_psp.core.outputs import require_dir
 from paddle_psp.core.runtime import THREADS_VAR, math_threads
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine import vdl
-from paddle_psp.engine.ema import EMAHook, ModelEMA
+from paddle_psp.engine.ema import EMAHook
 from paddle_psp.engine.hooks import CheckpointHook, EvalHook, LogHook, Step, VisualDLHook
 from paddle_psp.engine.loader import derive_seed, make_loader, unpack_batch
 from paddle_psp.engine.profiler import ProfilerHook, parse_profiler_options
@@ -124,7 +123,6 @@ class Trainer:
         core_model (paddle.nn.Layer): The model without its data-parallel wrapper.
         seed (int): The run's seed (--seed, the resumed run's, or drawn).
         data_format (str): The model's layout, 'NCHW' or 'NHWC'.
-        ema (ModelEMA or None): The moving average of the weights (--use_ema).
         math_threads (int): Paddle's math-library threads in this process (recorded in checkpoints: the
             summation order, so the exact weights, depends on it).
     """
@@ -138,7 +136,7 @@ class Trainer:
         if self.rank != 0:
             logger.setLevel('WARNING')  # rank 0 reports
         self.cfg = load_config(args.config, opts=args.opts, learning_rate=args.learning_rate,
-                               batch_size=args.batch_size, iters=args.iters)
+                               batch_size=args.batch_size, iters=args.iters, data_format=args.data_format)
         self.cfg.check_training()
         self.iters, self.batch_size = self.cfg.iters, self.cfg.batch_size
         self.resume = ckpt.ResumeState.load(args.resume_model) if args.resume_model else None
@@ -154,7 +152,6 @@ class Trainer:
         self.core_model = self.model
         # As PaddleSeg, the model's own layout decides (--data_format or a config's model.data_format)
         self.data_format = getattr(self.core_model, 'data_format', 'NCHW')
-        self.ema = ModelEMA(self.core_model) if args.use_ema else None
         if self.nranks > 1:
             if not paddle.distributed.is_initialized():
                 paddle.distributed.init_parallel_env()
@@ -179,30 +176,17 @@ class Trainer:
             seed = int(shared.numpy()[0])
         return seed
 
-    def _set_data_format(self):
-        """--data_format NHWC: pass ``data_format`` to the model, its backbone and every loss, as PaddleSeg's
-        tools/train.py does; a UserError for a component that does not take it."""
-        if self.args.data_format == 'NCHW':
-            return
-        dic = self.cfg.dic
-        sections = [('model', dic['model']), ('model.backbone', dic['model'].get('backbone') or {})]
-        sections += [(f'loss.types.{i}', item) for i, item in enumerate(dic['loss']['types'])]
-        for keypath, section in sections:
-            if 'type' not in section:
-                continue
-            params = constructor_params(lookup_class(section.get('type'), keypath, self.cfg.path))
-            if params is not None and 'data_format' not in params:
-                raise UserError(f'--data_format NHWC: {keypath}: {section.get("type")} takes no data_format; '
-                                'expected --data_format NCHW')
-            section['data_format'] = 'NHWC'
-
     def as_nchw(self, model):
         """``model`` with an NCHW interface (for evaluation): itself, or wrapped when it runs NHWC."""
         return NCHWAdapter(model) if self.data_format == 'NHWC' else model
 
-    def extra_states(self):
-        """``{file name: state dict}`` a checkpoint holds besides the model and optimizer (the EMA)."""
-        return {ckpt.EMA_FILE: self.ema.state_dict()} if self.ema is not None else {}
+    def checkpoint_info(self):
+        """What every checkpoint of this run records besides the iteration and its results (see
+        :class:`~paddle_psp.engine.hooks.CheckpointHook`): the fields exact resume and the run checks read."""
+        return {'iters': self.iters, 'seed': self.seed, 'batch_size': self.batch_size, 'nranks': self.nranks,
+                'math_threads': self.math_threads, 'config': os.path.abspath(self.cfg.path),
+                'run_id': self.run_id, 'vdl_file': self.vdl_file,
+                'param_names': ckpt.parameter_names(self.core_model)}
 
     def _record_file_name(self):
         """This run's VisualDL record file: the resumed run's (older checkpoints: the newest there), else new."""
@@ -214,7 +198,6 @@ class Trainer:
     def _build_components(self):
         """Datasets, model, loss, LR schedule and optimizer from the config (UserErrors name the key)."""
         cfg = self.cfg
-        self._set_data_format()
         self.train_dataset = cfg.train_dataset
         if self.args.repeats > 1:  # as PaddleSeg: every epoch passes over the images `repeats` times
             self.train_dataset.file_list = self.train_dataset.file_list * self.args.repeats
