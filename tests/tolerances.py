@@ -20,6 +20,8 @@ or not at all.
 """
 import math
 
+import numpy as np
+
 U_FLOAT32 = 2.0 ** -24   # unit roundoff of float32
 LAMBDA = 8.0
 
@@ -62,7 +64,6 @@ def assert_same_forward(actual, expected, rtol=RESNET50_FORWARD_RTOL, axis=1):
 def assert_classes_differ_only_at_ties(labels, expected, rtol=RESNET50_FORWARD_RTOL, axis=1):
     """Class map ``labels`` (from another computation of ``expected``'s logits) differs from ``expected``'s
     argmax only where its top two logits are within twice the bound ``rtol * max|expected|``."""
-    import numpy as np
     bound = rtol * float(abs(expected).max())
     ordered = np.sort(expected, axis=axis)
     gap = np.take(ordered, -1, axis=axis) - np.take(ordered, -2, axis=axis)

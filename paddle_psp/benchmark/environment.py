@@ -13,7 +13,7 @@ import paddleseg
 import paddle_psp
 from paddle_psp.core import runtime
 from paddle_psp.core.runtime import THREADS_VAR, math_threads
-from paddle_psp.core.machine import (cpu_name, cpuinfo_field, has_gpu, peak_rss_bytes, read_cpuinfo, reset_peak_rss,
+from paddle_psp.core.machine import (cpu_flags, cpu_name, cpuinfo_field, has_gpu, peak_rss_bytes, read_cpuinfo, reset_peak_rss,
                                      usable_cpus)
 from paddle_psp_cli.parsers import env_parser
 
@@ -71,7 +71,7 @@ def gpu_lines():
 def cpu_lines(cpuinfo=None):
     """The CPU, its cores and instruction sets, and the CPU tuning in effect, as ``key: value`` lines."""
     cpuinfo = read_cpuinfo() if cpuinfo is None else cpuinfo
-    flags = set(cpuinfo_field('flags', cpuinfo).split())
+    flags = cpu_flags(cpuinfo)
     isa = [name for name in REPORTED_ISA if name in flags]
     lines = [f'CPU: {cpu_name(cpuinfo)} ({os.cpu_count()} logical CPUs, {usable_cpus()} usable, '
              f'{runtime.physical_cores(cpuinfo)} physical cores)',

@@ -30,6 +30,11 @@ def cpuinfo_field(name, text=None):
     return ''
 
 
+def cpu_flags(text=None):
+    """The CPU's instruction-set flags (cpuinfo ``flags``) as a set; empty where unknown."""
+    return set(cpuinfo_field('flags', text).split())
+
+
 def cpu_name(text=None):
     """The CPU's model name (cpuinfo ``model name``, else :func:`platform.processor`), or None."""
     return cpuinfo_field('model name', text) or platform.processor() or None

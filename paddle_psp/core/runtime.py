@@ -45,7 +45,7 @@ import os
 import platform
 
 from paddle_psp.core.log import logger
-from paddle_psp.core.machine import CPUINFO, cpu_vendor, cpuinfo_field, read_cpuinfo, usable_cpus  # noqa: F401 (CPUINFO)
+from paddle_psp.core.machine import CPUINFO, cpu_flags, cpu_vendor, cpuinfo_field, read_cpuinfo, usable_cpus  # noqa: F401 (CPUINFO)
 
 NO_TUNING_VAR = 'PADDLE_PSP_NO_TUNING'
 # MKL 2019 (bundled with Paddle) code paths selectable on AMD, best first, with the cpuinfo flags each needs.
@@ -71,7 +71,7 @@ def is_amd_cpu(text=None):
 
 def mkl_cpu_type(text=None):
     """(MKL_DEBUG_CPU_TYPE value, ISA name) of the best MKL code path the CPU supports, or (None, None)."""
-    flags = set(cpuinfo_field('flags', read_cpuinfo() if text is None else text).split())
+    flags = cpu_flags(read_cpuinfo() if text is None else text)
     for value, needed, isa in MKL_CPU_TYPES:
         if flags.issuperset(needed):
             return value, isa

@@ -53,7 +53,7 @@ def int8_refusal(cpuinfo=None, environ=None):
             return (f'{name}={environ[name]} caps oneDNN below VNNI, where its int8 convolutions saturate and '
                     f'disagree with fp32; expected that variable unset, or --quantize none')
     cpuinfo = machine.read_cpuinfo() if cpuinfo is None else cpuinfo
-    flags = set(machine.cpuinfo_field('flags', cpuinfo).split())
+    flags = machine.cpu_flags(cpuinfo)
     if flags and not flags & set(INT8_CPU_FLAGS):
         return (f'this CPU ({machine.cpu_name(cpuinfo) or "unknown"}) has no VNNI (none of the CPU flags '
                 f'{", ".join(INT8_CPU_FLAGS)}): oneDNN\'s int8 convolutions saturate there and disagree with '
