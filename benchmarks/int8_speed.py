@@ -9,9 +9,9 @@ average is printed beside them)::
 
 For each model it
 
-1. exports the fp32 fast path's model (:func:`paddle_psp.inference.predictor.inference_copy` through
+1. exports the fp32 fast path's model (:func:`paddle_psp.inference.entry.inference_copy` through
    :func:`paddle_psp.inference.export.save_static_model`: old-format ``model.pdmodel``), run as
-   ``paddleseg val/predict/benchmark`` run it (:func:`~paddle_psp.inference.predictor.inference_forward`:
+   ``paddleseg val/predict/benchmark`` run it (:func:`~paddle_psp.inference.runner.inference_forward`:
    Paddle Inference, oneDNN fp32, one thread per physical core);
 2. quantizes it as ``--quantize int8`` does (:mod:`paddle_psp.inference.quantize`: Paddle's
    ``PostTrainingQuantization``, ``--calib`` calibration images, activation ranges by ``--algo``);
@@ -40,7 +40,8 @@ import paddle
 from paddle_psp.core import machine
 from paddle_psp.data.synthetic import draw_scene
 from paddle_psp.inference import export, quantize as quantization
-from paddle_psp.inference.predictor import inference_copy, inference_forward
+from paddle_psp.inference.entry import inference_copy
+from paddle_psp.inference.runner import inference_forward
 from paddle_psp.core.runtime import physical_cores
 from speed_paths import build_model
 

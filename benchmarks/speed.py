@@ -23,7 +23,7 @@ Every measured path runs in its own Python subprocess (:mod:`speed_paths`), so e
   training step, the malloc setting): what the tuning alone gives a PaddleSeg user.
 - ``paddle-psp dygraph, tuned``: our model under :func:`paddle_psp.core.runtime.tuning_env` (its training
   step under the training tuning, as ``paddleseg train`` runs it).
-- ``paddle-psp fast``: :func:`paddle_psp.inference.predictor.fast_forward` (Paddle Inference, oneDNN), tuned.
+- ``paddle-psp fast``: :func:`paddle_psp.inference.forward.model_forward` (Paddle Inference, oneDNN), tuned.
 
 All paths load the same weights (random, seeded, with batch-norm statistics calibrated on a random image and
 random conv biases so logits are not degenerate; or ``--weights`` checkpoints) and get the same input. Times

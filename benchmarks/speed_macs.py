@@ -8,7 +8,7 @@ Conv2D layer call), so it is counted from its shapes; with ``fusion='concat'`` t
 import numpy as np
 import paddle
 
-from paddle_psp.inference.predictor import inference_copy
+from paddle_psp.inference.entry import inference_copy
 from paddle_psp.models.pspnet import PyramidPooling
 from speed_paths import build_model
 

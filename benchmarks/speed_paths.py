@@ -72,9 +72,9 @@ def eval_task(spec):
     batch = np.load(spec['input'])
     setup = 0.0
     if spec['fast']:
-        from paddle_psp.inference.predictor import fast_forward
+        from paddle_psp.inference.forward import model_forward
         start = time.perf_counter()
-        forward = fast_forward(model, cache_dir=spec['cache_dir'])
+        forward = model_forward(model, cache_dir=spec['cache_dir'])
         setup = time.perf_counter() - start
     else:
         def forward(array):
@@ -144,8 +144,8 @@ def make_train_step(model, size, batch=2, forward=None):
 
 
 def export_task(spec):
-    """Fill the fast path's export cache (as the first ``fast_forward`` call of a model does)."""
-    from paddle_psp.inference.predictor import exported_model_dir  # lazy: see the module docstring
+    """Fill the fast path's export cache (as the first ``model_forward`` call of a model does)."""
+    from paddle_psp.inference.entry import exported_model_dir  # lazy: see the module docstring
     model = loaded_model(spec['model'], False, spec['weights'])
     model.eval()
     start = time.perf_counter()
@@ -156,7 +156,8 @@ def export_task(spec):
 def gemm_task(spec):
     """Best fp32 GEMM rate (M = N = K = 4096) of numpy (OpenBLAS), paddle.matmul (MKL) and oneDNN (a 1x1
     convolution, 4096 -> 4096 channels on 64x64 pixels, through the fast path's Paddle Inference), GFLOP/s."""
-    from paddle_psp.inference.predictor import exported_model_dir, inference_forward
+    from paddle_psp.inference.entry import exported_model_dir
+    from paddle_psp.inference.runner import inference_forward
     size = 4096
     flops = 2 * size ** 3
     rng = np.random.default_rng(0)

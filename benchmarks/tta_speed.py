@@ -9,7 +9,7 @@ machine, so the load average is printed beside each figure)::
 
 A full-size PSPNet ResNet50 OS8 (19 classes) gets seeded random weights
 (:func:`paddle_psp.weights.state_dict.randomize`) and runs through
-:func:`paddle_psp.inference.predictor.fast_forward` with a fresh export cache. For each random image, after
+:func:`paddle_psp.inference.forward.model_forward` with a fresh export cache. For each random image, after
 one warm-up image, it times one ms+flip inference (:func:`paddle_psp.inference.tta.infer_logits`: one
 forward per scale, the flips batched) and six forwards of the image at its own size, and prints the median
 over the images. A shape whose oneDNN primitives are re-created on every image shows up as a per-shape
@@ -69,7 +69,7 @@ def main(argv=None):
     from paddle_psp.core import runtime
     runtime.apply_cpu_tuning()
     import paddle
-    from paddle_psp.inference import predictor, tta
+    from paddle_psp.inference import entry, runner, tta
     from paddle_psp.models import ZooPSPNet, ZooResNet50_vd
     from paddle_psp.weights.state_dict import randomize
 
@@ -79,11 +79,11 @@ def main(argv=None):
     print(f'PSPNet R50 OS8, {width}x{height}, scales {args.scales} + flip, {runtime.physical_cores()} threads, '
           f'{load()}', flush=True)
     with tempfile.TemporaryDirectory() as cache_dir:
-        seconds, model_dir = timed(predictor.exported_model_dir, model, cache_dir)
+        seconds, model_dir = timed(entry.exported_model_dir, model, cache_dir)
         print(f'export: {seconds:.1f} s ({load()})', flush=True)
         kwargs = {} if args.shape_cache is None else {'shape_cache': args.shape_cache}
-        forward = ShapeTimes(predictor.inference_forward(model_dir, cpu_threads=runtime.physical_cores(),
-                                                         **kwargs))
+        forward = ShapeTimes(runner.inference_forward(model_dir, cpu_threads=runtime.physical_cores(),
+                                                      **kwargs))
         modes = {'ms+flip': tta.InferOptions.create(aug=True, scales=args.scales, flip_horizontal=True)}
         if args.slide:
             modes['ms+flip slide'] = tta.InferOptions.create(

@@ -44,7 +44,7 @@ def main(argv=None):
     checkpoint, timings['train_seconds'] = train_model(config, cfg.iters, args.save_dir, opts)
     started = time.perf_counter()
     settings = benchmark.Settings(opts=tuple(opts + [f'iters={cfg.iters}']), dygraph=args.dygraph, log_every=2)
-    results = benchmark.run([benchmark.checkpoint_target(config, checkpoint, TARGET_NAME)], settings,
+    results = benchmark.run([benchmark.weights_target(config, checkpoint, TARGET_NAME)], settings,
                             os.path.join(args.save_dir, 'benchmark'))
     timings['benchmark_seconds'] = time.perf_counter() - started
     timings['total_seconds'] = time.perf_counter() - start

@@ -12,7 +12,8 @@ from PIL import Image
 from conftest import write_checkpoints
 from paddle_psp.data import datasets
 import paddle_psp_cli as cli
-from paddle_psp.inference import cache, export, predict, predictor, quantize
+from paddle_psp.inference import cache, entry, export, predict, quantize, runner
+from paddle_psp.inference.forward import model_forward
 from paddle_psp.inference import tta
 from paddle_psp.config import load_config
 from paddle_psp.core.errors import UserError
@@ -146,7 +147,7 @@ def test_export_logits_with_fixed_shape_replace_the_dygraph_model(setup, tmp_pat
     export.export(setup['config'], setup['checkpoint'], save_dir, input_shape=[1, 3, 64, 128], output_op='none')
     deploy = yaml.safe_load(open(os.path.join(save_dir, 'deploy.yaml')))['Deploy']
     assert deploy['input_shape'] == [1, 3, 64, 128] and deploy['output_dtype'] == 'float32'
-    forward = predictor.inference_forward(save_dir)
+    forward = runner.inference_forward(save_dir)
     for path in setup['images'][:2]:
         assert_same_forward(forward(normalized(path)), dygraph_logits(setup['model'], path))
     dataset = load_config(setup['config']).val_dataset
@@ -196,22 +197,22 @@ def test_export_int8_is_quantized_and_runs_on_int8_kernels(setup, tmp_path):
         assert b'fake_quantize' in handle.read()  # the calibrated quantization ops are in the program
     batch = np.concatenate([normalized(p) for p in setup['images'][:2]])
     expected = np.concatenate([dygraph_logits(setup['model'], p) for p in setup['images'][:2]])
-    simulated = predictor.inference_forward(save_dir, use_mkldnn=False)(batch)
-    got = predictor.inference_forward(save_dir, int8=True)(batch)
+    simulated = runner.inference_forward(save_dir, use_mkldnn=False)(batch)
+    got = runner.inference_forward(save_dir, int8=True)(batch)
     assert got.shape == simulated.shape == expected.shape == (2, 19, 64, 128) and np.isfinite(got).all()
     # A random network amplifies the rounding (chance is 1/19; measured: 0.88 int8 kernels, 0.92 simulated).
     for output in (got, simulated):
         assert (output.argmax(1) == expected.argmax(1)).mean() >= 0.75
 
 
-def test_fast_forward_int8_is_a_cache_entry_of_its_own(setup, tmp_path):
+def test_model_forward_int8_is_a_cache_entry_of_its_own(setup, tmp_path):
     cfg = load_config(setup['config'])
     calibration = quantize.config_calibration(cfg, 'int8', 2)
     assert len(calibration) == 2 and quantize.config_calibration(cfg, 'none') is None
     cache_dir = str(tmp_path / 'cache')
     batch = normalized(setup['images'][0])
-    fp32 = predictor.fast_forward(setup['model'], cache_dir=cache_dir)
-    int8 = predictor.fast_forward(setup['model'], cache_dir=cache_dir, calibration=calibration)
+    fp32 = model_forward(setup['model'], cache_dir=cache_dir)
+    int8 = model_forward(setup['model'], cache_dir=cache_dir, calibration=calibration)
     assert int8.kind == fp32.kind == 'paddle-inference'
     entries = [name for name in os.listdir(cache_dir) if os.path.isdir(os.path.join(cache_dir, name))]
     assert len(entries) == 2, entries
@@ -221,13 +222,13 @@ def test_fast_forward_int8_is_a_cache_entry_of_its_own(setup, tmp_path):
     # each entry holds the program of its graph passes (int8: the int8 passes), which computes what the
     # export computes with those passes run at load
     for name in entries:
-        assert set(predictor.OPTIMIZED_FILES) <= set(os.listdir(os.path.join(cache_dir, name)))
+        assert set(runner.OPTIMIZED_FILES) <= set(os.listdir(os.path.join(cache_dir, name)))
     plain, optimized = str(tmp_path / 'plain_int8'), str(tmp_path / 'optimized_int8')
-    export.save_static_model(predictor.inference_copy(setup['model']), plain, [None, 3, None, None], 'none',
+    export.save_static_model(entry.inference_copy(setup['model']), plain, [None, 3, None, None], 'none',
                              calibration)
     shutil.copytree(plain, optimized)
-    predictor.save_optimized(optimized, int8=True)
-    assert set(os.listdir(optimized)) == set(predictor.OPTIMIZED_FILES)
-    at_load, saved = (predictor.inference_forward(folder, int8=True) for folder in (plain, optimized))
+    entry.save_optimized(optimized, int8=True)
+    assert set(os.listdir(optimized)) == set(runner.OPTIMIZED_FILES)
+    at_load, saved = (runner.inference_forward(folder, int8=True) for folder in (plain, optimized))
     for batch in (batch, np.concatenate([normalized(p)[..., :96] for p in setup['images'][:2]])):
         np.testing.assert_array_equal(saved(batch), at_load(batch))

@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import write_checkpoints, write_config
 from paddle_psp.config import load_config
 from paddle_psp.config.build import SegConfig
-from paddle_psp.inference import cache, export, predict, predictor, quantize, recipe
+from paddle_psp.inference import cache, cache_key, export, predict, quantize, runner
 from test_cache import KIB, fake_build
 from tolerances import assert_classes_differ_only_at_ties
 
@@ -76,31 +76,31 @@ def test_the_index_keeps_the_newest_mappings(tmp_path, monkeypatch):
 
 def test_sources_unchanged_sees_an_edit(tmp_path):
     (tmp_path / 'layer.py').write_text('A = 1\n')
-    record = {'sources': [str(tmp_path)], 'source_digest': recipe.folders_digest([str(tmp_path)])}
-    assert recipe.sources_unchanged(record)
+    record = {'sources': [str(tmp_path)], 'source_digest': cache_key.folders_digest([str(tmp_path)])}
+    assert cache_key.sources_unchanged(record)
     (tmp_path / 'layer.py').write_text('A = 2\n')
-    assert not recipe.sources_unchanged(record)
-    assert not recipe.sources_unchanged({'sources': [str(tmp_path / 'gone')], 'source_digest': ''})
+    assert not cache_key.sources_unchanged(record)
+    assert not cache_key.sources_unchanged({'sources': [str(tmp_path / 'gone')], 'source_digest': ''})
 
 
 def test_the_recipe_key_sees_each_part_of_the_recipe(synthetic_root, tmp_path, monkeypatch):
     paths = write_checkpoints(tmp_path, synthetic_root, seed=5)
     (tmp_path / 'package').mkdir()
     (tmp_path / 'package' / 'module.py').write_text('A = 1\n')
-    monkeypatch.setattr(recipe, 'PACKAGE', str(tmp_path / 'package'))
+    monkeypatch.setattr(cache_key, 'PACKAGE', str(tmp_path / 'package'))
     cfg = load_config(paths['config'])
-    keys = {recipe.recipe_key(cfg, paths['checkpoint'])}
-    assert recipe.recipe_key(cfg, paths['checkpoint']) in keys and None not in keys  # the same recipe
-    assert recipe.recipe_key(cfg, str(tmp_path)) is None  # a folder without model.pdparams: the full start says so
+    keys = {cache_key.recipe_key(cfg, paths['checkpoint'])}
+    assert cache_key.recipe_key(cfg, paths['checkpoint']) in keys and None not in keys  # the same recipe
+    assert cache_key.recipe_key(cfg, str(tmp_path)) is None  # a folder without model.pdparams: the full start says so
     stamp = os.path.getmtime(paths['checkpoint']) + 10
     os.utime(paths['checkpoint'], (stamp, stamp))
-    keys.add(recipe.recipe_key(cfg, paths['checkpoint']))
-    keys.add(recipe.recipe_key(load_config(paths['config'], opts=['model.align_corners=True']),
+    keys.add(cache_key.recipe_key(cfg, paths['checkpoint']))
+    keys.add(cache_key.recipe_key(load_config(paths['config'], opts=['model.align_corners=True']),
                                paths['checkpoint']))
     (tmp_path / 'package' / 'module.py').write_text('A = 2\n')  # an edited source of the running package
-    keys.add(recipe.recipe_key(cfg, paths['checkpoint']))
-    monkeypatch.setattr(recipe.paddle, '__version__', '9.9.9')
-    keys.add(recipe.recipe_key(cfg, paths['checkpoint']))
+    keys.add(cache_key.recipe_key(cfg, paths['checkpoint']))
+    monkeypatch.setattr(cache_key.paddle, '__version__', '9.9.9')
+    keys.add(cache_key.recipe_key(cfg, paths['checkpoint']))
     assert len(keys) == 5
 
 
@@ -157,7 +157,7 @@ def counting(warm, tmp_path, monkeypatch, config=None, extra=()):
     monkeypatch.setattr(SegConfig, 'build_model', counted_call('build', SegConfig.build_model))
     monkeypatch.setattr(export, 'save_static_model', counted_call('export', export.save_static_model))
     monkeypatch.setattr(quantize, 'calibration_batches', counted_call('calibrate', quantize.calibration_batches))
-    monkeypatch.setattr(predictor, 'inference_forward', counted_call('int8', predictor.inference_forward))
+    monkeypatch.setattr(runner, 'inference_forward', counted_call('int8', runner.inference_forward))
     return dict(setup, calls=calls)
 
 
@@ -198,7 +198,7 @@ def rewrite(setup):
 
 
 def damage_entry(setup):
-    with open(entry_folder(setup) / predictor.OPTIMIZED_FILES[1], 'r+b') as handle:
+    with open(entry_folder(setup) / runner.OPTIMIZED_FILES[1], 'r+b') as handle:
         handle.seek(100)
         flipped = bytes(255 - byte for byte in handle.read(16))
         handle.seek(100)

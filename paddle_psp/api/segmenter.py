@@ -11,7 +11,7 @@ import os
 from paddleseg.transforms import Compose
 
 from paddle_psp.benchmark import runner
-from paddle_psp.benchmark.plan import Settings, checkpoint_target
+from paddle_psp.benchmark.plan import Settings, weights_target
 from paddle_psp.config import build_val_dataset, load_config
 from paddle_psp.core import runtime
 from paddle_psp.core.device import use_device
@@ -20,7 +20,7 @@ from paddle_psp.core.outputs import require_dir
 from paddle_psp.data import datasets
 from paddle_psp.evaluation.evaluate import evaluate_with_options
 from paddle_psp.inference import predict as predicting, submission, tta
-from paddle_psp.inference.checkpoint_forward import checkpoint_forward
+from paddle_psp.inference.forward import ForwardOptions, make_forward
 from paddle_psp.inference.quantize import DEFAULT_CALIB_IMAGES
 from paddle_psp.weights import zoo
 from paddle_psp_cli.parsers import DEFAULT_SCALES, DEVICES
@@ -108,9 +108,9 @@ class Segmenter:
         self.classes = datasets.class_names(kind, self.cfg.num_classes)
         self.palette = datasets.palette(kind)
         self._compose = Compose(list(self.cfg.val_transforms))
-        self._quantize = (quantize, calib_images, fast)
-        self._forward = checkpoint_forward(self.cfg, self.model_path, fast, Stages(enabled=False),
-                                           self.options.input_shapes(), quantize, calib_images)
+        self._forward_options = ForwardOptions(fast=fast, quantize=quantize, calib_images=calib_images,
+                                               shapes=self.options.input_shapes())
+        self._forward = make_forward(self.cfg, self.model_path, self._forward_options, Stages(enabled=False))
 
     def __repr__(self):
         return (f'Segmenter({self.model_path!r}, config={self.config_path!r}, {len(self.classes)} classes, '
@@ -223,11 +223,11 @@ class Segmenter:
             dict: As ``benchmark.json``: ``entries`` (one, with ``columns``), ``settings``, ``environment``,
             and ``markdown`` (the table).
         """
-        quantize, calib_images, fast = self._quantize
+        forwards = self._forward_options
         window = {'is_slide': self.options.crop_size is not None, 'crop_size': self.options.crop_size,
                   'stride': self.options.stride}
         settings = Settings(scales=tuple(scales), legacy=self.options.legacy, limit=limit, data_root=data_root,
-                            opts=tuple(self.opts), dygraph=not fast, quantize=quantize, calib_images=calib_images,
-                            **window)
-        target = checkpoint_target(self.config_path, self.model_path, name)
+                            opts=tuple(self.opts), dygraph=not forwards.fast, quantize=forwards.quantize,
+                            calib_images=forwards.calib_images, **window)
+        target = weights_target(self.config_path, self.model_path, name)
         return runner.run([target], settings, save_dir, overwrite=True)

@@ -1,4 +1,4 @@
-"""``paddleseg benchmark``: fill the mIoU / mIoU (flip) / mIoU (ms+flip) table for zoo entries or a checkpoint.
+"""``paddleseg benchmark``: fill the mIoU / mIoU (flip) / mIoU (ms+flip) table for zoo entries or a weights file.
 
 One pass per image: the forward passes of the ms+flip set (scales 0.75 1.0 1.25 and a horizontal flip by
 default) also give the single-scale column (scale 1.0, no flip) and the flip column (scale 1.0, with and
@@ -27,11 +27,11 @@ Modules: :mod:`.plan` (targets, settings, how one image's forward passes serve t
 :mod:`.report` (results, ``benchmark.json``, ``benchmark.md``), :mod:`.environment` (versions, device,
 peak memory), :mod:`.cli` (``paddleseg benchmark``).
 """
-from paddle_psp.benchmark.plan import COLUMNS, ColumnPlan, Settings, Target, checkpoint_target, zoo_targets
+from paddle_psp.benchmark.plan import COLUMNS, ColumnPlan, Settings, Target, weights_target, zoo_targets
 from paddle_psp.benchmark.progress import PROGRESS_DIR, ProgressLog
 from paddle_psp.benchmark.report import RESULTS_JSON, RESULTS_MARKDOWN, markdown
 from paddle_psp.benchmark.runner import DEFAULT_SAVE_DIR, ProgressBar, ensure_writable_dir, run
 
 __all__ = ['COLUMNS', 'ColumnPlan', 'DEFAULT_SAVE_DIR', 'PROGRESS_DIR', 'ProgressBar', 'ProgressLog', 'RESULTS_JSON',
-           'RESULTS_MARKDOWN', 'Settings', 'Target', 'checkpoint_target', 'ensure_writable_dir', 'markdown', 'run',
+           'RESULTS_MARKDOWN', 'Settings', 'Target', 'weights_target', 'ensure_writable_dir', 'markdown', 'run',
            'zoo_targets']

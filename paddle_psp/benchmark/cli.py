@@ -1,7 +1,7 @@
 """``paddleseg benchmark``: the targets its arguments select, and the command itself."""
 import os
 
-from paddle_psp.benchmark.plan import Settings, checkpoint_target, zoo_targets
+from paddle_psp.benchmark.plan import Settings, weights_target, zoo_targets
 from paddle_psp.benchmark.report import RESULTS_JSON, RESULTS_MARKDOWN
 from paddle_psp.benchmark.runner import run
 from paddle_psp.core.device import use_device
@@ -20,7 +20,7 @@ def targets_from_args(args):
         if used:
             raise UserError(f'{used[0]}: selects zoo entries; expected either --zoo and its filters, or '
                             '--config and --model_path')
-        return [checkpoint_target(args.config, args.model_path, args.name)]
+        return [weights_target(args.config, args.model_path, args.name)]
     if args.name:
         raise UserError('--name: labels a --config run; zoo entries keep their names')
     if not args.zoo and not any(filters.values()):

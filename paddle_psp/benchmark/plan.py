@@ -1,4 +1,4 @@
-"""What a benchmark runs: the targets (zoo entries or a checkpoint), the settings, and the column plan.
+"""What a benchmark runs: the targets (zoo entries or a weights file), the settings, and the column plan.
 
 The three columns are mIoU (scale 1.0, no flip), mIoU (flip) and mIoU (ms+flip). :class:`ColumnPlan`
 knows the augmentations each column averages and runs the union of them once per image, handing each
@@ -26,14 +26,14 @@ class Target:
     """One model to benchmark.
 
     Attributes:
-        name (str): The zoo name, or a label for a checkpoint (names the progress file).
+        name (str): The zoo name, or a label for another weights file (names the progress file).
         config (str): YAML config whose ``val_dataset`` and ``model`` are used.
-        checkpoint (str): A path, URL or zoo name for :func:`paddle_psp.weights.hub.resolve`.
-        entry (dict|None): The zoo manifest entry (published numbers, links); None for other checkpoints.
+        weights (str): The weights file: a path, URL or zoo name for :func:`paddle_psp.weights.hub.resolve`.
+        entry (dict|None): The zoo manifest entry (published numbers, links); None for other weights files.
     """
     name: str
     config: str
-    checkpoint: str
+    weights: str
     entry: dict = None
 
 
@@ -59,12 +59,12 @@ def zoo_targets(name=None, model=None, dataset=None, backbone=None):
     return [Target(e['name'], zoo.config_path(e['name']), e['name'], e) for e in selected]
 
 
-def checkpoint_target(config, checkpoint, name=None):
-    """A :class:`Target` for any config and checkpoint; ``name`` defaults to the config's file stem."""
+def weights_target(config, weights, name=None):
+    """A :class:`Target` for any config and weights file; ``name`` defaults to the config's file stem."""
     label = name or os.path.splitext(os.path.basename(config))[0]
     if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9._-]*', label):
         raise UserError(f'--name {label!r}: expected letters, digits, ".", "_" or "-" (it names a file)')
-    return Target(label, os.path.abspath(config), checkpoint, None)
+    return Target(label, os.path.abspath(config), weights, None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,7 @@ from paddle_psp.core.files import sha256_file
 from paddle_psp.data.datasets import IGNORE_INDEX, label_problem
 from paddle_psp.config import build_val_dataset, load_config
 from paddle_psp.inference import tta
-from paddle_psp.inference.checkpoint_forward import checkpoint_forward
+from paddle_psp.inference.forward import ForwardOptions, make_forward
 from paddle_psp.inference.quantize import CALIBRATION_ALGO, calibration_section
 from paddle_psp.weights import hub
 from paddle_psp_cli.parsers import BENCHMARK_SAVE_DIR as DEFAULT_SAVE_DIR
@@ -108,11 +108,11 @@ def benchmark_target(target, settings, save_dir, stages):
     plan = settings.plan(cfg.test_config)
     stages.mark('config and dataset')
     indices = list(range(len(dataset) if settings.limit is None else min(settings.limit, len(dataset))))
-    checkpoint = hub.resolve(target.checkpoint)
+    weights_file = hub.resolve(target.weights)
     num_classes, ignore_index = dataset.num_classes, getattr(dataset, 'ignore_index', IGNORE_INDEX)
     fingerprint = {'target': target.name, 'config': os.path.abspath(target.config),
                    'config_sha256': _sha256_text(json.dumps(cfg.dic, sort_keys=True, default=str)),
-                   'checkpoint_sha256': sha256_file(checkpoint),
+                   'checkpoint_sha256': sha256_file(weights_file),
                    'data_root': os.path.abspath(dataset.dataset_root), 'num_classes': num_classes,
                    'ignore_index': ignore_index, 'plan': plan.describe(),
                    'forward': settings.forward_kind()}
@@ -124,11 +124,11 @@ def benchmark_target(target, settings, save_dir, stages):
     records = log.open()
     try:
         _check_records(records, indices, dataset, log.path)
-        session = _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, records, log, stages)
+        session = _score_missing(target, cfg, weights_file, settings, plan, dataset, indices, records, log, stages)
     finally:
         log.close()
     entry = summarize(target, cfg, dataset, plan, indices, records, num_classes)
-    entry.update(checkpoint={'spec': target.checkpoint, 'path': checkpoint,
+    entry.update(checkpoint={'spec': target.weights, 'path': weights_file,
                              'sha256': fingerprint['checkpoint_sha256']},
                  config=os.path.abspath(target.config), data_root=fingerprint['data_root'])
     entry['timings'].update(session)
@@ -139,7 +139,7 @@ def benchmark_target(target, settings, save_dir, stages):
 
 
 def drop_pretrained(cfg):
-    """Evaluation loads a checkpoint: skip the config's ImageNet / pretrained downloads."""
+    """Evaluation loads a weights file: skip the config's ImageNet / pretrained downloads."""
     model_cfg = cfg.dic['model']
     for section in (model_cfg, model_cfg.get('backbone')):
         if isinstance(section, dict) and section.get('pretrained'):
@@ -160,7 +160,7 @@ def _image_key(dataset, index, root):
     return os.path.relpath(dataset.file_list[index][0], root)
 
 
-def _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, records, log, stages):
+def _score_missing(target, cfg, weights_file, settings, plan, dataset, indices, records, log, stages):
     """Score the images of ``indices`` without a record, appending a record for each; session timings."""
     missing = [i for i in indices if i not in records]
     done = len(indices) - len(missing)
@@ -171,9 +171,9 @@ def _score_missing(target, cfg, checkpoint, settings, plan, dataset, indices, re
         return session
     start = time.perf_counter()
     # the fast CPU path unless --dygraph; one input shape per scale, plus one
-    forward = TimedForward(checkpoint_forward(cfg, checkpoint, not settings.dygraph, stages,
-                                              shapes=len(set(settings.scales)) + 1, quantize=settings.quantize,
-                                              calib_images=settings.calib_images))
+    options = ForwardOptions(fast=not settings.dygraph, quantize=settings.quantize, calib_images=settings.calib_images,
+                             shapes=len(set(settings.scales)) + 1)
+    forward = TimedForward(make_forward(cfg, weights_file, options, stages))
     session['model_load_seconds'] = time.perf_counter() - start
     logger.info(f'[BENCHMARK] {target.name}: {len(missing)} images, {plan.forwards_per_image()} forward '
                 f'passes each ({plan.separate_forwards_per_image()} in separate runs)')

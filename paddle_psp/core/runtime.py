@@ -10,7 +10,7 @@ dies with SIGILL on AMD). Intel CPUs, on which MKL picks its best path itself, a
 variable at its first computation, not when paddle is imported: calling :func:`apply_cpu_tuning` after
 ``import paddle_psp`` (which imports paddle and computes nothing) still works, as long as no tensor op has
 run yet. Child processes inherit it. ``PADDLE_PSP_NO_TUNING=1`` switches the tuning off; variables the user
-already set are never overridden. Paddle Inference with oneDNN (:mod:`paddle_psp.inference.predictor`) does
+already set are never overridden. Paddle Inference with oneDNN (:mod:`paddle_psp.inference.runner`) does
 not depend on it: oneDNN picks AVX-512 on AMD by itself.
 
 Memory: ``MALLOC_MMAP_THRESHOLD_=8388608`` (8 MiB, fixed) returns freed tensor blocks to the system instead

@@ -18,7 +18,7 @@ from paddle_psp.evaluation import metrics
 from paddle_psp.evaluation.auc_roc import AucRoc
 from paddle_psp.config import load_config
 from paddle_psp.inference import tta as infer
-from paddle_psp.inference.checkpoint_forward import checkpoint_forward
+from paddle_psp.inference.forward import ForwardOptions, make_forward
 from paddle_psp.core.atomic import write_text
 from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
@@ -191,8 +191,7 @@ def _run(args):
     options = infer.options_from_args(args, cfg.test_config)
     dataset = cfg.val_dataset
     stages.mark('config and dataset')
-    forward = checkpoint_forward(cfg, args.model_path, not args.dygraph, stages, options.input_shapes(),
-                                 args.quantize, args.calib_images)
+    forward = make_forward(cfg, args.model_path, ForwardOptions.from_args(args, options.input_shapes()), stages)
     scores = evaluate_with_options(forward, dataset, options, args.num_workers, auc_roc=args.auc_roc)
     if args.profile:
         logger.info(f'[EVAL] start-up: {stages.summary()}')

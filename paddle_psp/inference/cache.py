@@ -1,9 +1,10 @@
 """The fast path's on-disk cache of exported models: where it is, how large it may grow, and its entries.
 
-Each entry is a folder named by a key (the model's fingerprint) holding the files an export wrote and a
-marker, ``fingerprint.json``, written last: it records what the entry was made from and the size and
-SHA-256 of each file. An entry whose marker is missing, unreadable or disagrees with the files (a crash
-mid-export, a truncated or replaced file) is deleted and built again, never used.
+Each entry is a folder named by a key (the model's fingerprint: :mod:`paddle_psp.inference.cache_key`)
+holding the files an export wrote and a marker, ``fingerprint.json``, written last: it records what the
+entry was made from and the size and SHA-256 of each file. An entry whose marker is missing, unreadable or
+disagrees with the files (a crash mid-export, a truncated or replaced file) is deleted and built again,
+never used.
 
 The cache keeps at most ``$PADDLE_PSP_CACHE_SIZE`` bytes (default 4G): after an entry is used or added,
 the least recently used other entries are deleted until the total fits. Using an entry touches its
@@ -13,7 +14,7 @@ inter-process lock (``.lock`` in the cache folder), held by :func:`cached_entry`
 loaded the entry; only the export itself runs outside it, in a temporary folder renamed into place.
 
 An index (``.recipes.json``) maps recipes (what an entry is made of, known before the model is built: see
-:mod:`paddle_psp.inference.recipe`) to entry keys, so that a later start finds its entry without computing
+:mod:`paddle_psp.inference.cache_key`) to entry keys, so that a later start finds its entry without computing
 the key: :func:`recipe_entry`. A mapping is added under the lock once its entry is in place and claimed, and
 written atomically; one whose entry is gone or invalid is a miss (and is dropped at the next write), never a
 reason to use anything but a valid entry. The index keeps the ``MAX_RECIPES`` most recently added mappings.
@@ -131,7 +132,7 @@ def recipe_entry(recipe, check=None, root=None, limit=None):
     evicts others as :func:`cached_entry` does; load what it holds inside the ``with`` block.
 
     Args:
-        recipe (str): A hex digest (see :mod:`paddle_psp.inference.recipe`).
+        recipe (str): A hex digest (see :mod:`paddle_psp.inference.cache_key`).
         check (callable, optional): ``check(record) -> bool`` on the record kept with the mapping.
         root (str, optional): The cache folder. Default: :func:`cache_dir`.
         limit (int, optional): Size limit in bytes. Default: :func:`size_limit`.

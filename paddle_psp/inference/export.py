@@ -1,7 +1,7 @@
 """``paddleseg export``: a Paddle Inference model (``model.pdmodel`` + ``model.pdiparams``) and ``deploy.yaml``.
 
 :func:`save_static_model` is the one way a model is exported, by this verb and by the fast path's cache
-(:mod:`paddle_psp.inference.predictor`). Paddle 3 saves the new-IR ``model.json`` by default, on which
+(:mod:`paddle_psp.inference.entry`). Paddle 3 saves the new-IR ``model.json`` by default, on which
 oneDNN fails (bilinear_interp); the old ``.pdmodel`` format runs with oneDNN. The trace therefore runs
 under ``paddle.pir_utils.DygraphOldIrGuard``, which switches program construction to the old IR for its
 duration and back, in this process (setting ``FLAGS_enable_pir_api`` with ``paddle.set_flags`` alone
@@ -66,11 +66,11 @@ def check_input_shape(values):
 
 def export(config, model_path, save_dir, input_shape=None, output_op='argmax', opts=None, quantize='none',
            calib_images=quantization.DEFAULT_CALIB_IMAGES):
-    """Export the config's model with checkpoint ``model_path`` to ``save_dir``.
+    """Export the config's model with the weights file ``model_path`` to ``save_dir``.
 
     Args:
         config (str): YAML config path.
-        model_path (str): Checkpoint (file, folder, URL or zoo name).
+        model_path (str): The weights file (a path, a folder holding one, a URL or a zoo name).
         save_dir (str): Output folder; gets model.pdmodel, model.pdiparams and deploy.yaml.
         input_shape (list, optional): [N, 3, H, W], -1 / None for dynamic. Default: all dynamic but C.
         output_op (str, optional): 'argmax', 'softmax' or 'none'. Default: 'argmax'.
@@ -84,7 +84,7 @@ def export(config, model_path, save_dir, input_shape=None, output_op='argmax', o
         str: Path of the written ``deploy.yaml``.
 
     Raises:
-        UserError: Bad arguments, config or checkpoint.
+        UserError: Bad arguments, config or weights file.
     """
     shape = check_input_shape(input_shape)
     if output_op not in OUTPUT_OPS:

@@ -23,7 +23,7 @@ from paddle_psp.core.console import Progress, lines_every
 from paddle_psp.data import datasets
 from paddle_psp.config import load_config
 from paddle_psp.inference import submission, tta
-from paddle_psp.inference.checkpoint_forward import checkpoint_forward
+from paddle_psp.inference.forward import ForwardOptions, make_forward
 from paddle_psp_cli.parsers import predict_parser
 from paddle_psp_cli.stages import Stages
 
@@ -223,8 +223,7 @@ def _run(args):
     if args.custom_color:
         palette = custom_palette(palette, args.custom_color)
     stages.mark('config')
-    forward = checkpoint_forward(cfg, args.model_path, not args.dygraph, stages, options.input_shapes(),
-                                 args.quantize, args.calib_images)
+    forward = make_forward(cfg, args.model_path, ForwardOptions.from_args(args, options.input_shapes()), stages)
     logger.info(f'[PREDICT] {len(image_paths)} images, {options.summary()}')
     written = predict(forward, cfg.val_transforms, image_paths, args.save_dir, palette, options, base, found)
     if args.profile:

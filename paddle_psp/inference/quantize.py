@@ -4,7 +4,7 @@
 :func:`paddle_psp.inference.export.save_static_model`: weights channel-wise abs-max, activation ranges the
 largest absolute value seen on ``--calib_images`` images of the config's train_dataset (with its
 transforms). The saved model keeps the fake quant / dequant ops: any Paddle Inference runs it, and with
-``Config.enable_onednn_int8()`` (:func:`paddle_psp.inference.predictor.inference_forward` with
+``Config.enable_onednn_int8()`` (:func:`paddle_psp.inference.runner.inference_forward` with
 ``int8=True``) oneDNN's int8 kernels do.
 
 Calibration is 'abs_max' on images of the train split through the val transforms, the most accurate of
@@ -114,7 +114,7 @@ def calibration_recipe(cfg, calib_images):
     """What :func:`config_calibration` of ``calib_images`` images is made of, known without running the
     transforms or reading an image: the calibration algorithm, the count, the train_dataset section with the
     val transforms, and the paths of the image and label files of the first ``calib_images`` samples (see
-    :func:`paddle_psp.inference.recipe.recipe_key`, which identifies those files).
+    :func:`paddle_psp.inference.cache_key.recipe_key`, which identifies those files).
 
     Returns:
         dict: The facts, or None when the dataset cannot be listed (the full start reports why).

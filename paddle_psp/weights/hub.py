@@ -1,4 +1,7 @@
-"""Fetch, verify and cache checkpoints: :func:`resolve` and the ``paddleseg download`` verb.
+"""Weights files, fetched, verified and cached: :func:`resolve` and the ``paddleseg download`` verb.
+
+A *weights file* is a ``.pdparams`` file of a model's tensors, what ``--model_path`` names (a training
+checkpoint's ``model.pdparams`` is one); :mod:`paddle_psp.weights.state_dict` loads it into a model.
 
 A *spec* is one of:
 
@@ -56,14 +59,14 @@ from paddle_psp.weights.fetch import DEFAULT_RETRY, discard, download, html_erro
 from paddle_psp.weights.pdparams import read_state_dict
 from paddle_psp_cli.parsers import MIRROR_ENV, download_parser
 
-CHECKPOINT_NAME = 'model.pdparams'
+WEIGHTS_NAME = 'model.pdparams'
 MIRRORED_BASE = re.compile(r'^https?://bj\.bcebos\.com(?=/)')
 CACHE_EXPECTED = 'a writable directory for the download cache (set SEG_HOME to move it)'
 
 
 @dataclasses.dataclass(frozen=True)
 class _Entry:
-    """Where a URL's checkpoint lives in the cache."""
+    """Where a URL's weights file lives in the cache."""
     url: str  # the URL fetched (mirror applied)
     path: str  # the final .pdparams
     part: str  # the partial download
@@ -87,7 +90,7 @@ def resolve(spec, sha256=None, *, force=False, retry=None):
         retry (fetch.RetryPolicy, optional): Retries and time bounds. Default: ``DEFAULT_RETRY``.
 
     Returns:
-        str: The path of the checkpoint file.
+        str: The path of the weights file.
 
     Raises:
         UserError: One line naming the spec or URL and what went wrong.
@@ -114,7 +117,7 @@ def cached_path(spec):
 
 
 def cache_dir():
-    """The folder of cached checkpoints: ``$SEG_HOME/pretrained_model`` (``~/.paddleseg`` by default)."""
+    """The folder of cached weights files: ``$SEG_HOME/pretrained_model`` (``~/.paddleseg`` by default)."""
     home = os.environ.get('SEG_HOME')
     if home is None:
         home = os.path.join(os.path.expanduser('~'), '.paddleseg')
@@ -141,12 +144,12 @@ def _file_url_path(url):
 
 def _resolve_local(path, sha256):
     if os.path.isdir(path):
-        path = os.path.join(path, CHECKPOINT_NAME)
+        path = os.path.join(path, WEIGHTS_NAME)
         if not os.path.isfile(path):
-            raise UserError(f'{path}: no such file; expected the directory to hold {CHECKPOINT_NAME}')
+            raise UserError(f'{path}: no such file; expected the directory to hold {WEIGHTS_NAME}')
     elif not os.path.isfile(path):
         raise UserError(f'{path}: no such file; expected a .pdparams file, a directory holding '
-                        f'{CHECKPOINT_NAME}, an http(s) or file URL, or a zoo name')
+                        f'{WEIGHTS_NAME}, an http(s) or file URL, or a zoo name')
     if sha256:
         _check_sha256(path, sha256, label=path)
     return os.path.abspath(path)
@@ -156,7 +159,7 @@ def _locate(spec):
     """What ``spec`` names: ``(local path, None, None)`` or ``(None, URL, the zoo entry's sha256 or None)``.
 
     Raises:
-        UserError: An unsupported URL scheme, or neither a path nor a zoo name with a checkpoint URL.
+        UserError: An unsupported URL scheme, or neither a path nor a zoo name with a weights file URL.
     """
     scheme = urllib.parse.urlparse(spec).scheme.lower()
     if scheme == 'file':
@@ -213,7 +216,7 @@ def _entry_for(url):
     fetched = _mirrored(url)
     if file_name.lower().endswith(ARCHIVE_SUFFIXES):
         stem = _safe_component(file_name.split('.')[0], url)
-        return _Entry(fetched, os.path.join(home, stem, CHECKPOINT_NAME),
+        return _Entry(fetched, os.path.join(home, stem, WEIGHTS_NAME),
                       os.path.join(home, file_name + '.part'), os.path.join(home, stem + '.lock'), True)
     parent = parts[-2] if len(parts) > 2 and parts[-2] else file_name.split('.')[0]
     parent = _safe_component(parent, url)
@@ -270,7 +273,7 @@ def _fetch(entry, sha256, retry):
         if entry.archive:
             _install_archive(entry)
         else:
-            _check_checkpoint(entry.part, entry.url)
+            _check_weights_file(entry.part, entry.url)
             os.replace(entry.part, entry.path)
     finally:
         discard(entry.part)  # complete but rejected, or already unpacked: nothing to resume
@@ -281,21 +284,21 @@ def _install_archive(entry):
     scratch = tempfile.mkdtemp(prefix='.unpack-', dir=home)
     try:
         with writing(entry.folder):  # a full disk while unpacking
-            unpack(entry.part, scratch, entry.url, CHECKPOINT_NAME)
-        found = _folder_with_checkpoint(scratch, entry.url)
-        _check_checkpoint(os.path.join(found, CHECKPOINT_NAME), entry.url)
+            unpack(entry.part, scratch, entry.url, WEIGHTS_NAME)
+        found = _folder_with_weights(scratch, entry.url)
+        _check_weights_file(os.path.join(found, WEIGHTS_NAME), entry.url)
         replace_dir(found, entry.folder)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _folder_with_checkpoint(root, url):
+def _folder_with_weights(root, url):
     """``root`` or its first top-level folder that holds model.pdparams."""
     folders = [root] + sorted(e.path for e in os.scandir(root) if e.is_dir(follow_symlinks=False))
     for folder in folders:
-        if os.path.isfile(os.path.join(folder, CHECKPOINT_NAME)):
+        if os.path.isfile(os.path.join(folder, WEIGHTS_NAME)):
             return folder
-    raise UserError(f'{url}: the archive holds no {CHECKPOINT_NAME}; expected it at the top or in a '
+    raise UserError(f'{url}: the archive holds no {WEIGHTS_NAME}; expected it at the top or in a '
                     'top-level folder')
 
 
@@ -316,7 +319,7 @@ def _check_sha256(path, expected, label, hint=''):
         raise UserError(f'{label}: SHA-256 is {actual}; expected the pinned {expected}{hint}')
 
 
-def _check_checkpoint(path, url):
+def _check_weights_file(path, url):
     """Raise a UserError naming ``url`` unless ``path`` loads as a non-empty dict of tensors."""
     read_state_dict(path, label=url)
 

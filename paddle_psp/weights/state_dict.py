@@ -1,7 +1,7 @@
-"""Load a checkpoint into a layer, reporting exactly what was and was not loaded; random weights that give
+"""Load a weights file into a layer, reporting exactly what was and was not loaded; random weights that give
 non-degenerate logits, for benchmarks and tests.
 
-Checkpoints are named by a spec (a file, a folder, a URL or a zoo name) that :func:`paddle_psp.weights.hub.resolve`
+Weights files are named by a spec (a file, a folder, a URL or a zoo name) that :func:`paddle_psp.weights.hub.resolve`
 turns into a local file; this module sits above the hub and the hub never imports it.
 """
 import numpy as np
@@ -14,7 +14,7 @@ from paddle_psp.weights.pdparams import read_state_dict
 
 
 def load_weights(layer, spec, strict=False):
-    """Copy the tensors of checkpoint ``spec`` into ``layer`` where names and shapes agree.
+    """Copy the tensors of the weights file ``spec`` into ``layer`` where names and shapes agree.
 
     Each tensor whose shape differs is skipped with one line naming the key and both shapes; then one
     summary line ``loaded n/N tensors``.
@@ -56,10 +56,10 @@ def load_weights(layer, spec, strict=False):
 
 
 def load_for_eval(model, spec):
-    """``model`` with checkpoint ``spec`` loaded strictly (see :func:`load_weights`), in eval mode.
+    """``model`` with the weights file ``spec`` loaded strictly (see :func:`load_weights`), in eval mode.
 
     Raises:
-        UserError: No such checkpoint, or weights of another model (naming the first mismatched keys).
+        UserError: No such weights file, or weights of another model (naming the first mismatched keys).
     """
     load_weights(model, spec, strict=True)
     model.eval()
