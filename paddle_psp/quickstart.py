@@ -41,10 +41,10 @@ def main(argv=None):
     timings['data_seconds'] = time.perf_counter() - start
     opts = [f'train_dataset.dataset_root={root}', f'val_dataset.dataset_root={root}']
     cfg = load_config(config, opts=opts, iters=args.iters)
-    checkpoint, timings['train_seconds'] = train_model(config, cfg.iters, args.save_dir, opts)
+    weights_file, timings['train_seconds'] = train_model(config, cfg.iters, args.save_dir, opts)
     started = time.perf_counter()
     settings = benchmark.Settings(opts=tuple(opts + [f'iters={cfg.iters}']), dygraph=args.dygraph, log_every=2)
-    results = benchmark.run([benchmark.weights_target(config, checkpoint, TARGET_NAME)], settings,
+    results = benchmark.run([benchmark.weights_target(config, weights_file, TARGET_NAME)], settings,
                             os.path.join(args.save_dir, 'benchmark'))
     timings['benchmark_seconds'] = time.perf_counter() - started
     timings['total_seconds'] = time.perf_counter() - start
@@ -81,7 +81,7 @@ def prepare_save_dir(save_dir, overwrite):
 
 
 def train_model(config, iters, save_dir, opts):
-    """Run ``paddleseg train`` (with VisualDL) and return (final checkpoint, seconds)."""
+    """Run ``paddleseg train`` (with VisualDL) and return (the weights file of its final checkpoint, seconds)."""
     train_dir = os.path.join(save_dir, 'train')
     start = time.perf_counter()
     train.main(['--config', config, '--save_dir', train_dir, '--iters', str(iters), '--use_vdl',

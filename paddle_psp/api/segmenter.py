@@ -1,7 +1,7 @@
 """``paddle_psp.Segmenter``: a model with its weights, for notebooks and services.
 
 A :class:`Segmenter` is what ``paddleseg predict`` and ``paddleseg val`` build at start-up (a config, a
-checkpoint, the fast CPU path with its export cache, the test-time augmentation), built once and kept: each
+weights file, the fast CPU path with its export cache, the test-time augmentation), built once and kept: each
 call then costs only the images' own work. Its predictions, metrics and submission files are made by the
 same functions as the command's, so they are the same, pixel for pixel.
 """

@@ -1,7 +1,7 @@
 """The resumable per-image records of a benchmark: one JSON-lines file per target, fsynced line by line.
 
 ``<save_dir>/progress/<target>.jsonl`` starts with a header holding the fingerprint of everything the
-records depend on (config, checkpoint, dataset, plan); then one line per scored image with its confusion-
+records depend on (config, weights file, dataset, plan); then one line per scored image with its confusion-
 matrix increments per column and its timings. A run killed at any point continues with ``--resume``
 where it stopped, each image counted once.
 """

@@ -48,7 +48,7 @@ def _column_result(column, matrix, names, target, plan):
 
 
 def published_score(entry, column, legacy):
-    """The published mIoU (%) a column is compared with, or None for a non-zoo checkpoint.
+    """The published mIoU (%) a column is compared with, or None for a weights file not in the zoo.
 
     ms+flip: the seed table's number (pre-PR-#2933 TTA) with ``legacy``, else the number PaddleSeg
     re-measured after the fix, which uses the same semantics as this benchmark's default.

@@ -1,4 +1,4 @@
-"""``paddleseg val``: evaluate a checkpoint on a config's validation set (mIoU, Acc, Kappa, Dice, per class).
+"""``paddleseg val``: evaluate a config's model with a weights file on its val set (mIoU, Acc, Kappa, Dice, per class).
 
 The library function :func:`evaluate` is also what training calls for ``--do_eval``. PaddleSeg 2.8's own
 ``core.evaluate`` fails on Paddle 3, so this is a re-implementation of its semantics: each image goes
