@@ -1,5 +1,6 @@
-"""The recipe shortcut: a warm start finds its cached export from the config and checkpoint, without building
+"""The recipe shortcut: a warm start finds its cached export from the config and weights file, without building
 the model; any change to what the export is made of leads to the full start, with correct output."""
+import dataclasses
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ from conftest import write_checkpoints, write_config
 from paddle_psp.config import load_config
 from paddle_psp.config.build import SegConfig
 from paddle_psp.inference import cache, cache_key, export, predict, quantize, runner
+from paddle_psp.inference.forward import ForwardOptions, make_forward
 from test_cache import KIB, fake_build
 from tolerances import assert_classes_differ_only_at_ties
 
@@ -102,6 +104,31 @@ def test_the_recipe_key_sees_each_part_of_the_recipe(synthetic_root, tmp_path, m
     monkeypatch.setattr(cache_key.paddle, '__version__', '9.9.9')
     keys.add(cache_key.recipe_key(cfg, paths['checkpoint']))
     assert len(keys) == 5
+
+
+def test_the_sources_an_entry_depends_on_exist():
+    assert all(os.path.isfile(path) for path in cache_key.ENTRY_SOURCES)
+
+
+def test_make_forward_keeps_entries_in_its_cache_dir_and_runs_dygraph_off_cpu(synthetic_root, tmp_path,
+                                                                             monkeypatch):
+    paths = write_checkpoints(tmp_path, synthetic_root, seed=5)
+    cfg = load_config(paths['config'])
+    builds, build = [], SegConfig.build_model
+
+    def counted_build(*args, **kwargs):
+        builds.append(1)
+        return build(*args, **kwargs)
+    monkeypatch.setattr(SegConfig, 'build_model', counted_build)
+    options = ForwardOptions(cache_dir=str(tmp_path / 'entries'))
+    built = make_forward(cfg, paths['checkpoint'], options)
+    found = make_forward(cfg, paths['checkpoint'], options)  # by the recipe: no model built
+    assert (built.kind, found.kind, len(builds)) == ('paddle-inference', 'paddle-inference', 1)
+    assert list(cache.read_index(options.cache_dir)) == [cache_key.recipe_key(cfg, paths['checkpoint'])]
+    batch = np.random.default_rng(0).uniform(-1, 1, (1, 3, 64, 128)).astype('float32')
+    np.testing.assert_array_equal(found(batch), built(batch))
+    assert make_forward(cfg, paths['checkpoint'], dataclasses.replace(options, device='gpu:0')).kind == 'dygraph'
+    assert len(builds) == 2
 
 
 # ----------------------------------------------------------------------------------------------- predict
