@@ -25,7 +25,7 @@ from paddle_psp.data.datasets import IGNORE_INDEX, label_problem
 from paddle_psp.config import build_val_dataset, load_config
 from paddle_psp.inference import tta
 from paddle_psp.inference.forward import ForwardOptions, make_forward
-from paddle_psp.inference.quantize import CALIBRATION_ALGO, calibration_section
+from paddle_psp.inference.quantize import CALIBRATION_ALGO, FP32_MAX_STRIDE, calibration_section
 from paddle_psp.weights import hub
 from paddle_psp_cli.parsers import BENCHMARK_SAVE_DIR as DEFAULT_SAVE_DIR
 from paddle_psp_cli.stages import Stages
@@ -119,7 +119,7 @@ def benchmark_target(target, settings, save_dir, stages):
     if settings.int8:  # only then: fp32 progress files of earlier versions still resume
         calibration_section(cfg)  # a config without train_dataset fails here, before the progress file
         fingerprint['quantize'] = {'mode': settings.quantize, 'calib_images': settings.calib_images,
-                                   'algo': CALIBRATION_ALGO}
+                                   'algo': CALIBRATION_ALGO, 'fp32_max_stride': FP32_MAX_STRIDE}
     log = ProgressLog(progress_path(save_dir, target.name), fingerprint)
     records = log.open()
     try:

@@ -8,8 +8,10 @@ transforms). The saved model keeps the fake quant / dequant ops: any Paddle Infe
 ``int8=True``) oneDNN's int8 kernels do.
 
 Calibration is 'abs_max' on images of the train split through the val transforms, the most accurate of
-the algorithms tried (docs/performance.md has the comparison and the speed-ups, per CPU, with the scripts
-that measure them). int8 runs only on CPUs whose int8 dot products do not saturate (:func:`int8_refusal`).
+the algorithms tried. The convolutions at fine resolution (output at 1/4 of the image or finer: a ResNet's
+stem and first stage, :func:`fine_resolution_filters`) stay fp32: their 8-bit activations cost a briefly
+trained model most of its int8 accuracy loss, for a small part of the speed-up (docs/performance.md has
+the comparisons and the speed-ups, per CPU, with the scripts that measure them). int8 runs only on CPUs whose int8 dot products do not saturate (:func:`int8_refusal`).
 """
 import os
 
@@ -23,6 +25,8 @@ from paddle_psp.core.errors import UserError
 
 QUANTIZE_CHOICES = ('none', 'int8')
 CALIBRATION_ALGO = 'abs_max'
+# Convolutions whose output is at most this many times coarser than the input image stay fp32.
+FP32_MAX_STRIDE = 4
 DEFAULT_CALIB_IMAGES = 32
 # CPU flags (Linux /proc/cpuinfo) of the instructions that multiply u8 x s8 into 32-bit sums. Without them
 # oneDNN's int8 convolutions use AVX2's vpmaddubsw, whose 16-bit pair sums saturate for 8-bit weights and
@@ -125,7 +129,7 @@ def calibration_recipe(cfg, calib_images):
         pairs = dataset.file_list[:calib_images]
     except Exception:  # noqa: BLE001 (any failure: no shortcut; config_calibration raises it properly)
         return None
-    return {'algo': CALIBRATION_ALGO, 'images': calib_images, 'dataset': section,
+    return {'algo': CALIBRATION_ALGO, 'fp32_max_stride': FP32_MAX_STRIDE, 'images': calib_images, 'dataset': section,
             'files': [path for pair in pairs for path in pair if path is not None]}
 
 
@@ -134,8 +138,44 @@ def calibration_batches(dataset, count):
     return [np.asarray(dataset[index]['img'], np.float32)[None] for index in range(min(count, len(dataset)))]
 
 
+def fine_resolution_filters(program, max_stride=FP32_MAX_STRIDE):
+    """The filter names of the convolutions of ``program`` whose output is at most ``max_stride`` times coarser
+    than the fed image.
+
+    Each variable's stride (how many times coarser than the image it is) follows the ops in program order: a
+    convolution or pooling multiplies its input's stride by its own, any other op passes on the largest stride
+    of its inputs, and adaptive or global pooling (whose output size does not follow its input's) gives no
+    stride, so nothing after it counts as fine.
+
+    Args:
+        program (paddle.static.Program): An exported inference program (old IR).
+        max_stride (int, optional): The coarsest output that counts as fine. Default: FP32_MAX_STRIDE.
+
+    Returns:
+        list: Filter (weight) names, in program order.
+    """
+    block = program.global_block()
+    stride = {op.output('Out')[0]: 1 for op in block.ops if op.type == 'feed'}
+    fine = []
+    for op in block.ops:
+        known = [stride[name] for slot in op.input_names for name in op.input(slot) if name in stride]
+        value = max(known) if known else None
+        if value is not None and op.type in ('conv2d', 'depthwise_conv2d', 'pool2d'):
+            pooled_to_size = op.type == 'pool2d' and (op.attr('adaptive') or op.attr('global_pooling'))
+            value = None if pooled_to_size else value * max(op.attr('strides'))
+            if op.type != 'pool2d' and value <= max_stride:
+                fine.append(op.input('Filter')[0])
+        for slot in op.output_names:
+            for name in op.output(slot):
+                if value is not None:
+                    stride[name] = value
+    return fine
+
+
 def quantize_model(fp32_dir, save_dir, files, batches, algo=CALIBRATION_ALGO):
     """Write the int8 version of the exported model in ``fp32_dir`` to ``save_dir``.
+
+    The convolutions of :func:`fine_resolution_filters` keep fp32 weights and inputs.
 
     Args:
         fp32_dir (str): Folder with the exported model (old program format, input ``x``).
@@ -149,10 +189,13 @@ def quantize_model(fp32_dir, save_dir, files, batches, algo=CALIBRATION_ALGO):
     with paddle.pir_utils.OldIrGuard(), paddle.static.scope_guard(scope):
         paddle.enable_static()
         try:
+            executor = paddle.static.Executor(paddle.CPUPlace())
+            program = paddle.static.load_inference_model(fp32_dir, executor, model_filename=files[0],
+                                                         params_filename=files[1])[0]
             ptq = PostTrainingQuantization(
-                paddle.static.Executor(paddle.CPUPlace()), fp32_dir, scope=scope, model_filename=files[0],
-                params_filename=files[1], data_loader=lambda: ({'x': batch} for batch in batches),
-                batch_nums=len(batches), algo=algo)
+                executor, fp32_dir, scope=scope, model_filename=files[0], params_filename=files[1],
+                data_loader=lambda: ({'x': batch} for batch in batches), batch_nums=len(batches), algo=algo,
+                skip_tensor_list=fine_resolution_filters(program))
             ptq.quantize()
             ptq.save_quantized_model(save_dir, model_filename=files[0])
         finally:
