@@ -40,7 +40,7 @@ from paddle_psp.engine.loader import derive_seed, make_loader, unpack_batch
 from paddle_psp.engine.profiler import ProfilerHook, parse_profiler_options
 from paddle_psp.engine.save_dir_lock import exclusive_save_dir
 from paddle_psp.models.layers import NCHWAdapter
-from paddle_psp_cli.parsers import train_parser
+from paddle_psp.engine.flags import train_parser
 
 AMP_BLACK_LIST = {'bilinear_interp_v2'}
 TRAIN_LOG = 'train.log'

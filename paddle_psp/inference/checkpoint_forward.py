@@ -7,7 +7,7 @@ entry without building the model, reading the checkpoint or running the calibrat
 transforms. Otherwise the model is built, the checkpoint loaded and :func:`fast_forward` finds (or makes)
 the entry by the model's fingerprint, and maps the recipe to it for the next start.
 
-Each step ends a stage of the verb's ``--profile`` breakdown (:class:`paddle_psp_cli.stages.Stages`): cache
+Each step ends a stage of the verb's ``--profile`` breakdown (:class:`paddle_psp.core.stages.Stages`): cache
 lookup (fast path), then (int8) calibration images, model build, checkpoint and predictor, or on a recipe hit
 the predictor alone; then the first forward.
 """
@@ -28,7 +28,7 @@ def checkpoint_forward(cfg, model_path, fast, stages, shapes=None, quantize='non
         cfg (paddle_psp.config.SegConfig): The loaded config.
         model_path (str): Checkpoint: a file, a folder holding one, a URL or a zoo name.
         fast (bool): The fast CPU path (False: the dygraph model, see :func:`fast_forward`).
-        stages (paddle_psp_cli.stages.Stages): Timings of the start-up (marked even when disabled).
+        stages (paddle_psp.core.stages.Stages): Timings of the start-up (marked even when disabled).
         shapes (int, optional): Input shapes per image, :meth:`InferOptions.input_shapes` (see
             :func:`fast_forward`). Default: None.
         quantize (str, optional): 'int8' runs the fast path quantized, calibrated on ``calib_images``

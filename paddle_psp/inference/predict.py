@@ -24,8 +24,8 @@ from paddle_psp.data import datasets
 from paddle_psp.config import load_config
 from paddle_psp.inference import submission, tta
 from paddle_psp.inference.checkpoint_forward import checkpoint_forward
-from paddle_psp_cli.parsers import predict_parser
-from paddle_psp_cli.stages import Stages
+from paddle_psp.inference.flags import predict_parser
+from paddle_psp.core.stages import Stages
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 PREDICT_LOG = 'predict.log'
