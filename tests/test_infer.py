@@ -11,7 +11,7 @@ import pytest
 from paddle_psp.inference import tta
 from paddle_psp.inference.tta import Augmentation, InferOptions
 from paddle_psp.core.errors import UserError
-from paddle_psp_cli.parsers import add_tta_arguments
+from paddle_psp.inference.flags import add_tta_arguments
 
 NUM_CLASSES = 5
 
