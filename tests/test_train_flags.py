@@ -43,7 +43,6 @@ def test_every_paddleseg_train_flag_has_its_default():
 
 
 @pytest.mark.parametrize('flags, message', [
-    (['--repeats', '0'], '--repeats: expected a positive integer, got 0'),
     (['--profiler_options', 'batch_range=[5,2]'], 'batch_range=[5,2]: expected [start, stop]'),
     (['--profiler_options', 'colour=red'], "'colour=red': expected key=value"),
 ])
@@ -52,6 +51,14 @@ def test_refused_values_are_one_line(flags, message):
     with pytest.raises(UserError) as err:
         train.check_flags(args)
     assert message in str(err.value) and '\n' not in str(err.value)
+
+
+def test_repeats_below_one_is_refused_with_the_config_overrides():
+    args = train_parser().parse_args(['--config', 'x.yml', '--repeats', '0'])
+    train.check_flags(args)  # a config rewrite (config/overrides.py), checked where the config is read
+    with pytest.raises(UserError) as err:
+        train.Trainer(args)
+    assert str(err.value) == '--repeats: expected a positive integer, got 0'
 
 
 def test_device_gpu_without_cuda_falls_back_to_cpu_as_the_other_verbs(monkeypatch, capsys):
