@@ -18,7 +18,7 @@ from paddle_psp.core import lazy
 __version__ = '0.1.0'
 
 API_NAMES = ('Segmenter', 'Prediction', 'UserError')
-SUBPACKAGES = ('api', 'benchmark', 'config', 'core', 'data', 'engine', 'evaluation', 'inference', 'models',
+SUBMODULES = ('api', 'benchmark', 'config', 'core', 'data', 'engine', 'evaluation', 'inference', 'models',
                'quickstart', 'weights')
 
 
@@ -28,11 +28,11 @@ def register_models():
 
 
 def __getattr__(name):
-    """``paddle_psp.Segmenter``, ``Prediction`` and ``UserError`` from :mod:`paddle_psp.api`, and the subpackages,
-    imported on first use."""
+    """``paddle_psp.Segmenter``, ``Prediction`` and ``UserError`` from :mod:`paddle_psp.api`, and the subpackages
+    (and ``quickstart``), imported on first use."""
     if name in API_NAMES:
         return getattr(importlib.import_module('paddle_psp.api'), name)
-    if name in SUBPACKAGES:
+    if name in SUBMODULES:
         return importlib.import_module(f'{__name__}.{name}')
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 

@@ -37,7 +37,8 @@ def test_import_paddle_psp_is_light_and_registers_when_paddleseg_is_imported():
 
 @pytest.mark.parametrize('first', ['import paddleseg, paddle_psp', 'import paddle, paddle_psp',
                                    'import paddle_psp, paddle', 'import paddle_psp.engine.train',
-                                   'import paddle_psp.models', 'from paddle_psp import Segmenter'])
+                                   'import paddle_psp.models', 'from paddle_psp import Segmenter',
+                                   'import importlib.util, paddle_psp; importlib.util.find_spec("paddleseg")'])
 def test_the_models_register_whatever_is_imported_first(first):
     out = python(first + '\n' + REGISTERED)
     assert out == ['5']

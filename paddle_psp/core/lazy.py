@@ -138,44 +138,48 @@ def deferred_imports():
         _remove_stand_ins()
 
 
-class _DeferringLoader:
-    """Wraps the loader of Paddle or PaddleSeg: the module runs inside :func:`deferred_imports`, then
-    ``after`` (if any) is called. Everything else is the wrapped loader's."""
+def _defer_while_executing(loader, name, done):
+    """Make ``loader`` (the fresh loader of Paddle's or PaddleSeg's spec) run module ``name`` inside
+    :func:`deferred_imports`, then call ``done(name)``. The loader stays itself (its type, its resource
+    reader): only its ``exec_module`` is shadowed, once."""
+    execute = loader.exec_module
 
-    def __init__(self, loader, after=None):
-        self.loader, self.after = loader, after
-
-    def create_module(self, spec):
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module):
+    def exec_module(module):
+        del loader.exec_module  # the class's own again
         with deferred_imports():
-            self.loader.exec_module(module)
-        if self.after is not None:
-            self.after()
-
-    def __getattr__(self, name):
-        return getattr(self.loader, name)
+            execute(module)
+        done(name)
+    loader.exec_module = exec_module
 
 
 class _ImportHook(importlib.abc.MetaPathFinder):
     """On ``sys.meta_path`` until PaddleSeg is imported: the first import of ``paddle`` and of ``paddleseg``
-    runs inside :func:`deferred_imports`; ``on_paddleseg`` is called when PaddleSeg's import has run."""
+    runs inside :func:`deferred_imports`; ``on_paddleseg`` is called when PaddleSeg's import has run. A spec
+    only looked up (``importlib.util.find_spec``) and never loaded leaves the hook in place."""
 
     def __init__(self, on_paddleseg):
         self.on_paddleseg = on_paddleseg
         self.pending = set(HOOKED)
+        self.finding = False
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname not in self.pending:
+        if fullname not in self.pending or self.finding:
             return None
-        self.pending.discard(fullname)
-        if fullname == 'paddleseg':
-            sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self]
-        spec = importlib.util.find_spec(fullname)  # the finders after this one (it passes on this name now)
+        self.finding = True
+        try:
+            spec = importlib.util.find_spec(fullname)  # the other finders' answer (this one passes meanwhile)
+        finally:
+            self.finding = False
         if spec is not None and spec.loader is not None:
-            spec.loader = _DeferringLoader(spec.loader, self.on_paddleseg if fullname == 'paddleseg' else None)
+            _defer_while_executing(spec.loader, fullname, self.imported)
         return spec
+
+    def imported(self, name):
+        """``name`` has been imported: it is hooked no more; for PaddleSeg, the hook leaves and calls back."""
+        self.pending.discard(name)
+        if name == 'paddleseg':
+            sys.meta_path[:] = [finder for finder in sys.meta_path if finder is not self]
+            self.on_paddleseg()
 
 
 def when_paddleseg_imported(callback):
