@@ -2,7 +2,7 @@
 
 The configs' source is ``configs/`` at the top of the repository; ``build_py`` copies it into the package
 (``paddle_psp/configs/``), so that a wheel or ``pip install .`` carries them and ``--config NAME`` finds them.
-The version is written once, in ``paddle_psp_cli/__init__.py``.
+The version is written once, in ``paddle_psp/__init__.py``.
 """
 import os
 import re
@@ -20,8 +20,8 @@ def read(*parts):
 
 
 def version():
-    """``__version__`` of paddle_psp_cli/__init__.py, read without importing it."""
-    return re.search(r"^__version__ = '([^']+)'", read('paddle_psp_cli', '__init__.py'), re.M).group(1)
+    """``__version__`` of paddle_psp/__init__.py, read without importing it."""
+    return re.search(r"^__version__ = '([^']+)'", read('paddle_psp', '__init__.py'), re.M).group(1)
 
 
 class BuildWithConfigs(build_py):
@@ -57,7 +57,7 @@ setup(
     packages=find_packages(include=['paddle_psp', 'paddle_psp.*', 'paddle_psp_cli']),
     package_data={'paddle_psp': ['*.json', '*.yml'], 'paddle_psp.weights': ['zoo.json']},
     cmdclass={'build_py': BuildWithConfigs},
-    # paddle_psp_cli/lazy.py relies on the import semantics of the Python the tests run on (3.11).
+    # paddle_psp/core/lazy.py relies on the import semantics of the Python the tests run on (3.11).
     python_requires='>=3.11',
     # paddlepaddle (CPU) is not required here, so GPU users can install paddlepaddle-gpu instead without pip
     # pulling the CPU wheel back in; requirements.txt holds the exact versions the tests run with.

@@ -2,7 +2,7 @@
 
 It generates a small synthetic dataset in Cityscapes layout, trains PSPNet on it and benchmarks the result.
 The steps and the outputs are described once, in the verb's help (``paddleseg quickstart --help``, text in
-:data:`paddle_psp_cli.parsers.QUICKSTART_STEPS`).
+:data:`paddle_psp.quickstart_flags.QUICKSTART_STEPS`).
 """
 import json
 import os
@@ -19,8 +19,8 @@ from paddle_psp.data.synthetic import CLASSES, make_cityscapes_like
 from paddle_psp.engine import train
 from paddle_psp.evaluation import metrics
 from paddle_psp.config import load_config
-from paddle_psp_cli import configs
-from paddle_psp_cli.parsers import quickstart_parser
+from paddle_psp.weights import shipped_configs
+from paddle_psp.quickstart_flags import quickstart_parser
 
 CONFIG_NAME = 'quickstart'
 DATASET = {'num_train': 32, 'num_val': 8, 'size': (256, 128), 'seed': 0}
@@ -58,7 +58,7 @@ def main(argv=None):
 def find_config():
     """The quickstart config shipped with the package."""
     try:
-        return configs.resolve(CONFIG_NAME)
+        return shipped_configs.resolve(CONFIG_NAME)
     except ValueError as err:
         raise UserError(str(err)) from None
 

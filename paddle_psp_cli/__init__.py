@@ -1,9 +1,9 @@
 """The ``paddleseg`` console command: one verb per module, imported only when the verb runs.
 
-This package is kept apart from :mod:`paddle_psp` because ``import paddle_psp`` (which any
-``paddle_psp.*`` import runs first) registers the models into PaddleSeg's manager, and so imports Paddle
-and PaddleSeg. Here only the standard library is imported up front: ``paddleseg --version``,
-``paddleseg VERB --help`` and a mistyped flag of a verb in :data:`parsers.PARSERS` answer without them.
+Up front only the standard library and the package's light modules are imported: ``import paddle_psp``
+(light: it registers the models when PaddleSeg is imported) and each verb's parser, in the ``flags`` module of
+the layer that owns the verb (:data:`PARSERS`). ``paddleseg --version``, ``paddleseg VERB --help`` and a
+mistyped flag therefore answer without Paddle; tests/test_architecture.py keeps this set light.
 """
 import argparse
 import atexit
@@ -13,9 +13,15 @@ import platform
 import sys
 import threading
 
-from paddle_psp_cli import parsers, quiet
-
-__version__ = '0.1.0'
+from paddle_psp import __version__
+from paddle_psp.benchmark.flags import benchmark_parser, env_parser
+from paddle_psp.data.flags import prepare_parser
+from paddle_psp.engine.flags import train_parser
+from paddle_psp.evaluation.flags import val_parser
+from paddle_psp.inference.flags import export_parser, predict_parser
+from paddle_psp.quickstart_flags import quickstart_parser
+from paddle_psp.weights.flags import download_parser, models_parser
+from paddle_psp_cli import quiet
 
 # verb -> (module with a ``main(argv)``, one-line help)
 VERBS = {
@@ -31,6 +37,10 @@ VERBS = {
     'env': ('paddle_psp.benchmark.environment', 'print versions, device, CPU and tuning (for a bug report)'),
 }
 ALIASES = {'evaluate': 'val'}
+# verb -> its parser (the command checks the flags with it before importing the verb's module)
+PARSERS = {'train': train_parser, 'val': val_parser, 'predict': predict_parser, 'export': export_parser,
+           'benchmark': benchmark_parser, 'download': download_parser, 'prepare': prepare_parser,
+           'quickstart': quickstart_parser, 'models': models_parser, 'env': env_parser}
 # Verbs that train in their own process: they get the training part of the CPU tuning (core/runtime.py).
 TRAINING_VERBS = ('train', 'quickstart')
 
@@ -84,14 +94,14 @@ def main(argv=None):
     verb = ALIASES.get(argv[0], argv[0])
     if verb not in VERBS:
         parser.error(f'unknown verb {argv[0]!r}; choose from {", ".join(sorted(VERBS))}')
-    args = None
-    if verb in parsers.PARSERS:
-        args = parsers.PARSERS[verb]().parse_args(argv[1:])  # --help and bad flags answered before Paddle loads
-    if verb == 'models' and args is not None and not args.check:  # the zoo listing reads the manifest only
-        from paddle_psp_cli import zoo_listing
+    args = PARSERS[verb]().parse_args(argv[1:])  # --help and bad flags answered before Paddle loads
+    if verb == 'models' and not args.check:  # the zoo listing reads the manifest only
+        from paddle_psp.weights import zoo_listing
         return zoo_listing.main(args)
     quiet.silence_known_warnings()
-    # Lazy from here on: each of these imports Paddle and PaddleSeg (through paddle_psp/__init__).
+    # Paddle and PaddleSeg first, as before any verb (PaddleSeg's import registers the package's models), then
+    # the CPU tuning, which finds Paddle imported.
+    importlib.import_module('paddleseg')
     from paddle_psp.core import runtime
     from paddle_psp.core.errors import UserError
     # Before any tensor op: MKL reads its code path at the first one.

@@ -13,8 +13,8 @@ import sys
 from paddle_psp.core import atomic
 from paddle_psp.core.errors import UserError
 from paddle_psp.weights import zoo
-from paddle_psp_cli.parsers import OneLineParser
-from paddle_psp_cli.zoo_listing import manifest
+from paddle_psp.core.flags import OneLineParser
+from paddle_psp.weights.zoo_listing import manifest
 
 README_START = '<!-- zoo:start -->'
 README_END = '<!-- zoo:end -->'

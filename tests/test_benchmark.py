@@ -129,7 +129,7 @@ def test_legacy_columns_equal_three_legacy_val_runs(setup, tmp_path):
 
 
 def test_default_fast_path_agrees_with_the_dygraph_path(setup, tmp_path, monkeypatch):
-    """Without --dygraph the benchmark runs paddle_psp.inference.predictor's fast path: the same numbers up to
+    """Without --dygraph the benchmark runs the fast path (paddle_psp.inference.forward): the same numbers up to
     float rounding (a few pixels at near-ties at most), although the input size changes between passes."""
     monkeypatch.setenv('PADDLE_PSP_CACHE', str(tmp_path / 'cache'))
     config, checkpoint = setup['full_pyramid']

@@ -6,7 +6,8 @@ import pytest
 
 from paddle_psp.core.errors import UserError
 from paddle_psp.inference import cache
-from paddle_psp_cli import parsers
+from paddle_psp.evaluation.flags import val_parser
+from paddle_psp.inference.flags import CACHE_HELP
 
 KIB = 1024
 
@@ -56,10 +57,10 @@ def test_default_limit_and_help_text(monkeypatch, capsys):
     assert cache.size_limit() == 4 * 2 ** 30 == cache.parse_size(cache.DEFAULT_SIZE)
     default_dir = cache.cache_dir().replace(os.path.expanduser('~'), '~')
     for fact in (cache.CACHE_VAR, cache.SIZE_VAR, f'default {cache.DEFAULT_SIZE};', f'(default {default_dir})'):
-        assert fact in parsers.CACHE_HELP
+        assert fact in CACHE_HELP
     with pytest.raises(SystemExit):
-        parsers.val_parser().parse_args(['--help'])
-    assert ' '.join(capsys.readouterr().out.split()).count(' '.join(parsers.CACHE_HELP.split())) == 1
+        val_parser().parse_args(['--help'])
+    assert ' '.join(capsys.readouterr().out.split()).count(' '.join(CACHE_HELP.split())) == 1
 
 
 def test_least_recently_used_entries_are_evicted_first(tmp_path):

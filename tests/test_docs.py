@@ -9,7 +9,6 @@ import shlex
 import pytest
 
 import paddle_psp_cli
-from paddle_psp_cli import parsers
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = (['README.md', 'CONTRIBUTING.md', 'CHANGELOG.md']
@@ -142,7 +141,7 @@ def parse_error(args):
     stream = io.StringIO()
     try:
         with contextlib.redirect_stderr(stream), contextlib.redirect_stdout(io.StringIO()):
-            parsers.PARSERS[verb]().parse_args(args[1:])
+            paddle_psp_cli.PARSERS[verb]().parse_args(args[1:])
     except SystemExit as exit_info:
         return None if exit_info.code == 0 else stream.getvalue().strip()
     return None

@@ -11,7 +11,7 @@ import pytest
 from paddle_psp.inference import tta
 from paddle_psp.inference.tta import Augmentation, InferOptions
 from paddle_psp.core.errors import UserError
-from paddle_psp_cli.parsers import add_tta_arguments
+from paddle_psp.inference.flags import add_tta_arguments
 
 NUM_CLASSES = 5
 
@@ -287,7 +287,7 @@ def test_flags_override_the_configs_test_config():
     (InferOptions.create(is_slide=True, crop_size=(16, 12), stride=(10, 7)), 1)],
     ids=['single', 'six scales + flips', 'scales + windows', 'windows'])
 def test_input_shapes_bounds_the_shapes_forward_sees(image, options, seen):
-    """fast_forward sizes oneDNN's shape cache from this bound: an undercount re-creates primitives per image."""
+    """model_forward sizes oneDNN's shape cache from this bound: an undercount re-creates primitives per image."""
     net = ToyNet()
     tta.infer_logits(net, image, options=options)
     assert len(set(net.batches)) == seen <= options.input_shapes()

@@ -1,7 +1,8 @@
-"""``import paddle_psp`` imports PaddleSeg with scikit-learn, SciPy, requests and httpx deferred
-(paddle_psp_cli/lazy.py): none is imported until a PaddleSeg (or Paddle) function uses it, each then answers
-as the real one, and any later ``import sklearn`` (or the others) is the real module. Each case runs in a
-fresh interpreter."""
+"""``import paddle_psp`` is light and registers the models the moment PaddleSeg is imported, whoever imports it
+and in whichever order; Paddle and PaddleSeg are then imported with scikit-learn, SciPy, requests and httpx
+deferred (paddle_psp/core/lazy.py): none is imported until a PaddleSeg (or Paddle) function uses it, each then
+answers as the real one, and any later ``import sklearn`` (or the others) is the real module. Each case runs
+in a fresh interpreter."""
 import os
 import subprocess
 import sys
@@ -17,6 +18,36 @@ def python(code, timeout=300):
                          text=True, timeout=timeout, env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     assert run.returncode == 0, run.stderr[-3000:]
     return run.stdout.split()
+
+
+OURS = ('ZooPSPNet', 'ZooDeepLabV3', 'ZooResNet50_vd', 'ZooResNet101_vd', 'ZooCrossEntropyLoss')
+REGISTERED = ('from paddleseg.cvlibs import manager\n'
+              'print(sum(name in registry.components_dict for name in %r\n'
+              '          for registry in (manager.MODELS, manager.BACKBONES, manager.LOSSES)))\n' % (OURS,))
+DEFERRED_IMPORTED = ('print(sorted({m.split(".")[0] for m in sys.modules} & {"sklearn", "scipy", "pandas", '
+                     '"requests", "httpx"}))\n')
+
+
+def test_import_paddle_psp_is_light_and_registers_when_paddleseg_is_imported():
+    out = python('import paddle_psp\n'
+                 'print(sorted({"paddle", "paddleseg", "numpy"} & set(sys.modules)))\n'
+                 + REGISTERED + DEFERRED_IMPORTED)
+    assert out == ['[]', '5', '[]']
+
+
+@pytest.mark.parametrize('first', ['import paddleseg, paddle_psp', 'import paddle, paddle_psp',
+                                   'import paddle_psp, paddle', 'import paddle_psp.engine.train',
+                                   'import paddle_psp.models', 'from paddle_psp import Segmenter',
+                                   'import importlib.util, paddle_psp; importlib.util.find_spec("paddleseg")'])
+def test_the_models_register_whatever_is_imported_first(first):
+    out = python(first + '\n' + REGISTERED)
+    assert out == ['5']
+
+
+def test_paddle_imported_first_still_defers_them():
+    out = python('import paddle_psp, paddle\n' + DEFERRED_IMPORTED + 'import paddleseg\n' + DEFERRED_IMPORTED
+                 + 'print(any(type(f).__name__ == "_ImportHook" for f in sys.meta_path))')
+    assert out == ['[]', '[]', 'False']
 
 
 def test_import_paddle_psp_imports_none_of_them():
@@ -66,7 +97,7 @@ def test_nothing_is_deferred_when_imported_before_paddle_psp(first):
 
 def test_an_unforeseen_import_during_the_block_gets_the_real_modules():
     """Without PaddleSeg: a submodule with no stand-in, or an attribute not named, replaces the stand-ins."""
-    out = python('from paddle_psp_cli import lazy\n'
+    out = python('from paddle_psp.core import lazy\n'
                  'with lazy.deferred_imports():\n'
                  '    from scipy.ndimage import shift\n'
                  '    print(type(shift).__name__, "scipy" in sys.modules, "scipy.ndimage" in sys.modules)\n'

@@ -111,7 +111,7 @@ def test_cli_tunes_training_verbs_for_training(monkeypatch, verb, training):
     import paddle_psp_cli as cli
     calls = []
     monkeypatch.setattr(runtime, 'apply_cpu_tuning', lambda **kwargs: calls.append(kwargs))
-    monkeypatch.setattr(cli.parsers, 'PARSERS', {})
+    monkeypatch.setitem(cli.PARSERS, verb, lambda: types.SimpleNamespace(parse_args=lambda argv: None))
     stub = types.ModuleType('stub_verb')
     stub.main = lambda argv: 0
     monkeypatch.setitem(sys.modules, 'stub_verb', stub)

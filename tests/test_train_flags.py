@@ -18,7 +18,7 @@ from paddle_psp.engine.ema import EMA_BEST_DIR, EMAHook, ModelEMA, ema_decay
 from paddle_psp.engine.hooks import Hook
 from paddle_psp.engine.profiler import parse_profiler_options
 from paddle_psp.models.layers import NCHWAdapter
-from paddle_psp_cli import parsers
+from paddle_psp.engine.flags import train_parser
 from tolerances import RESNET50_FORWARD_RTOL
 
 # PaddleSeg 2.8 tools/train.py: flag -> default (None: no default; False: store_true).
@@ -31,35 +31,42 @@ PADDLESEG_TRAIN_DEFAULTS = {
 
 
 def test_every_paddleseg_train_flag_has_its_default():
-    args = parsers.train_parser().parse_args(['--config', 'x.yml'])
+    args = train_parser().parse_args(['--config', 'x.yml'])
     for flag, default in PADDLESEG_TRAIN_DEFAULTS.items():
         expected = 'x.yml' if flag == 'config' else default
         assert getattr(args, flag) == expected, flag
     # --device: PaddleSeg's default 'gpu' falls back to cpu without a GPU; ours picks the same way
     assert args.device is None
     for device in ('cpu', 'gpu'):
-        assert parsers.train_parser().parse_args(['--config', 'x.yml', '--device', device]).device == device
+        assert train_parser().parse_args(['--config', 'x.yml', '--device', device]).device == device
     # xpu, npu, mlu: refused by the parser in one line (tests/test_flags.py)
 
 
 @pytest.mark.parametrize('flags, message', [
-    (['--repeats', '0'], '--repeats: expected a positive integer, got 0'),
     (['--profiler_options', 'batch_range=[5,2]'], 'batch_range=[5,2]: expected [start, stop]'),
     (['--profiler_options', 'colour=red'], "'colour=red': expected key=value"),
 ])
 def test_refused_values_are_one_line(flags, message):
-    args = parsers.train_parser().parse_args(['--config', 'x.yml', *flags])
+    args = train_parser().parse_args(['--config', 'x.yml', *flags])
     with pytest.raises(UserError) as err:
         train.check_flags(args)
     assert message in str(err.value) and '\n' not in str(err.value)
 
 
+def test_repeats_below_one_is_refused_with_the_config_overrides():
+    args = train_parser().parse_args(['--config', 'x.yml', '--repeats', '0'])
+    train.check_flags(args)  # a config rewrite (config/overrides.py), checked where the config is read
+    with pytest.raises(UserError) as err:
+        train.Trainer(args)
+    assert str(err.value) == '--repeats: expected a positive integer, got 0'
+
+
 def test_device_gpu_without_cuda_falls_back_to_cpu_as_the_other_verbs(monkeypatch, capsys):
     monkeypatch.setattr(device, 'has_gpu', lambda: False)
-    train.check_flags(parsers.train_parser().parse_args(['--config', 'x.yml', '--device', 'gpu']))  # no error
+    train.check_flags(train_parser().parse_args(['--config', 'x.yml', '--device', 'gpu']))  # no error
     assert device.use_device('gpu') == 'cpu' and paddle.get_device() == 'cpu'
     assert capsys.readouterr().err.count('running on the CPU') == 1
-    fp16 = parsers.train_parser().parse_args(['--config', 'x.yml', '--device', 'gpu', '--precision', 'fp16'])
+    fp16 = train_parser().parse_args(['--config', 'x.yml', '--device', 'gpu', '--precision', 'fp16'])
     with pytest.raises(UserError, match='GPU only'):
         train.check_flags(fp16)
 
@@ -249,7 +256,7 @@ def test_nhwc_refused_for_a_model_without_data_format(tmp_path, make_config):
     dic['model'] = {'type': 'UNet', 'num_classes': 19}
     with open(config, 'w') as file:
         yaml.safe_dump(dic, file)
-    args = parsers.train_parser().parse_args(['--config', config, '--data_format', 'NHWC'])
+    args = train_parser().parse_args(['--config', config, '--data_format', 'NHWC'])
     with pytest.raises(UserError) as err:
         train.Trainer(args)
     assert str(err.value) == '--data_format NHWC: model: UNet takes no data_format; expected --data_format NCHW'
@@ -257,7 +264,7 @@ def test_nhwc_refused_for_a_model_without_data_format(tmp_path, make_config):
 
 def test_repeats_lengthens_the_epoch_as_paddleseg(tmp_path, make_config, synthetic_root):
     config = make_config(tmp_path, iters=1)
-    args = parsers.train_parser().parse_args(['--config', config, '--repeats', '3', '--seed', '1'])
+    args = train_parser().parse_args(['--config', config, '--repeats', '3', '--seed', '1'])
     trainer = train.Trainer(args)
     files = trainer.train_dataset.file_list
     assert len(files) == 3 * 8 and files[:8] * 3 == files

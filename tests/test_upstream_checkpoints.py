@@ -14,7 +14,7 @@ import pytest
 from paddleseg.cvlibs import manager
 
 import paddle_psp_cli as cli
-from paddle_psp_cli import parsers
+from paddle_psp.engine.flags import train_parser
 from paddle_psp.config import load_config
 from paddle_psp.core.errors import UserError
 from paddle_psp.engine import checkpoint as ckpt
@@ -57,7 +57,7 @@ def test_resume_from_a_paddleseg_iter_folder(tmp_path, make_config):
     config = make_config(tmp_path, iters=ITERS)
     path, saved_model, saved_optimizer = write_paddleseg_iter(tmp_path / 'paddleseg_output', steps=1)
     assert not ckpt.is_paddleseg_checkpoint(str(tmp_path)) and ckpt.is_paddleseg_checkpoint(path)
-    args = parsers.train_parser().parse_args(['--config', config, '--resume_model', path,
+    args = train_parser().parse_args(['--config', config, '--resume_model', path,
                                               '--save_dir', str(tmp_path / 'out')])
     trainer = train.Trainer(args)
     assert trainer.start_iter == 1

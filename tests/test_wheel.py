@@ -20,17 +20,17 @@ from test_standalone import REPO_ROOT, repository_files
 ZOO_CHECK = '''
 import json, os, sys
 import paddle_psp_cli
-from paddle_psp_cli import configs, zoo_listing
+from paddle_psp.weights import shipped_configs
 from paddle_psp.config.read import read_yaml_tree
 from paddle_psp.weights import zoo
 site = sys.argv[1]
 assert paddle_psp_cli.__file__.startswith(site), paddle_psp_cli.__file__
-assert configs.configs_root() == os.path.join(site, 'paddle_psp', 'configs'), configs.configs_root()
+assert shipped_configs.configs_root() == os.path.join(site, 'paddle_psp', 'configs'), shipped_configs.configs_root()
 for name in zoo.names():
-    path = configs.resolve(name)
+    path = shipped_configs.resolve(name)
     assert path.startswith(site) and path == zoo.config_path(name), (name, path)
     assert read_yaml_tree(path)['iters'] == zoo.get(name)['iters'], name
-print(json.dumps(sorted(configs.shipped_configs())))
+print(json.dumps(sorted(shipped_configs.shipped_configs())))
 '''
 
 

@@ -16,15 +16,16 @@ from paddle_psp.config import build_val_dataset, load_config
 from paddle_psp.core import runtime
 from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
+from paddle_psp.core.flags import DEVICES
 from paddle_psp.core.outputs import require_dir
+from paddle_psp.core.stages import Stages
 from paddle_psp.data import datasets
 from paddle_psp.evaluation.evaluate import evaluate_with_options
 from paddle_psp.inference import predict as predicting, submission, tta
+from paddle_psp.inference.flags import DEFAULT_SCALES
 from paddle_psp.inference.forward import ForwardOptions, make_forward
 from paddle_psp.inference.quantize import DEFAULT_CALIB_IMAGES
 from paddle_psp.weights import zoo
-from paddle_psp_cli.parsers import DEFAULT_SCALES, DEVICES
-from paddle_psp_cli.stages import Stages
 
 from paddle_psp.api import inputs
 from paddle_psp.api.prediction import Prediction

@@ -25,13 +25,21 @@ Examples::
 Modules: :mod:`.plan` (targets, settings, how one image's forward passes serve the three columns),
 :mod:`.progress` (the resumable per-image records), :mod:`.runner` (scoring and timing),
 :mod:`.report` (results, ``benchmark.json``, ``benchmark.md``), :mod:`.environment` (versions, device,
-peak memory), :mod:`.cli` (``paddleseg benchmark``).
+peak memory), :mod:`.cli` (``paddleseg benchmark``), :mod:`.flags` (its flags and ``paddleseg env``'s).
 """
-from paddle_psp.benchmark.plan import COLUMNS, ColumnPlan, Settings, Target, weights_target, zoo_targets
-from paddle_psp.benchmark.progress import PROGRESS_DIR, ProgressLog
-from paddle_psp.benchmark.report import RESULTS_JSON, RESULTS_MARKDOWN, markdown
-from paddle_psp.benchmark.runner import DEFAULT_SAVE_DIR, ProgressBar, ensure_writable_dir, run
+import importlib
 
-__all__ = ['COLUMNS', 'ColumnPlan', 'DEFAULT_SAVE_DIR', 'PROGRESS_DIR', 'ProgressBar', 'ProgressLog', 'RESULTS_JSON',
-           'RESULTS_MARKDOWN', 'Settings', 'Target', 'weights_target', 'ensure_writable_dir', 'markdown', 'run',
-           'zoo_targets']
+# name -> the module defining it; imported on first use, so that importing the light benchmark.flags (the
+# command's parser) does not import Paddle
+EXPORTS = {'COLUMNS': 'plan', 'ColumnPlan': 'plan', 'Settings': 'plan', 'Target': 'plan', 'weights_target': 'plan',
+           'zoo_targets': 'plan', 'PROGRESS_DIR': 'progress', 'ProgressLog': 'progress', 'RESULTS_JSON': 'report',
+           'RESULTS_MARKDOWN': 'report', 'markdown': 'report', 'DEFAULT_SAVE_DIR': 'runner', 'ProgressBar': 'runner',
+           'ensure_writable_dir': 'runner', 'run': 'runner'}
+__all__ = sorted(EXPORTS)
+
+
+def __getattr__(name):
+    """The names of :data:`EXPORTS`, imported from their module on first use."""
+    if name in EXPORTS:
+        return getattr(importlib.import_module(f'{__name__}.{EXPORTS[name]}'), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

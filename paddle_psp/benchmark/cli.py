@@ -6,8 +6,8 @@ from paddle_psp.benchmark.report import RESULTS_JSON, RESULTS_MARKDOWN
 from paddle_psp.benchmark.runner import run
 from paddle_psp.core.device import use_device
 from paddle_psp.core.errors import UserError
-from paddle_psp_cli.parsers import benchmark_parser
-from paddle_psp_cli.stages import Stages
+from paddle_psp.benchmark.flags import benchmark_parser
+from paddle_psp.core.stages import Stages
 
 
 def targets_from_args(args):

@@ -15,7 +15,7 @@ from paddle_psp.core import runtime
 from paddle_psp.core.runtime import THREADS_VAR, math_threads
 from paddle_psp.core.machine import (cpu_flags, cpu_name, cpuinfo_field, has_gpu, peak_rss_bytes, read_cpuinfo, reset_peak_rss,
                                      usable_cpus)
-from paddle_psp_cli.parsers import env_parser
+from paddle_psp.benchmark.flags import env_parser
 
 # cpuinfo flags worth naming in a report: the instruction sets MKL, oneDNN and the int8 path choose from
 REPORTED_ISA = ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_vnni', 'avx_vnni', 'amx_tile', 'amx_int8',

@@ -14,7 +14,7 @@ from paddle_psp.core.errors import UserError
 from paddle_psp.evaluation import metrics
 from paddle_psp.inference import quantize as quantization, tta
 from paddle_psp.weights import zoo
-from paddle_psp_cli.parsers import DEFAULT_SCALES
+from paddle_psp.inference.flags import DEFAULT_SCALES
 
 COLUMNS = ('miou', 'miou_flip', 'miou_ms_flip')
 COLUMN_TITLES = {'miou': 'mIoU', 'miou_flip': 'mIoU (flip)', 'miou_ms_flip': 'mIoU (ms+flip)'}

@@ -27,8 +27,8 @@ from paddle_psp.inference import tta
 from paddle_psp.inference.forward import ForwardOptions, make_forward
 from paddle_psp.inference.quantize import CALIBRATION_ALGO, FP32_MAX_STRIDE, calibration_section
 from paddle_psp.weights import hub
-from paddle_psp_cli.parsers import BENCHMARK_SAVE_DIR as DEFAULT_SAVE_DIR
-from paddle_psp_cli.stages import Stages
+from paddle_psp.benchmark.flags import BENCHMARK_SAVE_DIR as DEFAULT_SAVE_DIR
+from paddle_psp.core.stages import Stages
 
 
 def run(targets, settings, save_dir=DEFAULT_SAVE_DIR, resume=False, overwrite=False, stages=None):
@@ -40,7 +40,7 @@ def run(targets, settings, save_dir=DEFAULT_SAVE_DIR, resume=False, overwrite=Fa
         save_dir (str, optional): Output directory. Default: ``./output/benchmark``.
         resume (bool, optional): Continue from the progress files of an earlier run. Default: False.
         overwrite (bool, optional): Replace earlier results and progress. Default: False.
-        stages (paddle_psp_cli.stages.Stages, optional): The start-up breakdown (``--profile``): the first
+        stages (paddle_psp.core.stages.Stages, optional): The start-up breakdown (``--profile``): the first
             target's stages up to its first forward, logged after that target. Default: None (not kept).
 
     Returns:

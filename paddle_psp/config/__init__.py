@@ -15,14 +15,14 @@ Example:
 import os
 
 from paddle_psp.config.build import SegConfig, build_component, build_val_dataset
-from paddle_psp.config.overrides import apply_data_format, apply_opts, apply_overrides
+from paddle_psp.config.overrides import apply_data_format, apply_opts, apply_overrides, check_repeats
 from paddle_psp.config.read import read_yaml_tree
 from paddle_psp.config.validate import validate
 
 __all__ = ['SegConfig', 'build_component', 'build_val_dataset', 'load_config']
 
 
-def load_config(path, opts=None, learning_rate=None, batch_size=None, iters=None, data_format=None):
+def load_config(path, opts=None, learning_rate=None, batch_size=None, iters=None, data_format=None, repeats=None):
     """Read, merge, override and validate the config at ``path``.
 
     Args:
@@ -34,6 +34,8 @@ def load_config(path, opts=None, learning_rate=None, batch_size=None, iters=None
         iters (int, optional): Overrides ``iters``. Default: None.
         data_format (str, optional): ``--data_format``: 'NHWC' passes ``data_format`` to the model, its
             backbone and every loss (see :func:`~paddle_psp.config.overrides.apply_data_format`). Default: None.
+        repeats (int, optional): ``--repeats``: passes over the training images per epoch (the training
+            dataset's file list repeated, see :func:`~paddle_psp.config.overrides.apply_repeats`). Default: None.
 
     Returns:
         SegConfig: The validated config; components are built on first access.
@@ -42,10 +44,11 @@ def load_config(path, opts=None, learning_rate=None, batch_size=None, iters=None
         UserError: One line naming the file or key that is wrong.
     """
     path = os.fspath(path)
+    check_repeats(repeats)
     dic = read_yaml_tree(path)
     apply_overrides(dic, path, learning_rate=learning_rate, batch_size=batch_size, iters=iters)
     apply_opts(dic, path, opts or [])
     apply_data_format(dic, path, data_format)
     validate(dic, path)
-    return SegConfig(dic, path)
+    return SegConfig(dic, path, repeats=repeats)
 

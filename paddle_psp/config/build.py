@@ -11,6 +11,7 @@ import functools
 import paddle
 import yaml
 
+from paddle_psp.config.overrides import apply_repeats
 from paddle_psp.config.registry import constructor_params, lookup_class, lr_scheduler_class, optimizer_type
 from paddle_psp.config.upstream import substitute_upstream
 from paddle_psp.config.validate import TRAIN_KEYS, check_dataset_root, check_file_list
@@ -28,11 +29,13 @@ class SegConfig:
         path (str): The YAML file it came from.
         substitutions (list[str]): ``'keypath Old -> New'`` for each built-in replaced (see
             :func:`paddle_psp.config.upstream.substitute_upstream`).
+        repeats (int|None): ``--repeats``: passes over the training images per epoch (None: one).
     """
 
-    def __init__(self, dic, path):
+    def __init__(self, dic, path, repeats=None):
         self.dic = dic
         self.path = path
+        self.repeats = repeats
         self.substitutions = substitute_upstream(dic, path)
 
     def __str__(self):
@@ -120,14 +123,15 @@ class SegConfig:
 
     @functools.cached_property
     def train_dataset(self):
-        """The training dataset; UserError if its files are missing or it is smaller than a batch."""
+        """The training dataset (its file list repeated ``--repeats`` times); UserError if its files are missing or
+        it is smaller than a batch."""
         dataset = self.build_dataset('train_dataset', self.section('train_dataset'))
         batch_size = self.dic.get('batch_size')
         if batch_size is not None and batch_size > len(dataset):
             raise UserError(f'{self.path}: batch_size: {batch_size} is larger than train_dataset '
                             f'({len(dataset)} images under {dataset.dataset_root}); expected at most '
                             f'{len(dataset)}')
-        return dataset
+        return apply_repeats(dataset, self.repeats)
 
     @functools.cached_property
     def val_dataset(self):

@@ -1,5 +1,5 @@
 """Command-line changes to a read config, applied before it is validated: ``--learning_rate``/``--batch_size``/
-``--iters``, ``--opts`` and ``--data_format``.
+``--iters``, ``--opts``, ``--data_format`` and ``--repeats``.
 
 ``--opts key.sub=value`` may only name keys the config has, list indices it has, or (see :data:`CREATABLE`
 and component constructors) keys it may gain; anything else is a UserError with close matches.
@@ -48,6 +48,20 @@ def apply_data_format(dic, path, data_format):
             raise UserError(f'--data_format {data_format}: {keypath}: {section.get("type")} takes no data_format; '
                             'expected --data_format NCHW')
         section['data_format'] = data_format
+
+
+def check_repeats(repeats):
+    """``--repeats``: at least 1 (None: the flag was not given); a UserError otherwise."""
+    if repeats is not None and repeats < 1:
+        raise UserError(f'--repeats: expected a positive integer, got {repeats}')
+
+
+def apply_repeats(dataset, repeats):
+    """``--repeats N`` on the built training ``dataset`` (in place, and returned): every epoch passes over its
+    images N times, as PaddleSeg's tools/train.py does, by repeating the file list."""
+    if repeats is not None and repeats > 1:
+        dataset.file_list = dataset.file_list * repeats
+    return dataset
 
 
 def apply_opts(dic, path, opts):

@@ -7,9 +7,9 @@ import inspect
 import paddle
 from paddleseg.cvlibs import manager
 
-import paddle_psp  # noqa: F401  (registers our models, backbones and loss)
+import paddle_psp.models  # noqa: F401  (our models, backbones and loss, registered)
 from paddle_psp.core.errors import UserError
-from paddle_psp_cli.configs import close_matches  # noqa: F401  (re-exported: validate, overrides)
+from paddle_psp.core.errors import close_matches  # noqa: F401  (re-exported: validate, overrides)
 
 OPTIMIZER_ALIASES = {'sgd': 'SGD', 'adam': 'Adam'}
 

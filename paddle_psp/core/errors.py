@@ -1,4 +1,6 @@
-"""The one exception type the CLI turns into a one-line message, and the one way to squeeze an error onto a line."""
+"""The one exception type the CLI turns into a one-line message, the one way to squeeze an error onto a line, and
+the "did you mean" of every message that names a mistyped name."""
+import difflib
 
 
 class UserError(Exception):
@@ -28,3 +30,11 @@ def one_line(err, limit=200, last_line=False):
     lines = [line for line in lines if line]
     text = (lines[-1] if last_line else ' '.join(lines)) if lines else ''
     return text[:limit] or type(err).__name__
+
+
+def close_matches(name, names, limit=4):
+    """Up to ``limit`` of ``names`` that look like ``name``: containing it (case-insensitively), then similar."""
+    name = str(name)
+    containing = [n for n in names if len(name) >= 3 and name.lower() in n.lower()]
+    similar = difflib.get_close_matches(name, names, n=limit, cutoff=0.5)
+    return list(dict.fromkeys(similar + containing))[:limit]

@@ -8,7 +8,7 @@ MKL code path: Paddle's bundled MKL runs its generic SSE code path on AMD CPUs; 
 selects 5 (AVX2), or 7 (AVX-512) only where cpuinfo lists the AVX-512 subsets it needs (6, for Xeon Phi,
 dies with SIGILL on AMD). Intel CPUs, on which MKL picks its best path itself, are left alone. MKL reads the
 variable at its first computation, not when paddle is imported: calling :func:`apply_cpu_tuning` after
-``import paddle_psp`` (which imports paddle and computes nothing) still works, as long as no tensor op has
+``import paddle`` (which computes nothing) still works, as long as no tensor op has
 run yet. Child processes inherit it. ``PADDLE_PSP_NO_TUNING=1`` switches the tuning off; variables the user
 already set are never overridden. Paddle Inference with oneDNN (:mod:`paddle_psp.inference.runner`) does
 not depend on it: oneDNN picks AVX-512 on AMD by itself.
@@ -33,7 +33,7 @@ at least 1. A value the user set wins: ``FLAGS_paddle_num_threads``, or ``OMP_NU
 (``OMP_NUM_THREADS=1`` is what Paddle itself writes at import, so any process started by one that imported
 Paddle, a launcher's ranks included, inherits it: it cannot be told from a user's; ``FLAGS_paddle_num_threads=1``
 asks for one thread). It is set in-process with ``set_num_threads`` (paddle is already imported: the
-``paddleseg`` command imports :mod:`paddle_psp` first, and no op has run) and as ``FLAGS_paddle_num_threads`` in
+``paddleseg`` command imports PaddleSeg, and so Paddle, first, and no op has run) and as ``FLAGS_paddle_num_threads`` in
 the environment, which paddle-psp child processes apply in turn. ``PADDLE_PSP_NO_TUNING=1`` leaves Paddle's
 default. Training checkpoints record the count (``math_threads`` in ``checkpoint.json``): resuming with
 another count warns that the continuation is not bit-identical. The Paddle Inference path sets its own

@@ -45,7 +45,7 @@ import sys
 from paddle_psp.core.errors import UserError
 from paddle_psp.data.cityscapes import prepare_cityscapes, require_cityscapesscripts
 from paddle_psp.data.voc12aug import prepare_voc12aug
-from paddle_psp_cli.parsers import prepare_parser
+from paddle_psp.data.flags import prepare_parser
 
 
 def _report(dataset, result):

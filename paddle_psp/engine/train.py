@@ -40,7 +40,7 @@ from paddle_psp.engine.loader import derive_seed, make_loader, unpack_batch
 from paddle_psp.engine.profiler import ProfilerHook, parse_profiler_options
 from paddle_psp.engine.save_dir_lock import exclusive_save_dir
 from paddle_psp.models.layers import NCHWAdapter
-from paddle_psp_cli.parsers import train_parser
+from paddle_psp.engine.flags import train_parser
 
 AMP_BLACK_LIST = {'bilinear_interp_v2'}
 TRAIN_LOG = 'train.log'
@@ -75,8 +75,6 @@ def check_flags(args):
             raise UserError(f'--{flag}: expected a positive integer, got {getattr(args, flag)}')
     if args.num_workers < 0:
         raise UserError(f'--num_workers: expected 0 or more, got {args.num_workers}')
-    if args.repeats < 1:
-        raise UserError(f'--repeats: expected a positive integer, got {args.repeats}')
     if args.profiler_options is not None:
         parse_profiler_options(args.profiler_options)
     if args.precision == 'fp16' and resolve_device(args.device) == 'cpu':
@@ -136,7 +134,8 @@ class Trainer:
         if self.rank != 0:
             logger.setLevel('WARNING')  # rank 0 reports
         self.cfg = load_config(args.config, opts=args.opts, learning_rate=args.learning_rate,
-                               batch_size=args.batch_size, iters=args.iters, data_format=args.data_format)
+                               batch_size=args.batch_size, iters=args.iters, data_format=args.data_format,
+                               repeats=args.repeats)
         self.cfg.check_training()
         self.iters, self.batch_size = self.cfg.iters, self.cfg.batch_size
         self.resume = ckpt.ResumeState.load(args.resume_model) if args.resume_model else None
@@ -198,9 +197,7 @@ class Trainer:
     def _build_components(self):
         """Datasets, model, loss, LR schedule and optimizer from the config (UserErrors name the key)."""
         cfg = self.cfg
-        self.train_dataset = cfg.train_dataset
-        if self.args.repeats > 1:  # as PaddleSeg: every epoch passes over the images `repeats` times
-            self.train_dataset.file_list = self.train_dataset.file_list * self.args.repeats
+        self.train_dataset = cfg.train_dataset  # its file list repeated for --repeats
         shard = math.ceil(len(self.train_dataset) / self.nranks)
         if shard < self.batch_size:
             raise UserError(f'{cfg.path}: batch_size: {self.batch_size} per device is larger than the '

@@ -26,8 +26,8 @@ from paddle_psp.core.log import log_file, logger
 from paddle_psp.core.outputs import require_file, writing
 from paddle_psp.core.console import Progress, lines_every
 from paddle_psp.data.datasets import IGNORE_INDEX, class_names, label_problem
-from paddle_psp_cli.parsers import val_parser
-from paddle_psp_cli.stages import Stages
+from paddle_psp.evaluation.flags import val_parser
+from paddle_psp.core.stages import Stages
 
 VAL_LOG = 'val.log'
 METRICS_JSON = 'metrics.json'

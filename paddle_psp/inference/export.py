@@ -26,7 +26,7 @@ from paddle_psp.core.log import logger
 from paddle_psp.core.outputs import require_dir, require_file
 from paddle_psp.inference import quantize as quantization
 from paddle_psp.weights.state_dict import load_for_eval
-from paddle_psp_cli.parsers import OUTPUT_OPS, export_parser
+from paddle_psp.inference.flags import OUTPUT_OPS, export_parser
 
 MODEL_FILES = ('model.pdmodel', 'model.pdiparams')
 

@@ -13,7 +13,7 @@ model, reading the weights file or running the calibration images through the tr
 builds the model, loads the weights file and :func:`model_forward` finds (or makes) the entry by the model's
 fingerprint, mapping the recipe to it for the next start.
 
-Each step ends a stage of the verb's ``--profile`` breakdown (:class:`paddle_psp_cli.stages.Stages`): cache
+Each step ends a stage of the verb's ``--profile`` breakdown (:class:`paddle_psp.core.stages.Stages`): cache
 lookup (fast path), then (int8) calibration images, model build, checkpoint (the weights file loaded) and
 predictor, or on a recipe hit the predictor alone; then the first forward.
 """
@@ -73,7 +73,7 @@ def make_forward(cfg, weights_path, options=None, stages=None):
         weights_path (str): What ``--model_path`` takes: a weights file, a folder holding one, a URL or a
             zoo name.
         options (ForwardOptions, optional): Default: ``ForwardOptions()``.
-        stages (paddle_psp_cli.stages.Stages, optional): Timings of the start-up, marked at each step (see
+        stages (paddle_psp.core.stages.Stages, optional): Timings of the start-up, marked at each step (see
             the module docstring). Default: None.
 
     Returns:

@@ -23,9 +23,9 @@ from paddle_psp.core.console import Progress, lines_every
 from paddle_psp.data import datasets
 from paddle_psp.config import load_config
 from paddle_psp.inference import submission, tta
+from paddle_psp.inference.flags import predict_parser
 from paddle_psp.inference.forward import ForwardOptions, make_forward
-from paddle_psp_cli.parsers import predict_parser
-from paddle_psp_cli.stages import Stages
+from paddle_psp.core.stages import Stages
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 PREDICT_LOG = 'predict.log'

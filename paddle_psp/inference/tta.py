@@ -329,7 +329,7 @@ def labels_of(logits):
 
 
 def options_from_args(args, test_config=None):
-    """Validated :class:`InferOptions` from the flags of :func:`paddle_psp_cli.parsers.add_tta_arguments`
+    """Validated :class:`InferOptions` from the flags of :func:`paddle_psp.inference.flags.add_tta_arguments`
     over a config's ``test_config``.
 
     As in PaddleSeg, the config's ``test_config`` (aug_eval, scales, flip_horizontal, flip_vertical,

@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 
 from paddle_psp.models import ZooDeepLabV3, ZooPSPNet, ZooResNet50_vd, ZooResNet101_vd
-from paddle_psp_cli.parsers import models_parser
+from paddle_psp.weights.flags import models_parser
 
 BACKBONES = {'ResNet50_OS8': ZooResNet50_vd, 'ResNet101_OS8': ZooResNet101_vd}
 

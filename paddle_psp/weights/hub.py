@@ -57,7 +57,7 @@ from paddle_psp.weights import zoo
 from paddle_psp.weights.archive import ARCHIVE_SUFFIXES, unpack
 from paddle_psp.weights.fetch import DEFAULT_RETRY, discard, download, html_error, looks_like_html
 from paddle_psp.weights.pdparams import read_state_dict
-from paddle_psp_cli.parsers import MIRROR_ENV, download_parser
+from paddle_psp.weights.flags import MIRROR_ENV, download_parser
 
 WEIGHTS_NAME = 'model.pdparams'
 MIRRORED_BASE = re.compile(r'^https?://bj\.bcebos\.com(?=/)')

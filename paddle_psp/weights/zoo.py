@@ -1,7 +1,7 @@
 """The model zoo manifest: the eight published PSPNet/DeepLabV3 checkpoints, their configs and scores.
 
 The manifest lives in ``zoo.json`` next to this module (shipped as package data). The YAML configs
-ship with the package too (:mod:`paddle_psp_cli.configs`).
+ship with the package too (:mod:`paddle_psp.weights.shipped_configs`).
 
 The README's zoo table is made from the manifest by ``scripts/zoo_readme.py`` (a maintainer's script, not
 runtime code); the table's header is here because the benchmark's report shares it.
@@ -10,9 +10,9 @@ import copy
 import os
 
 from paddle_psp.core.errors import UserError
-from paddle_psp_cli.configs import configs_root
-from paddle_psp_cli.zoo_listing import MANIFEST_PATH  # noqa: F401  (where the manifest is)
-from paddle_psp_cli.zoo_listing import manifest as _manifest
+from paddle_psp.weights.shipped_configs import configs_root
+from paddle_psp.weights.zoo_listing import MANIFEST_PATH  # noqa: F401  (where the manifest is)
+from paddle_psp.weights.zoo_listing import manifest as _manifest
 
 TABLE_HEADER = ('| Model | Backbone | Resolution | Training Iters | mIoU | mIoU (flip) | mIoU (ms+flip) '
                 '| Links |')
@@ -98,8 +98,8 @@ def dataset_info(dataset):
 def config_path(name, root=None):
     """Absolute path of an entry's YAML config.
 
-    The configs ship with the package (``paddle_psp_cli.configs``); ``root`` looks in another folder holding
-    a ``configs/`` tree instead.
+    The configs ship with the package (:mod:`paddle_psp.weights.shipped_configs`); ``root`` looks in another
+    folder holding a ``configs/`` tree instead.
 
     Args:
         name (str): a zoo entry name.

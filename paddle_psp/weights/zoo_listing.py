@@ -9,9 +9,9 @@ import json
 import os
 import urllib.parse
 
-from paddle_psp_cli import configs
+from paddle_psp.weights import shipped_configs
 
-MANIFEST_PATH = os.path.join(os.path.dirname(configs.CLI_DIR), 'paddle_psp', 'weights', 'zoo.json')
+MANIFEST_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'zoo.json')
 COLUMNS = (('name (= config name)', '<'), ('model', '<'), ('backbone', '<'), ('dataset', '<'), ('crop', '<'),
            ('iters', '>'), ('mIoU', '>'), ('flip', '>'), ('ms+flip', '>'), ('weights', '<'))
 
@@ -27,8 +27,8 @@ def manifest():
         return json.load(f)
 
 
-def cached_checkpoint(url, environ=None):
-    """Where the download cache keeps a zoo checkpoint, as PaddleSeg names it, if it is there.
+def cached_weights_file(url, environ=None):
+    """Where the download cache keeps a zoo entry's weights file, as PaddleSeg names it, if it is there.
 
     The path is ``$SEG_HOME/pretrained_model/<URL's last folder>/<file>`` (``SEG_HOME`` defaults to
     ``~/.paddleseg``), the rule of :mod:`paddle_psp.weights.hub` for a plain (not archived) file.
@@ -53,7 +53,7 @@ def rows(environ=None):
     """One row of cells per zoo entry, in manifest order (see :data:`COLUMNS`)."""
     table = []
     for entry in manifest()['models']:
-        cached = cached_checkpoint(entry['checkpoint_url'], environ)
+        cached = cached_weights_file(entry['checkpoint_url'], environ)
         table.append([entry['name'], entry['model'], entry['backbone'], entry['dataset'], entry['resolution'],
                       str(entry['iters']), f'{entry["miou"]:.2f}', f'{entry["miou_flip"]:.2f}',
                       f'{entry["miou_ms_flip"]:.2f}', 'cached' if cached else 'download'])
@@ -71,7 +71,7 @@ def render(table):
 def other_configs():
     """Shipped configs that are no zoo entry, as ``name (file name)`` texts."""
     zoo_names = {entry['name'] for entry in manifest()['models']}
-    shipped = configs.shipped_configs()
+    shipped = shipped_configs.shipped_configs()
     return [f'{name} ({os.path.basename(path)})' if os.path.splitext(os.path.basename(path))[0] != name else name
             for name, path in shipped.items() if name not in zoo_names]
 

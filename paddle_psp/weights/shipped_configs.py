@@ -1,4 +1,4 @@
-"""Config names: ``--config`` takes a path to a YAML file or the name of a config shipped with paddle-psp.
+"""Shipped configs by name: ``--config`` takes a path to a YAML file or the name of a config shipped with paddle-psp.
 
 The configs' source is ``configs/`` at the top of the repository. An installed package (a wheel or
 ``pip install .``) carries a copy in ``paddle_psp/configs/``, written at build time by ``setup.py``; a source
@@ -8,13 +8,14 @@ checkout (``pip install -e .``) reads ``configs/`` itself. A config's name is it
 Standard library only (no Paddle), so that the parsers can resolve ``--config`` before any work starts.
 """
 import argparse
-import difflib
 import os
 
-CLI_DIR = os.path.dirname(os.path.abspath(__file__))
-PACKAGE_CONFIGS = os.path.join(os.path.dirname(CLI_DIR), 'paddle_psp', 'configs')
-CHECKOUT_CONFIGS = os.path.join(os.path.dirname(CLI_DIR), 'configs')
-CHECKOUT_MARKER = os.path.join(os.path.dirname(CLI_DIR), 'setup.py')
+from paddle_psp.core.errors import close_matches
+
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # paddle_psp/
+PACKAGE_CONFIGS = os.path.join(PACKAGE_DIR, 'configs')
+CHECKOUT_CONFIGS = os.path.join(os.path.dirname(PACKAGE_DIR), 'configs')
+CHECKOUT_MARKER = os.path.join(os.path.dirname(PACKAGE_DIR), 'setup.py')
 BASE_FOLDER = '_base_'
 ALIASES = {'quickstart': 'pspnet_resnet50_os8_synthcity_quickstart'}
 YAML_SUFFIXES = ('.yml', '.yaml')
@@ -57,14 +58,6 @@ def shipped_configs(root=None):
         if name in found:
             found[alias] = found[name]
     return dict(sorted(found.items()))
-
-
-def close_matches(name, names, limit=4):
-    """Up to ``limit`` of ``names`` that look like ``name``: containing it (case-insensitively), then similar."""
-    name = str(name)
-    containing = [n for n in names if len(name) >= 3 and name.lower() in n.lower()]
-    similar = difflib.get_close_matches(name, names, n=limit, cutoff=0.5)
-    return list(dict.fromkeys(similar + containing))[:limit]
 
 
 def resolve(value):
