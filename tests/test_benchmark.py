@@ -22,6 +22,7 @@ import yaml
 from conftest import SUBPROCESS_ENV, tiny_config_dict, write_config
 import paddle_psp_cli as cli
 from paddle_psp import benchmark
+from paddle_psp.inference import quantize
 from paddle_psp.benchmark import cli as benchmark_cli
 from paddle_psp.benchmark.runner import drop_pretrained
 from paddle_psp.core import runtime
@@ -277,7 +278,8 @@ def test_int8_benchmark_runs_the_int8_forward_and_resume_needs_the_same_quantiza
     results = json.loads((save_dir / benchmark.RESULTS_JSON).read_text())
     entry = results['entries'][0]
     assert results['environment']['forward'] == 'fast_forward_int8' and results['settings']['calib_images'] == 2
-    assert entry['quantize'] == {'mode': 'int8', 'calib_images': 2, 'algo': 'abs_max'}
+    assert entry['quantize'] == {'mode': 'int8', 'calib_images': 2, 'algo': 'abs_max',
+                                 'fp32_max_stride': quantize.FP32_MAX_STRIDE}
     table = (save_dir / benchmark.RESULTS_MARKDOWN).read_text()
     assert table.startswith('### Cityscapes (INT8, post-training quantized)\n')
     assert 'calibrated on the first 2 train_dataset images' in table
