@@ -61,6 +61,14 @@ def assert_same_forward(actual, expected, rtol=RESNET50_FORWARD_RTOL, axis=1):
     assert_classes_differ_only_at_ties(actual.argmax(axis), expected, rtol, axis)
 
 
+def near_tie_pixels(expected, rtol=RESNET50_FORWARD_RTOL, axis=1):
+    """How many pixels of logits ``expected`` may change class in another computation of them: those whose top
+    two logits are within twice the bound ``rtol * max|expected|`` (elsewhere the argmax cannot move)."""
+    bound = rtol * float(abs(expected).max())
+    ordered = np.sort(expected, axis=axis)
+    return int((np.take(ordered, -1, axis=axis) - np.take(ordered, -2, axis=axis) <= 2 * bound).sum())
+
+
 def assert_classes_differ_only_at_ties(labels, expected, rtol=RESNET50_FORWARD_RTOL, axis=1):
     """Class map ``labels`` (from another computation of ``expected``'s logits) differs from ``expected``'s
     argmax only where its top two logits are within twice the bound ``rtol * max|expected|``."""
