@@ -22,7 +22,7 @@ import yaml
 from conftest import SUBPROCESS_ENV, tiny_config_dict, write_config
 import paddle_psp_cli as cli
 from paddle_psp import benchmark
-from paddle_psp.inference import quantize
+from paddle_psp.inference import quantize, tta
 from paddle_psp.benchmark import cli as benchmark_cli
 from paddle_psp.benchmark.runner import drop_pretrained
 from paddle_psp.core import runtime
@@ -30,6 +30,8 @@ from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 from paddle_psp.evaluation import evaluate
 from paddle_psp.config import build_val_dataset, load_config
+from paddle_psp.weights.state_dict import load_for_eval
+from tolerances import near_tie_pixels
 from paddle_psp.weights import zoo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,6 +92,9 @@ def full_run(setup, tmp_path_factory):
     return save_dir, run_benchmark(setup, save_dir)
 
 
+# (aug, scales, flip_horizontal) of each column, as the separate val runs below ask for them
+COLUMN_TTA = {'miou': (False, (1.0,), False), 'miou_flip': (True, (1.0,), True),
+              'miou_ms_flip': (True, (0.75, 1.0, 1.25), True)}
 SEPARATE_RUNS = {
     'miou': [],
     'miou_flip': ['--aug_eval', '--flip_horizontal'],
@@ -131,7 +136,8 @@ def test_legacy_columns_equal_three_legacy_val_runs(setup, tmp_path):
 
 def test_default_fast_path_agrees_with_the_dygraph_path(setup, tmp_path, monkeypatch):
     """Without --dygraph the benchmark runs the fast path (paddle_psp.inference.forward): the same numbers up to
-    float rounding (a few pixels at near-ties at most), although the input size changes between passes."""
+    float rounding, although the input size changes between passes: in each column only pixels at near ties of
+    the dygraph logits (tolerances.near_tie_pixels) may change class."""
     monkeypatch.setenv('PADDLE_PSP_CACHE', str(tmp_path / 'cache'))
     config, checkpoint = setup['full_pyramid']
     entries = {}
@@ -142,10 +148,15 @@ def test_default_fast_path_agrees_with_the_dygraph_path(setup, tmp_path, monkeyp
         results = json.loads((tmp_path / path / benchmark.RESULTS_JSON).read_text())
         assert results['environment']['forward'] == ('dygraph' if path == 'dygraph' else 'fast_forward')
         entries[path] = results['entries'][0]
+    cfg = load_config(config)
+    forward = tta.layer_forward(load_for_eval(cfg.build_model(pretrained=False), checkpoint))
     for column in benchmark.COLUMNS:
+        options = tta.InferOptions.create(*COLUMN_TTA[column])
+        ties = sum(near_tie_pixels(tta.infer_logits(forward, cfg.val_dataset[index]['img'], options=options), axis=0)
+                   for index in range(len(cfg.val_dataset)))
         fast, slow = (np.array(entries[p]['columns'][column]['confusion']) for p in ('fast', 'dygraph'))
         moved = int(np.abs(fast - slow).sum() // 2)
-        assert moved <= 0.001 * slow.sum(), f'{column}: {moved} of {slow.sum()} pixels change class'
+        assert moved <= ties, f'{column}: {moved} of {slow.sum()} pixels change class, {ties} at near ties'
 
 
 def test_profile_logs_the_start_up_breakdown_once(setup, tmp_path, capsys):
