@@ -11,7 +11,8 @@ Calibration is 'abs_max' on images of the train split through the val transforms
 the algorithms tried. The convolutions at fine resolution (output at 1/4 of the image or finer: a ResNet's
 stem and first stage, :func:`fine_resolution_filters`) stay fp32: their 8-bit activations cost a briefly
 trained model most of its int8 accuracy loss, for a small part of the speed-up (docs/performance.md has
-the comparisons and the speed-ups, per CPU, with the scripts that measure them). int8 runs only on CPUs whose int8 dot products do not saturate (:func:`int8_refusal`).
+the comparisons and the speed-ups, per CPU, with the scripts that measure them). int8 runs only on CPUs
+whose int8 dot products do not saturate (:func:`int8_refusal`).
 """
 import os
 
@@ -189,13 +190,12 @@ def quantize_model(fp32_dir, save_dir, files, batches, algo=CALIBRATION_ALGO):
     with paddle.pir_utils.OldIrGuard(), paddle.static.scope_guard(scope):
         paddle.enable_static()
         try:
-            executor = paddle.static.Executor(paddle.CPUPlace())
-            program = paddle.static.load_inference_model(fp32_dir, executor, model_filename=files[0],
-                                                         params_filename=files[1])[0]
+            with open(os.path.join(fp32_dir, files[0]), 'rb') as file:  # the program only: PTQ loads the weights
+                program = paddle.static.Program.parse_from_string(file.read())
             ptq = PostTrainingQuantization(
-                executor, fp32_dir, scope=scope, model_filename=files[0], params_filename=files[1],
-                data_loader=lambda: ({'x': batch} for batch in batches), batch_nums=len(batches), algo=algo,
-                skip_tensor_list=fine_resolution_filters(program))
+                paddle.static.Executor(paddle.CPUPlace()), fp32_dir, scope=scope, model_filename=files[0],
+                params_filename=files[1], data_loader=lambda: ({'x': batch} for batch in batches),
+                batch_nums=len(batches), algo=algo, skip_tensor_list=fine_resolution_filters(program))
             ptq.quantize()
             ptq.save_quantized_model(save_dir, model_filename=files[0])
         finally:
