@@ -6,6 +6,8 @@ from paddle_psp.weights.flags import add_config_arguments
 
 OUTPUT_OPS = ('argmax', 'softmax', 'none')  # what export appends to the logits (inference/export.py)
 SUBMISSIONS = ('cityscapes', 'voc')  # test-server formats of predict --submission (inference/submission.py)
+QUANTIZE_CHOICES = ('none', 'int8')  # --quantize (inference/quantize.py)
+DEFAULT_CALIB_IMAGES = 32  # --calib_images
 DEFAULT_SCALES = (0.75, 1.0, 1.25)  # multi-scale TTA's scales: the ms+flip column's (paddle_psp/benchmark/plan.py)
 
 # Where the fast path keeps its exported models (paddle_psp/inference/cache.py; stated here without importing it,
@@ -16,12 +18,12 @@ CACHE_HELP = ('Its exports are cached in $PADDLE_PSP_CACHE (default ~/.cache/pad
 
 def add_quantize_arguments(parser):
     """Add ``--quantize`` and ``--calib_images`` (int8 post-training quantization) to ``parser``."""
-    parser.add_argument('--quantize', choices=('none', 'int8'), default='none',
+    parser.add_argument('--quantize', choices=QUANTIZE_CHOICES, default='none',
                         help='int8: post-training quantization (Paddle\'s PTQ, run on oneDNN int8 kernels), '
                         'calibrated on the config\'s train_dataset; faster on CPUs with AMX / VNNI, not exact '
                         '(default none: fp32)')
-    parser.add_argument('--calib_images', type=int, default=32, metavar='N',
-                        help='train_dataset images calibrating --quantize int8 (default 32)')
+    parser.add_argument('--calib_images', type=int, default=DEFAULT_CALIB_IMAGES, metavar='N',
+                        help=f'train_dataset images calibrating --quantize int8 (default {DEFAULT_CALIB_IMAGES})')
 
 
 def add_tta_arguments(parser, aug_flags=('--aug_eval',)):

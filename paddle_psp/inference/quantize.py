@@ -22,13 +22,12 @@ import paddle
 from paddle_psp.config import build_component
 from paddle_psp.core import machine
 from paddle_psp.core.errors import UserError
+from paddle_psp.inference.flags import DEFAULT_CALIB_IMAGES, QUANTIZE_CHOICES  # noqa: F401  (re-exported)
 
 
-QUANTIZE_CHOICES = ('none', 'int8')
 CALIBRATION_ALGO = 'abs_max'
 # Convolutions whose output is at most this many times coarser than the input image stay fp32.
 FP32_MAX_STRIDE = 4
-DEFAULT_CALIB_IMAGES = 32
 # CPU flags (Linux /proc/cpuinfo) of the instructions that multiply u8 x s8 into 32-bit sums. Without them
 # oneDNN's int8 convolutions use AVX2's vpmaddubsw, whose 16-bit pair sums saturate for 8-bit weights and
 # activations (255 * 127 * 2 > 32767): the outputs then disagree with fp32 wholesale, not by rounding.

@@ -2,7 +2,7 @@
 import paddle
 import paddle.nn as nn
 
-DATA_FORMATS = ('NCHW', 'NHWC')
+from paddle_psp.core.flags import DATA_FORMATS  # noqa: F401  (the layouts --data_format names; losses read it here)
 
 
 class ConvBN(nn.Layer):
