@@ -58,7 +58,9 @@ from paddle_psp.core import machine, runtime
 from speed_macs import count_macs
 from speed_paths import GIB, make_weights
 
-PATHS_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'speed_paths.py')
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PATHS_SCRIPT = os.path.join(HERE, 'speed_paths.py')
 # Variables that change Paddle's CPU speed or memory; stripped for the "default env" paths.
 TUNING_VARIABLES = ('MKL_DEBUG_CPU_TYPE', 'MKL_ENABLE_INSTRUCTIONS', 'MKL_NUM_THREADS', 'MKL_DISABLE_FAST_MM',
                     'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'KMP_AFFINITY', 'KMP_BLOCKTIME',
@@ -108,19 +110,43 @@ def mkl_code_path(env, cpuinfo):
     return f'MKL_DEBUG_CPU_TYPE={value}: {isa} (AMD)'
 
 
+ISA_FLAGS = ('avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16', 'amx_int8')
+
+
+def cpu_kind(cpuinfo):
+    """' (family F model M; flags ...)': the cpuinfo family and model, which tell CPU generations apart when
+    the model name does not (a virtual machine's 'AMD EPYC'), and which of :data:`ISA_FLAGS` it has."""
+    family, model = (machine.cpuinfo_field(name, cpuinfo) for name in ('cpu family', 'model'))
+    flags = machine.cpu_flags(cpuinfo)
+    if not (family or flags):
+        return ''
+    have = [flag for flag in ISA_FLAGS if flag in flags]
+    lacks = [flag for flag in ISA_FLAGS if flag not in flags]
+    return (f' (family {family or "?"} model {model or "?"}; flags {" ".join(have) or "none of these"}'
+            + (f'; no {" ".join(lacks)})' if lacks else ')'))
+
+
+def code_version():
+    """The project's commit (``git describe --always --dirty``), or 'unknown' outside a git checkout."""
+    try:
+        return subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=ROOT, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip() or 'unknown'
+    except (OSError, subprocess.SubprocessError):
+        return 'unknown'
+
+
 def header_line(envs, script='speed.py'):
     """When and where: ``script``, the date, CPU vendor and model, MKL's code path and the tuning of each path
     kind (``envs``: {'default': env, 'tuned': env})."""
     cpuinfo = machine.read_cpuinfo()
     vendor = machine.cpu_vendor(cpuinfo) or 'unknown vendor'
     model = machine.cpu_name(cpuinfo) or 'unknown CPU'
-    family = machine.cpuinfo_field('cpu family', cpuinfo)
     paths = {kind: mkl_code_path(env, cpuinfo) for kind, env in envs.items()}
     mkl = (paths['tuned'] + ' on every path' if paths['default'] == paths['tuned']
            else f'default env: {paths["default"]}; tuned: {paths["tuned"]}')
     date = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')
     train = envs.get('tuned train')
-    return (f'{script}, {date}: CPU {vendor} {model}' + (f' (family {family})' if family else '')
+    return (f'{script}, {date}, code at {code_version()}: CPU {vendor} {model}{cpu_kind(cpuinfo)}'
             + f'; MKL code path: {mkl}; tuning of the tuned paths: {tuning_text(envs["tuned"])}'
             + (f', of the tuned training step: {tuning_text(train)}' if train else '') + ' (default env paths: none)')
 
