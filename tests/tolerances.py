@@ -15,8 +15,9 @@ This covers quantities computed by the forward pass and one reduction after it (
 statistics, the classifier's gradient). It does not cover gradients deep in an untrained network: there,
 batch normalisation over a few values (a pooled 1x1 branch normalised over a batch of 2 has an analytically
 zero input gradient, so what flows back is rounding noise) amplifies a difference in the last bit into
-several percent. Such quantities are compared exactly, with both sides on the same kernels and thread count,
-or not at all.
+several percent of its own size. Such quantities are compared exactly, with both sides on the same kernels
+and thread count; or, in a small module whose every reduction is counted, relative to the scale of their whole
+family (:func:`assert_same_family`), against which that noise is as small as the other gradients' error.
 """
 import math
 
@@ -78,3 +79,22 @@ def assert_classes_differ_only_at_ties(labels, expected, rtol=RESNET50_FORWARD_R
     differs = labels != expected.argmax(axis)
     assert labels.shape == differs.shape
     assert (gap[differs] <= 2 * bound).all(), (int(differs.sum()), float(gap[differs].max()), bound)
+
+
+def assert_same_family(actual, expected, rtol):
+    """Two computations of a family of tensors (a module's gradients: every parameter's and the input's) agree
+    to ``rtol`` of the family's scale, the largest magnitude in ``expected``.
+
+    Scaled by the family, not by each tensor: a gradient that is analytically zero (a convolution bias followed
+    by a batch norm in training mode) holds only rounding noise of the others, and differs by all of its own
+    size between two summation orders; relative to the family it is as small as theirs.
+
+    Args:
+        actual, expected (list[np.ndarray]): The tensors, in the same order.
+        rtol (float): The relative bound (:func:`forward_rtol`, with the reductions of the backward pass).
+    """
+    assert len(actual) == len(expected)
+    bound = rtol * max(float(abs(e).max()) for e in expected)
+    for index, (got, want) in enumerate(zip(actual, expected)):
+        assert got.shape == want.shape, (index, got.shape, want.shape)
+        assert float(abs(got - want).max()) <= bound, (index, float(abs(got - want).max()), bound)
