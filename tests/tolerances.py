@@ -81,6 +81,21 @@ def assert_classes_differ_only_at_ties(labels, expected, rtol=RESNET50_FORWARD_R
     assert (gap[differs] <= 2 * bound).all(), (int(differs.sum()), float(gap[differs].max()), bound)
 
 
+def resize_atol(length, magnitude):
+    """Bound on the difference of two float32 bilinear resizes of the same image (two implementations, e.g.
+    Paddle's and OpenCV's), with ``length`` the longest axis of the two images and ``magnitude`` the largest
+    absolute value resized.
+
+    Each implementation maps an output position to a source coordinate ``(i + 0.5) * ratio - 0.5`` of size at
+    most ``length`` in float32, so its interpolation weight may be off by a few roundings of ``length``
+    (taken as ``4 * length * u``); along one axis that moves the value by at most the weight error times the
+    difference of two neighbours (``2 * magnitude``), and the two axes add; the four-term weighted sum adds a
+    few more roundings of ``magnitude``.
+    """
+    weight_error = 4 * length * U_FLOAT32
+    return 2 * (weight_error * 2 * magnitude) + 8 * U_FLOAT32 * magnitude
+
+
 def assert_same_family(actual, expected, rtol):
     """Two computations of a family of tensors (a module's gradients: every parameter's and the input's) agree
     to ``rtol`` of the family's scale, the largest magnitude in ``expected``.
