@@ -43,6 +43,7 @@ from paddle_psp.inference import export, quantize as quantization
 from paddle_psp.inference.entry import inference_copy
 from paddle_psp.inference.runner import inference_forward
 from paddle_psp.core.runtime import physical_cores
+from speed import where_and_when
 from speed_paths import build_model
 
 MODELS = {'pspnet': 'PSPNet ResNet50 OS8', 'deeplabv3': 'DeepLabV3 ResNet50 OS8'}
@@ -136,10 +137,7 @@ def main(argv=None):
     parser.add_argument('--quickstart', help='a paddleseg quickstart output folder: also score its model')
     args = parser.parse_args(argv)
     threads = physical_cores()
-    flags = machine.cpuinfo_field('flags') or ''
-    isa = [flag for flag in ('avx512_vnni', 'avx_vnni', 'amx_int8', 'amx_bf16') if flag in flags.split()]
-    print(f'{time.strftime("%Y-%m-%d %H:%M")}  CPU {machine.cpu_name()} ({", ".join(isa) or "no VNNI/AMX"}), '
-          f'{threads} threads, Paddle {paddle.__version__}, algo {args.algo}, {args.calib} calibration images, '
+    print(f'{where_and_when("int8_speed.py")}; {threads} threads, Paddle {paddle.__version__}, algo {args.algo}, {args.calib} calibration images, '
           f'load {machine.load_average_text()}', flush=True)
     with tempfile.TemporaryDirectory(prefix='int8_speed.') as folder:
         if args.quickstart:

@@ -135,18 +135,25 @@ def code_version():
         return 'unknown'
 
 
-def header_line(envs, script='speed.py'):
-    """When and where: ``script``, the date, CPU vendor and model, MKL's code path and the tuning of each path
-    kind (``envs``: {'default': env, 'tuned': env})."""
-    cpuinfo = machine.read_cpuinfo()
+def where_and_when(script, cpuinfo=None):
+    """The start of every benchmark's header: ``script``, the date, the commit, the CPU's vendor, name, family,
+    model and instruction sets (:func:`cpu_kind`)."""
+    cpuinfo = machine.read_cpuinfo() if cpuinfo is None else cpuinfo
     vendor = machine.cpu_vendor(cpuinfo) or 'unknown vendor'
     model = machine.cpu_name(cpuinfo) or 'unknown CPU'
+    date = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')
+    return f'{script}, {date}, code at {code_version()}: CPU {vendor} {model}{cpu_kind(cpuinfo)}'
+
+
+def header_line(envs, script='speed.py'):
+    """When and where (:func:`where_and_when`), MKL's code path and the tuning of each path kind (``envs``:
+    {'default': env, 'tuned': env})."""
+    cpuinfo = machine.read_cpuinfo()
     paths = {kind: mkl_code_path(env, cpuinfo) for kind, env in envs.items()}
     mkl = (paths['tuned'] + ' on every path' if paths['default'] == paths['tuned']
            else f'default env: {paths["default"]}; tuned: {paths["tuned"]}')
-    date = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')
     train = envs.get('tuned train')
-    return (f'{script}, {date}, code at {code_version()}: CPU {vendor} {model}{cpu_kind(cpuinfo)}'
+    return (where_and_when(script, cpuinfo)
             + f'; MKL code path: {mkl}; tuning of the tuned paths: {tuning_text(envs["tuned"])}'
             + (f', of the tuned training step: {tuning_text(train)}' if train else '') + ' (default env paths: none)')
 

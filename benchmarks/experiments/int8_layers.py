@@ -25,6 +25,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, 'benchmarks'))  # speed.py
 QUICKSTART_CONFIG = os.path.join(REPO, 'configs', 'quickstart', 'pspnet_resnet50_os8_synthcity_quickstart.yml')
 
 
@@ -81,8 +82,8 @@ def main(argv=None):
     root = os.path.join(args.quickstart, 'data')
     cfg = load_config(QUICKSTART_CONFIG, opts=[f'train_dataset.dataset_root={root}', f'val_dataset.dataset_root={root}'])
     weights = os.path.join(args.quickstart, 'train', f'iter_{cfg.iters}', 'model.pdparams')
-    print(f'int8_layers.py, {time.strftime("%Y-%m-%d %H:%M")}: CPU {machine.cpu_name()}, load '
-          f'{machine.load_average_text()}, {weights}, {args.calib} calibration images', flush=True)
+    from speed import where_and_when
+    print(f'{where_and_when("int8_layers.py")}; load {machine.load_average_text()}, {weights}, {args.calib} calibration images', flush=True)
     model = load_for_eval(cfg.build_model(pretrained=False), weights)
     batches = quantize.config_calibration(cfg, 'int8', args.calib)
     batch = cfg.val_dataset[0]['img'][None]

@@ -16,7 +16,6 @@ environment. Training step (batch 2, ``--train SIZE``): paddle-psp's model off a
 also PaddleSeg's in its default environment, as ``speed.py`` runs it).
 """
 import argparse
-import datetime
 import os
 import statistics
 import sys
@@ -27,7 +26,7 @@ import numpy as np
 from paddle_psp.core import machine, runtime
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/: speed.py, speed_paths.py
-from speed import MODELS, default_env, parse_size, run_child, tuning_text  # noqa: E402 (after the path)
+from speed import MODELS, default_env, parse_size, run_child, tuning_text, where_and_when  # noqa: E402 (after the path)
 from speed_paths import make_weights  # noqa: E402
 
 VAR = runtime.MMAP_THRESHOLD_VAR
@@ -91,11 +90,8 @@ def build_parser():
 def header(environments, script='tuning_ab.py'):
     """When and where: the date, the CPU, the tuning variables of each environment and the load average."""
     cpuinfo = machine.read_cpuinfo()
-    date = datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')
     tuning = '; '.join(f'"{name}": {tuning_text(env)}' for name, env in environments.items())
-    return (f'{script}, {date}: CPU {machine.cpu_vendor(cpuinfo)} {machine.cpu_name(cpuinfo)} (family '
-            f'{machine.cpuinfo_field("cpu family", cpuinfo)}, model {machine.cpuinfo_field("model", cpuinfo)}), '
-            f'{machine.usable_cpus()} usable CPUs, {runtime.physical_cores(cpuinfo)} physical cores; {tuning}; '
+    return (f'{where_and_when(script, cpuinfo)}, {machine.usable_cpus()} usable CPUs, {runtime.physical_cores(cpuinfo)} physical cores; {tuning}; '
             f'load average at start: {machine.load_average_text()}')
 
 
