@@ -103,7 +103,11 @@ def test_factored_pyramid_pooling_equals_concat_then_conv(align_corners, dim_red
     ours_out, *ours_grads = results[0]
     reference_out, *reference_grads = results[1]
     assert_same_family([ours_out], [reference_out], PYRAMID_FORWARD_RTOL)
-    assert_same_family(ours_grads, reference_grads, PYRAMID_BACKWARD_RTOL)
+    if training:   # batch statistics: analytically zero or amplified gradients, bounded only by the family's scale
+        assert_same_family(ours_grads, reference_grads, PYRAMID_BACKWARD_RTOL)
+    else:          # running statistics: each gradient within the bound of its own scale
+        for mine, theirs in zip(ours_grads, reference_grads):
+            assert_same_family([mine], [theirs], PYRAMID_BACKWARD_RTOL)
     assert np.abs(ours_out).max() > 0.1
 
 
