@@ -137,8 +137,8 @@ def main(argv=None):
     parser.add_argument('--quickstart', help='a paddleseg quickstart output folder: also score its model')
     args = parser.parse_args(argv)
     threads = physical_cores()
-    print(f'{where_and_when("int8_speed.py")}; {threads} threads, Paddle {paddle.__version__}, algo {args.algo}, {args.calib} calibration images, '
-          f'load {machine.load_average_text()}', flush=True)
+    print(f'{where_and_when("int8_speed.py")}; {threads} threads, Paddle {paddle.__version__}, algo {args.algo}, '
+          f'{args.calib} calibration images, load {machine.load_average_text()}', flush=True)
     with tempfile.TemporaryDirectory(prefix='int8_speed.') as folder:
         if args.quickstart:
             quickstart(args, threads, folder)

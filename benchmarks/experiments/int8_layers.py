@@ -83,7 +83,8 @@ def main(argv=None):
     cfg = load_config(QUICKSTART_CONFIG, opts=[f'train_dataset.dataset_root={root}', f'val_dataset.dataset_root={root}'])
     weights = os.path.join(args.quickstart, 'train', f'iter_{cfg.iters}', 'model.pdparams')
     from speed import where_and_when
-    print(f'{where_and_when("int8_layers.py")}; load {machine.load_average_text()}, {weights}, {args.calib} calibration images', flush=True)
+    print(f'{where_and_when("int8_layers.py")}; load {machine.load_average_text()}, {weights}, '
+          f'{args.calib} calibration images', flush=True)
     model = load_for_eval(cfg.build_model(pretrained=False), weights)
     batches = quantize.config_calibration(cfg, 'int8', args.calib)
     batch = cfg.val_dataset[0]['img'][None]

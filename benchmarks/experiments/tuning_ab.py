@@ -91,7 +91,8 @@ def header(environments, script='tuning_ab.py'):
     """When and where: the date, the CPU, the tuning variables of each environment and the load average."""
     cpuinfo = machine.read_cpuinfo()
     tuning = '; '.join(f'"{name}": {tuning_text(env)}' for name, env in environments.items())
-    return (f'{where_and_when(script, cpuinfo)}, {machine.usable_cpus()} usable CPUs, {runtime.physical_cores(cpuinfo)} physical cores; {tuning}; '
+    return (f'{where_and_when(script, cpuinfo)}, {machine.usable_cpus()} usable CPUs, '
+            f'{runtime.physical_cores(cpuinfo)} physical cores; {tuning}; '
             f'load average at start: {machine.load_average_text()}')
 
 
