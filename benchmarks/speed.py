@@ -23,6 +23,9 @@ Every measured path runs in its own Python subprocess (:mod:`speed_paths`), so e
   training step, the malloc setting): what the tuning alone gives a PaddleSeg user.
 - ``paddle-psp dygraph, tuned``: our model under :func:`paddle_psp.core.runtime.tuning_env` (its training
   step under the training tuning, as ``paddleseg train`` runs it).
+- ``..., malloc reuse`` (training step only; ``--no_reuse`` skips them): the two tuned rows again with
+  ``PADDLE_PSP_TRAIN_MALLOC=reuse``, the opt-in malloc setting that keeps freed blocks for reuse instead
+  of returning them to the system (same numbers; less time, more peak RSS).
 - ``paddle-psp fast``: :func:`paddle_psp.inference.forward.model_forward` (Paddle Inference, oneDNN), tuned.
 
 All paths load the same weights (random, seeded, with batch-norm statistics calibrated on a random image and
@@ -65,8 +68,8 @@ PATHS_SCRIPT = os.path.join(HERE, 'speed_paths.py')
 TUNING_VARIABLES = ('MKL_DEBUG_CPU_TYPE', 'MKL_ENABLE_INSTRUCTIONS', 'MKL_NUM_THREADS', 'MKL_DISABLE_FAST_MM',
                     'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'KMP_AFFINITY', 'KMP_BLOCKTIME',
                     'FLAGS_use_mkldnn', 'FLAGS_use_onednn', 'FLAGS_paddle_num_threads',
-                    'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP_PAD_', 'MALLOC_ARENA_MAX',
-                    'GLIBC_TUNABLES')
+                    'MALLOC_MMAP_THRESHOLD_', 'MALLOC_MMAP_MAX_', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP_PAD_',
+                    'MALLOC_ARENA_MAX', 'GLIBC_TUNABLES', runtime.TRAIN_MALLOC_VAR)
 MODELS = {'pspnet': 'PSPNet ResNet50 OS8', 'deeplabv3': 'DeepLabV3 ResNet50 OS8'}
 PADDLESEG_TUNED = 'PaddleSeg 2.8 dygraph, paddle-psp tuning'
 
@@ -79,11 +82,13 @@ def default_env():
     return env
 
 
-def tuned_env(training=False):
+def tuned_env(training=False, malloc=None):
     """The default environment plus paddle-psp's CPU tuning (what ``paddleseg`` applies to an evaluating or,
-    with ``training``, a training process)."""
+    with ``training``, a training process; ``malloc``: its ``PADDLE_PSP_TRAIN_MALLOC``, default unset)."""
     env = default_env()
     env.pop(runtime.NO_TUNING_VAR)
+    if malloc:
+        env[runtime.TRAIN_MALLOC_VAR] = malloc
     env.update(runtime.tuning_env(env, training=training))
     return env
 
@@ -152,10 +157,11 @@ def header_line(envs, script='speed.py'):
     paths = {kind: mkl_code_path(env, cpuinfo) for kind, env in envs.items()}
     mkl = (paths['tuned'] + ' on every path' if paths['default'] == paths['tuned']
            else f'default env: {paths["default"]}; tuned: {paths["tuned"]}')
-    train = envs.get('tuned train')
+    train, reuse = envs.get('tuned train'), envs.get('tuned train reuse')
     return (where_and_when(script, cpuinfo)
             + f'; MKL code path: {mkl}; tuning of the tuned paths: {tuning_text(envs["tuned"])}'
-            + (f', of the tuned training step: {tuning_text(train)}' if train else '') + ' (default env paths: none)')
+            + (f', of the tuned training step: {tuning_text(train)}' if train else '')
+            + (f', of its malloc reuse rows: {tuning_text(reuse)}' if reuse else '') + ' (default env paths: none)')
 
 
 def machine_line(rates, threads):
@@ -219,9 +225,13 @@ def benchmark_model(name, args, work, envs):
     train_rows = []
     if args.train:
         print(f'{MODELS[name]}: training step (batch 2, {args.size[0]}x{args.size[1]})')
-        for label, env, paddleseg in [('PaddleSeg 2.8 dygraph, default env', 'default', True),
-                                      (PADDLESEG_TUNED, 'tuned train', True),
-                                      ('paddle-psp dygraph, tuned', 'tuned train', False)]:
+        paths = [('PaddleSeg 2.8 dygraph, default env', 'default', True),
+                 (PADDLESEG_TUNED, 'tuned train', True),
+                 ('paddle-psp dygraph, tuned', 'tuned train', False)]
+        if 'tuned train reuse' in envs:
+            paths += [(PADDLESEG_TUNED + ', malloc reuse', 'tuned train reuse', True),
+                      ('paddle-psp dygraph, tuned, malloc reuse', 'tuned train reuse', False)]
+        for label, env, paddleseg in paths:
             spec = {'task': 'train', 'model': name, 'weights': weights, 'size': args.size,
                     'repeat': args.train_repeat, 'paddleseg': paddleseg}
             train_rows.append(dict(run_child(spec, envs[env], label), label=label))
@@ -281,10 +291,16 @@ def ratio_lines(results):
         lines.append(f'- {MODELS[name]} eval: ' + three_ratios(rows[0], rows[1], rows[-1], 'fast path')
                      + f', argmax agreement {100 * rows[-1]["agreement"]:.3f} %')
         if train_rows:
-            theirs, tuned, ours = train_rows
+            theirs, tuned, ours = train_rows[:3]
             lines.append(f'- {MODELS[name]} train step: ' + three_ratios(theirs, tuned, ours, 'paddle-psp')
                          + f', peak RSS paddle-psp {ours["peak_rss_gib"]:.2f} GiB, PaddleSeg '
                          f'{theirs["peak_rss_gib"]:.2f} GiB default, {tuned["peak_rss_gib"]:.2f} GiB tuned')
+        if len(train_rows) == 5:
+            tuned, ours = train_rows[3:]
+            lines.append(f'- {MODELS[name]} train step, both tuned rows with malloc reuse: '
+                         + three_ratios(train_rows[0], tuned, ours, 'paddle-psp')
+                         + f', peak RSS paddle-psp {ours["peak_rss_gib"]:.2f} GiB, PaddleSeg tuned '
+                         f'{tuned["peak_rss_gib"]:.2f} GiB')
     return '\n'.join(lines)
 
 
@@ -330,6 +346,8 @@ def build_parser():
     parser.add_argument('--repeat', type=int, default=3, help='timed eval runs after one warm-up (default 3)')
     parser.add_argument('--train_repeat', type=int, default=3, help='timed training steps after one warm-up')
     parser.add_argument('--no_train', dest='train', action='store_false', help='skip the training step')
+    parser.add_argument('--no_reuse', dest='reuse', action='store_false',
+                        help='skip the training rows with PADDLE_PSP_TRAIN_MALLOC=reuse')
     parser.add_argument('--weights', nargs='+', default=[], metavar='MODEL=FILE',
                         help='checkpoints to use instead of random weights, e.g. pspnet=model.pdparams')
     return parser
@@ -344,6 +362,8 @@ def main(argv=None):
     runtime.apply_cpu_tuning()  # for this process' MAC counting only; every timing runs in a child
     threads = runtime.physical_cores()
     envs = {'default': default_env(), 'tuned': tuned_env(), 'tuned train': tuned_env(training=True)}
+    if args.train and args.reuse:
+        envs['tuned train reuse'] = tuned_env(training=True, malloc='reuse')
     print(header_line(envs))
     print(f'load average at start: {os.getloadavg()[0]:.2f} (timings are noisy above ~1.5 on 2 cores)')
     with tempfile.TemporaryDirectory(prefix='psp_speed_') as work:

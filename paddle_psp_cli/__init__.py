@@ -104,10 +104,10 @@ def main(argv=None):
     importlib.import_module('paddleseg')
     from paddle_psp.core import runtime
     from paddle_psp.core.errors import UserError
-    # Before any tensor op: MKL reads its code path at the first one.
-    runtime.apply_cpu_tuning(training=verb in TRAINING_VERBS)
-    module = importlib.import_module(VERBS[verb][0])
     try:
+        # Before any tensor op: MKL reads its code path at the first one.
+        runtime.apply_cpu_tuning(training=verb in TRAINING_VERBS)
+        module = importlib.import_module(VERBS[verb][0])
         status = module.main(argv[1:])
         return status if isinstance(status, int) else 0  # some verbs return their results
     except UserError as err:

@@ -8,6 +8,7 @@ import types
 import pytest
 
 from paddle_psp.core import runtime
+from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 
 AVX512 = 'fpu sse2 avx2 fma avx512f avx512dq avx512cd avx512bw avx512vl avx512_bf16'
@@ -58,8 +59,68 @@ def test_tuning_env_keeps_user_settings_and_can_be_switched_off():
     assert runtime.tuning_env({runtime.NO_TUNING_VAR: '0'}, cpuinfo=text, training=True) == expected
 
 
-def test_mmap_threshold_is_set_in_process_on_glibc():
-    assert runtime._set_mmap_threshold(runtime.MMAP_THRESHOLD) == runtime.is_glibc()
+def test_mallopt_sets_each_malloc_variable_in_process_on_glibc():
+    assert runtime._mallopt(runtime.MMAP_THRESHOLD_VAR, runtime.MMAP_THRESHOLD) == runtime.is_glibc()
+    assert set(runtime.MALLOPT_PARAMS) == {runtime.MMAP_THRESHOLD_VAR, *runtime.REUSE_MALLOC}
+
+
+@pytest.mark.parametrize('vendor', ['AuthenticAMD', 'GenuineIntel'])
+def test_train_malloc_reuse_replaces_the_threshold_for_training_only(vendor):
+    text = cpuinfo(vendor, AVX512)
+    reuse = {runtime.TRAIN_MALLOC_VAR: 'reuse'}
+    training = runtime.tuning_env(reuse, cpuinfo=text, training=True)
+    assert runtime.MMAP_THRESHOLD_VAR not in training
+    assert {key: training.get(key) for key in runtime.REUSE_MALLOC} == (
+        runtime.REUSE_MALLOC if runtime.is_glibc() else dict.fromkeys(runtime.REUSE_MALLOC))
+    assert runtime.tuning_env(reuse, cpuinfo=text) == runtime.tuning_env({}, cpuinfo=text)  # not evaluating
+    for release in ({}, {runtime.TRAIN_MALLOC_VAR: ''}, {runtime.TRAIN_MALLOC_VAR: ' Release '}):
+        assert runtime.tuning_env(release, cpuinfo=text, training=True) == runtime.tuning_env({}, cpuinfo=text,
+                                                                                               training=True)
+    user = dict(reuse, MALLOC_MMAP_MAX_='65536')  # a variable the user set is never overridden
+    assert runtime.tuning_env(user, cpuinfo=text, training=True).get('MALLOC_MMAP_MAX_') is None
+
+
+@pytest.mark.parametrize('value', ['fast', '1', 'reuse release'])
+def test_train_malloc_refuses_other_values_with_one_line(value):
+    with pytest.raises(UserError, match=f"^PADDLE_PSP_TRAIN_MALLOC={value!r}: expected one of release, reuse"):
+        runtime.train_malloc_mode({runtime.TRAIN_MALLOC_VAR: value})
+
+
+def test_cli_refuses_a_bad_train_malloc_before_any_work(monkeypatch, capsys):
+    import paddle_psp_cli as cli
+    ran = []
+    monkeypatch.setenv(runtime.TRAIN_MALLOC_VAR, 'fast')
+    monkeypatch.setitem(cli.PARSERS, 'train', lambda: types.SimpleNamespace(parse_args=lambda argv: None))
+    stub = types.ModuleType('stub_train')
+    stub.main = lambda argv: ran.append(argv) or 0
+    monkeypatch.setitem(sys.modules, 'stub_train', stub)
+    monkeypatch.setitem(cli.VERBS, 'train', ('stub_train', ''))
+    tuning = {key: os.environ.get(key) for key in runtime.TUNING_VARIABLES}
+    assert cli.main(['train']) == 2
+    assert ran == [] and {key: os.environ.get(key) for key in runtime.TUNING_VARIABLES} == tuning
+    assert capsys.readouterr().err == ("paddleseg train: error: PADDLE_PSP_TRAIN_MALLOC='fast': expected one of "
+                                       "release, reuse (or unset: release)\n")
+
+
+# A training process's tuning applied, then a 64 MiB buffer filled and freed again and again (numpy allocates
+# with malloc): the minor page faults of the refills. Released blocks come back as fresh pages, every time;
+# reused ones are the same pages. The first fill is not counted (it grows the heap either way).
+REFILLS = ('import resource, numpy; from paddle_psp.core import runtime; '
+           'runtime.apply_cpu_tuning(training=True); numpy.ones(2 ** 24, "float32"); '
+           'before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt; '
+           '[numpy.ones(2 ** 24, "float32").sum() for _ in range(8)]; '
+           'print("faults", resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)')
+
+
+@pytest.mark.skipif(not runtime.is_glibc(), reason='the malloc variables are glibc\'s')
+def test_train_malloc_reuse_faults_in_no_fresh_pages():
+    def faults(mode):
+        out = run_python(REFILLS, **{runtime.TRAIN_MALLOC_VAR: mode})
+        return int(out.split('faults ')[1].split()[0])
+    released, reused = faults('release'), faults('reuse')
+    # 8 refills of 64 MiB: 8 x 32 faults even where the kernel backs them with 2 MiB pages (16384 with 4 KiB)
+    assert released >= 8 * 32
+    assert reused < released / 4
 
 
 USABLE = len(os.sched_getaffinity(0))
@@ -80,8 +141,8 @@ THREAD_INPUTS = ('OMP_NUM_THREADS',) + runtime.LOCAL_RANKS_VARS
 
 
 def run_python(code, **env):
-    environ = {key: value for key, value in os.environ.items()
-               if key not in runtime.TUNING_VARIABLES + (runtime.NO_TUNING_VAR,) + THREAD_INPUTS}
+    ignored = runtime.TUNING_VARIABLES + (runtime.NO_TUNING_VAR, runtime.TRAIN_MALLOC_VAR) + THREAD_INPUTS
+    environ = {key: value for key, value in os.environ.items() if key not in ignored}
     environ.update(env)
     result = subprocess.run([sys.executable, '-c', code], env=environ, capture_output=True, text=True,
                             check=True)

@@ -1,4 +1,5 @@
-"""Interleaved A/B of glibc's ``MALLOC_MMAP_THRESHOLD_`` (paddle-psp's CPU tuning for training processes).
+"""Interleaved A/B of glibc's ``MALLOC_MMAP_THRESHOLD_`` (paddle-psp's CPU tuning for training processes) and,
+for the training step, of ``PADDLE_PSP_TRAIN_MALLOC=reuse`` (``MALLOC_MMAP_MAX_=0``, no trimming).
 
 Usage (from the repository root; timings mean something only on an otherwise idle machine, so the load
 average is printed, and CPU time, which load inflates far less, beside the wall time)::
@@ -12,7 +13,8 @@ Each measurement is one :mod:`speed_paths` subprocess (as in ``speed.py``: one w
 change of load hits all of them alike; each table row gives the median over ``--rounds`` children.
 Evaluation forward: paddle-psp's and PaddleSeg's own model, each without ("off") and with ("on") the
 variable, every other variable as ``speed.py``'s tuned paths, so that the two models meet in the same
-environment. Training step (batch 2, ``--train SIZE``): paddle-psp's model off and on (``--train_reference``:
+environment. Training step (batch 2, ``--train SIZE``): paddle-psp's model off, on and with the malloc
+reuse variables instead ("reuse"; ``--train_reference``:
 also PaddleSeg's in its default environment, as ``speed.py`` runs it).
 """
 import argparse
@@ -33,14 +35,16 @@ VAR = runtime.MMAP_THRESHOLD_VAR
 
 
 def envs():
-    """{'off': speed.py's environment plus the MKL tuning without the variable, 'on': with it, 'default':
-    speed.py's default environment (no tuning at all)}."""
+    """{'off': speed.py's environment plus the MKL tuning without the variable, 'on': with it, 'reuse': with
+    ``PADDLE_PSP_TRAIN_MALLOC=reuse``'s variables instead, 'default': speed.py's default environment (no tuning
+    at all)}."""
     base = default_env()
     base.pop(runtime.NO_TUNING_VAR)
     base.update(runtime.tuning_env(base))  # with FLAGS_paddle_num_threads: the math threads paddleseg uses
     base.pop(VAR, None)
     base[runtime.NO_TUNING_VAR] = '1'  # children import paddle-psp; nothing may add the variable behind us
-    return {'off': base, 'on': dict(base, **{VAR: str(runtime.MMAP_THRESHOLD)}), 'default': default_env()}
+    return {'off': base, 'on': dict(base, **{VAR: str(runtime.MMAP_THRESHOLD)}),
+            'reuse': dict(base, **runtime.REUSE_MALLOC), 'default': default_env()}
 
 
 def interleaved(variants, rounds, spec, environments):
@@ -98,7 +102,8 @@ def header(environments, script='tuning_ab.py'):
 
 EVAL_VARIANTS = [('paddle-psp, off', False, 'off'), ('paddle-psp, on', False, 'on'),
                  ('PaddleSeg, off', True, 'off'), ('PaddleSeg, on', True, 'on')]
-TRAIN_VARIANTS = [('paddle-psp, off', False, 'off'), ('paddle-psp, on', False, 'on')]
+TRAIN_VARIANTS = [('paddle-psp, off', False, 'off'), ('paddle-psp, on', False, 'on'),
+                  ('paddle-psp, reuse', False, 'reuse')]
 TRAIN_REFERENCE = ('PaddleSeg, default env', True, 'default')
 
 

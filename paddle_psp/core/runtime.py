@@ -18,7 +18,11 @@ of letting glibc's heap fragment, lowering a training step's peak memory for a l
 glibc reads the variable at process start, so :func:`apply_cpu_tuning` also sets it in-process with
 ``mallopt`` (and in the environment, for children). It is set for training processes only (``paddleseg
 train`` and ``quickstart``: ``training=True``); evaluation, prediction and export, where it costs time and
-saves next to nothing, run without it.
+saves next to nothing, run without it. ``PADDLE_PSP_TRAIN_MALLOC=reuse`` trades the other way, for training
+processes that can spare the memory: ``MALLOC_MMAP_MAX_=0`` and ``MALLOC_TRIM_THRESHOLD_`` at its largest keep
+every freed block in the heap for the next allocation, so a training step faults in no fresh pages (faster;
+the numbers are the same, the allocator does not compute) while its peak RSS grows by the heap's
+fragmentation. ``release`` (the default) is the 8 MiB threshold.
 
 Threads: Paddle's dygraph CPU kernels run on one thread by default (Paddle writes ``OMP_NUM_THREADS=1`` at
 import when it is unset; ``FLAGS_paddle_num_threads`` given in the environment is not applied by Paddle
@@ -44,6 +48,7 @@ import ctypes.util
 import os
 import platform
 
+from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import logger
 from paddle_psp.core.machine import CPUINFO, cpu_flags, cpu_vendor, cpuinfo_field, read_cpuinfo, usable_cpus  # noqa: F401 (CPUINFO)
 
@@ -55,11 +60,17 @@ MKL_CPU_TYPES = (('7', ('avx512f', 'avx512cd', 'avx512bw', 'avx512dq', 'avx512vl
 # glibc: allocations of at least this many bytes are mmapped and returned to the system when freed.
 MMAP_THRESHOLD_VAR = 'MALLOC_MMAP_THRESHOLD_'
 MMAP_THRESHOLD = 8 * 2 ** 20
-M_MMAP_THRESHOLD = -3  # mallopt parameter number, <malloc.h>
+# PADDLE_PSP_TRAIN_MALLOC: what a training process does with freed blocks: 'release' them to the system
+# (the threshold above) or keep them in the heap for 'reuse' (no mmap, no trimming).
+TRAIN_MALLOC_VAR = 'PADDLE_PSP_TRAIN_MALLOC'
+TRAIN_MALLOC_MODES = ('release', 'reuse')
+REUSE_MALLOC = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(2 ** 31 - 1)}  # mallopt takes an int
+# mallopt parameter numbers (<malloc.h>) of the variables glibc reads at process start
+MALLOPT_PARAMS = {MMAP_THRESHOLD_VAR: -3, 'MALLOC_MMAP_MAX_': -4, 'MALLOC_TRIM_THRESHOLD_': -1}
 # Paddle's math-library threads (MKL, OpenMP) for dygraph work; local data-parallel ranks, most exact first.
 THREADS_VAR = 'FLAGS_paddle_num_threads'
 LOCAL_RANKS_VARS = ('PADDLE_LOCAL_SIZE', 'PADDLE_TRAINERS_NUM')
-TUNING_VARIABLES = ('MKL_DEBUG_CPU_TYPE', MMAP_THRESHOLD_VAR, THREADS_VAR)
+TUNING_VARIABLES = ('MKL_DEBUG_CPU_TYPE', MMAP_THRESHOLD_VAR, *REUSE_MALLOC, THREADS_VAR)
 
 _state = {'logged': False, 'threads': None}
 
@@ -126,6 +137,20 @@ def local_ranks(environ=None):
     return 1
 
 
+def train_malloc_mode(environ=None):
+    """``PADDLE_PSP_TRAIN_MALLOC``: 'release' (also when unset or empty) or 'reuse'.
+
+    Raises:
+        UserError: Any other value (named, with the ones expected).
+    """
+    environ = os.environ if environ is None else environ
+    mode = environ.get(TRAIN_MALLOC_VAR, '').strip().lower() or 'release'
+    if mode not in TRAIN_MALLOC_MODES:
+        raise UserError(f'{TRAIN_MALLOC_VAR}={environ[TRAIN_MALLOC_VAR]!r}: expected one of '
+                        f'{", ".join(TRAIN_MALLOC_MODES)} (or unset: release)')
+    return mode
+
+
 def math_threads_setting(environ=None, cpuinfo=None):
     """(thread count, where it comes from) for Paddle's math library; (None, reason) when the tuning is off.
 
@@ -154,8 +179,9 @@ def tuning_env(environ=None, cpuinfo=None, training=False):
     """The variables the tuning would add to ``environ``: none when disabled or already set.
 
     ``MKL_DEBUG_CPU_TYPE`` on AMD CPUs with AVX2; ``FLAGS_paddle_num_threads`` (:func:`math_threads_setting`)
-    everywhere; ``MALLOC_MMAP_THRESHOLD_`` on glibc for a training process only (it lowers a training step's
-    peak RSS and costs time everywhere; see the module docstring).
+    everywhere; on glibc, for a training process only, ``MALLOC_MMAP_THRESHOLD_`` (it lowers a training step's
+    peak RSS and costs time everywhere) or, with ``PADDLE_PSP_TRAIN_MALLOC=reuse``, ``MALLOC_MMAP_MAX_`` and
+    ``MALLOC_TRIM_THRESHOLD_`` (:func:`train_malloc_mode`; see the module docstring).
 
     Args:
         environ (dict, optional): Environment to complete. Default: ``os.environ``.
@@ -175,8 +201,11 @@ def tuning_env(environ=None, cpuinfo=None, training=False):
     cpu_type = mkl_cpu_type(cpuinfo)[0]
     if is_amd_cpu(cpuinfo) and cpu_type is not None:
         wanted['MKL_DEBUG_CPU_TYPE'] = cpu_type
-    if training and is_glibc():
-        wanted[MMAP_THRESHOLD_VAR] = str(MMAP_THRESHOLD)
+    if training and is_glibc():  # the mode is read (and a bad value refused) wherever a process trains
+        if train_malloc_mode(environ) == 'reuse':
+            wanted.update(REUSE_MALLOC)
+        else:
+            wanted[MMAP_THRESHOLD_VAR] = str(MMAP_THRESHOLD)
     wanted[THREADS_VAR] = str(math_threads_setting(environ, cpuinfo)[0])
     # a FLAGS_paddle_num_threads that is no count is ignored (Paddle reads it as 1) and replaced
     return {key: value for key, value in wanted.items()
@@ -186,7 +215,7 @@ def tuning_env(environ=None, cpuinfo=None, training=False):
 def apply_cpu_tuning(enabled=True, training=False):
     """Apply the tuning to this process and its children, and log what is in effect (one line, once).
 
-    Puts :func:`tuning_env` into ``os.environ``, sets glibc's mmap threshold with ``mallopt`` (the
+    Puts :func:`tuning_env` into ``os.environ``, sets glibc's malloc variables with ``mallopt`` (a
     variable alone only acts at process start) and Paddle's math threads with :func:`set_math_threads` (the
     variable alone does not reach dygraph). Must run before the first paddle computation of the process (see
     the module docstring).
@@ -204,8 +233,8 @@ def apply_cpu_tuning(enabled=True, training=False):
     added = tuning_env(training=training)
     threads, note = math_threads_setting()  # before `added` is in the environment: whose value it is
     os.environ.update(added)
-    if MMAP_THRESHOLD_VAR in added:
-        _set_mmap_threshold(int(added[MMAP_THRESHOLD_VAR]))
+    for key in MALLOPT_PARAMS.keys() & added.keys():
+        _mallopt(key, int(added[key]))
     if threads is not None:
         set_math_threads(threads)
     _log_once(added, note)
@@ -226,11 +255,12 @@ def math_threads():
     return _state['threads'] or positive_int(os.environ.get('OMP_NUM_THREADS')) or 1
 
 
-def _set_mmap_threshold(size):
-    """glibc ``mallopt(M_MMAP_THRESHOLD, size)``; False where that is not possible."""
+def _mallopt(variable, value):
+    """glibc ``mallopt`` of the parameter behind ``variable`` (a :data:`MALLOPT_PARAMS` key); False where that
+    is not possible."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, int(size)))
+        return bool(libc.mallopt(MALLOPT_PARAMS[variable], int(value)))
     except (OSError, AttributeError):
         return False
 
