@@ -178,3 +178,16 @@ def test_the_checks_catch_rot(tmp_path):
     assert commands[0][1][-2:] == ['--iters', '2']
     errors = [parse_error(args) for _, args in commands]
     assert errors[0] is None and 'flip_horizontl' in errors[1] and 'paddleseg train: error' in errors[2]
+
+
+def test_every_environment_variable_of_the_package_is_in_the_flags_reference():
+    names = set()
+    for folder in ('paddle_psp', 'paddle_psp_cli'):
+        for root, _, files in os.walk(os.path.join(REPO_ROOT, folder)):
+            for name in files:
+                if name.endswith('.py'):
+                    names |= set(re.findall(r'PADDLE_PSP_[A-Z0-9_]*[A-Z0-9]', read(os.path.join(root, name))))
+    prose, _ = split_blocks(read(os.path.join(REPO_ROOT, 'docs', 'flags.md')))
+    section = '\n'.join(prose).split('## Environment variables')[1]
+    listed = set(re.findall(r'^\| `(\w+)` \|', section, flags=re.M))
+    assert len(names) >= 7 and names <= listed, sorted(names - listed)
