@@ -81,9 +81,12 @@ def test_train_malloc_reuse_replaces_the_threshold_for_training_only(vendor):
 
 
 @pytest.mark.parametrize('value', ['fast', '1', 'reuse release'])
-def test_train_malloc_refuses_other_values_with_one_line(value):
+@pytest.mark.parametrize('glibc', [True, False])
+def test_train_malloc_refuses_other_values_with_one_line(monkeypatch, value, glibc):
+    monkeypatch.setattr(runtime, 'is_glibc', lambda: glibc)  # refused where the variables do nothing, too
     with pytest.raises(UserError, match=f"^PADDLE_PSP_TRAIN_MALLOC={value!r}: expected one of release, reuse"):
-        runtime.train_malloc_mode({runtime.TRAIN_MALLOC_VAR: value})
+        runtime.tuning_env({runtime.TRAIN_MALLOC_VAR: value}, cpuinfo='', training=True)
+    assert runtime.tuning_env({runtime.TRAIN_MALLOC_VAR: value}, cpuinfo='') == runtime.tuning_env({}, cpuinfo='')
 
 
 def test_cli_refuses_a_bad_train_malloc_before_any_work(monkeypatch, capsys):

@@ -7,7 +7,7 @@ average is printed, and CPU time, which load inflates far less, beside the wall 
     python benchmarks/experiments/tuning_ab.py                    # eval forward, both models, 512x512: ~6 min idle, 2 cores
     python benchmarks/experiments/tuning_ab.py --models --train 256x256 --train_models deeplabv3 pspnet   # training step
     python benchmarks/experiments/tuning_ab.py --models --train 512x512 --train_reference   # peak RSS as speed.py's (long)
-    python benchmarks/experiments/tuning_ab.py --models --train 512x512 --train_models pspnet deeplabv3 --repeat 3   # reuse: the heap grows in step 2
+    python benchmarks/experiments/tuning_ab.py --models --train 512x512 --train_models pspnet deeplabv3 --repeat 3  # reuse: steady from step 3
 
 Each measurement is one :mod:`speed_paths` subprocess (as in ``speed.py``: one warm-up run, then
 ``--repeat`` timed runs; peak RSS of that child alone). The variants alternate, ABCD ABCD ..., so that a

@@ -81,7 +81,8 @@ def cpu_lines(cpuinfo=None):
     active = [f'{key}={os.environ[key]}' for key in runtime.TUNING_VARIABLES if key in os.environ]
     training = runtime.tuning_env(training=True)
     lines.append(f'tuning (every verb): {", ".join(active) or "none"}; math threads {math_threads()}')
-    lines.append(f'tuning (train, quickstart, in addition; {runtime.TRAIN_MALLOC_VAR}: {runtime.train_malloc_mode()}): '
+    malloc = f'{runtime.TRAIN_MALLOC_VAR}: {runtime.train_malloc_mode()}'
+    lines.append(f'tuning (train, quickstart, in addition; {malloc}): '
                  + (', '.join(f'{k}={v}' for k, v in training.items()) or 'none'))
     return lines
 

@@ -201,11 +201,10 @@ def tuning_env(environ=None, cpuinfo=None, training=False):
     cpu_type = mkl_cpu_type(cpuinfo)[0]
     if is_amd_cpu(cpuinfo) and cpu_type is not None:
         wanted['MKL_DEBUG_CPU_TYPE'] = cpu_type
-    if training and is_glibc():  # the mode is read (and a bad value refused) wherever a process trains
-        if train_malloc_mode(environ) == 'reuse':
-            wanted.update(REUSE_MALLOC)
-        else:
-            wanted[MMAP_THRESHOLD_VAR] = str(MMAP_THRESHOLD)
+    if training:
+        reuse = train_malloc_mode(environ) == 'reuse'  # read, and a bad value refused, wherever a process trains
+        if is_glibc():
+            wanted.update(REUSE_MALLOC if reuse else {MMAP_THRESHOLD_VAR: str(MMAP_THRESHOLD)})
     wanted[THREADS_VAR] = str(math_threads_setting(environ, cpuinfo)[0])
     # a FLAGS_paddle_num_threads that is no count is ignored (Paddle reads it as 1) and replaced
     return {key: value for key, value in wanted.items()
