@@ -89,15 +89,22 @@ def test_train_malloc_refuses_other_values_with_one_line(monkeypatch, value, gli
     assert runtime.tuning_env({runtime.TRAIN_MALLOC_VAR: value}, cpuinfo='') == runtime.tuning_env({}, cpuinfo='')
 
 
-def test_cli_refuses_a_bad_train_malloc_before_any_work(monkeypatch, capsys):
+def stub_verb(monkeypatch, verb, main):
+    """The CLI's ``verb`` replaced by a module whose ``main`` is ``main`` and a parser that takes anything: the
+    CLI itself (imports, tuning, error handling) runs as it is. Returns the paddle_psp_cli module."""
     import paddle_psp_cli as cli
+    monkeypatch.setitem(cli.PARSERS, verb, lambda: types.SimpleNamespace(parse_args=lambda argv: None))
+    stub = types.ModuleType('stub_verb')
+    stub.main = main
+    monkeypatch.setitem(sys.modules, 'stub_verb', stub)
+    monkeypatch.setitem(cli.VERBS, verb, ('stub_verb', ''))
+    return cli
+
+
+def test_cli_refuses_a_bad_train_malloc_before_any_work(monkeypatch, capsys):
     ran = []
     monkeypatch.setenv(runtime.TRAIN_MALLOC_VAR, 'fast')
-    monkeypatch.setitem(cli.PARSERS, 'train', lambda: types.SimpleNamespace(parse_args=lambda argv: None))
-    stub = types.ModuleType('stub_train')
-    stub.main = lambda argv: ran.append(argv) or 0
-    monkeypatch.setitem(sys.modules, 'stub_train', stub)
-    monkeypatch.setitem(cli.VERBS, 'train', ('stub_train', ''))
+    cli = stub_verb(monkeypatch, 'train', lambda argv: ran.append(argv) or 0)
     tuning = {key: os.environ.get(key) for key in runtime.TUNING_VARIABLES}
     assert cli.main(['train']) == 2
     assert ran == [] and {key: os.environ.get(key) for key in runtime.TUNING_VARIABLES} == tuning
@@ -172,14 +179,9 @@ def test_apply_sets_the_environment_and_logs_one_line(training):
 @pytest.mark.parametrize('verb, training', [('train', True), ('quickstart', True), ('val', False),
                                             ('predict', False), ('export', False), ('benchmark', False)])
 def test_cli_tunes_training_verbs_for_training(monkeypatch, verb, training):
-    import paddle_psp_cli as cli
     calls = []
     monkeypatch.setattr(runtime, 'apply_cpu_tuning', lambda **kwargs: calls.append(kwargs))
-    monkeypatch.setitem(cli.PARSERS, verb, lambda: types.SimpleNamespace(parse_args=lambda argv: None))
-    stub = types.ModuleType('stub_verb')
-    stub.main = lambda argv: 0
-    monkeypatch.setitem(sys.modules, 'stub_verb', stub)
-    monkeypatch.setitem(cli.VERBS, verb, ('stub_verb', ''))
+    cli = stub_verb(monkeypatch, verb, lambda argv: 0)
     assert cli.main([verb]) == 0
     assert calls == [{'training': training}]
 

@@ -21,7 +21,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 from speed import tuned_env, where_and_when  # noqa: E402 (after the path)
@@ -34,8 +37,8 @@ PARTS = ('model', 'backbone')
 
 
 def chain_child(spec):
-    """Time forward + backward of four conv-BN-ReLU blocks; print ``RESULT {median_s, grad}``."""
-    import numpy as np
+    """Time forward + backward of four conv-BN-ReLU blocks; print ``RESULT {median_s}`` (the input gradient
+    goes to ``spec['grad_file']``)."""
     import paddle
     from paddle_psp.core import runtime
     runtime.apply_cpu_tuning(training=True)
@@ -93,8 +96,6 @@ def run(kind, spec):
 
 def main(argv=None):
     """Both parts; a markdown table, then one line per model part."""
-    import tempfile
-    import numpy as np
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--repeat', type=int, default=3, help='timed runs after one warm-up (default 3)')
     parser.add_argument('--child', help=argparse.SUPPRESS)
