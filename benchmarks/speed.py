@@ -40,8 +40,10 @@ padding, which oneDNN skips). Argmax agreement is against PaddleSeg's dygraph ou
 
 The training step (batch 2, forward + backward + Momentum SGD step, weight decay 4e-5, loss = cross-
 entropy on the main logits + 0.4 x on the auxiliary ones for PSPNet, ignore index 255) uses the same
-code for every path; PaddleSeg's own CrossEntropyLoss does not run on Paddle 3.3 (type-promotion
-error), so all use paddle-psp's ZooCrossEntropyLoss.
+code for every path, but for its end: PaddleSeg's model keeps its gradients and zeroes them, as PaddleSeg's
+loop does, paddle-psp's frees them, as ``paddleseg train`` does (the same updates; a lower peak RSS).
+PaddleSeg's own CrossEntropyLoss does not run on Paddle 3.3 (type-promotion error), so all use paddle-psp's
+ZooCrossEntropyLoss.
 """
 import argparse
 import datetime

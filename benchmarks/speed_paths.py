@@ -96,7 +96,7 @@ def train_task(spec):
     paddle.seed(0)
     model = loaded_model(spec['model'], spec['paddleseg'], spec['weights'])
     losses, outputs = [], []
-    train_step = make_train_step(model, spec['size'])
+    train_step = make_train_step(model, spec['size'], zero_gradients=spec['paddleseg'])
 
     def step():
         loss, logits = train_step()
@@ -107,7 +107,7 @@ def train_task(spec):
     return dict(cpu, median_s=median, times_s=times, losses=losses, outputs=outputs[-1])
 
 
-def make_train_step(model, size, batch=2, forward=None):
+def make_train_step(model, size, batch=2, forward=None, zero_gradients=False):
     """The benchmarked training step of ``model`` (put in train mode): a function that runs forward, the
     loss (cross-entropy on the main logits + AUX_COEF x on the auxiliary ones, ignore index 255 on the top
     eighth of the rows), backward and a Momentum SGD step (weight decay 4e-5) on a fixed random batch of
@@ -116,9 +116,13 @@ def make_train_step(model, size, batch=2, forward=None):
     Args:
         forward (callable, optional): Called instead of ``model`` for the forward (e.g. a
             ``paddle.jit.to_static`` copy of it). Default: None, ``model`` itself.
+        zero_gradients (bool, optional): End the step as PaddleSeg's loop does, gradients kept and zeroed;
+            False: as ``paddleseg train`` does, gradients freed (:mod:`paddle_psp.engine.gradients`: the
+            same updates). Default: False.
     """
     import paddle  # lazy: see the module docstring
     from paddle_psp.data.datasets import IGNORE_INDEX
+    from paddle_psp.engine.gradients import GradientRelease
     from paddle_psp.models.losses import ZooCrossEntropyLoss
     model.train()
     forward = forward or model
@@ -132,13 +136,19 @@ def make_train_step(model, size, batch=2, forward=None):
     labels[:, :height // 8] = IGNORE_INDEX
     labels = paddle.to_tensor(labels.astype('int64'))
     coefs = [1.0, AUX_COEF]
+    gradients = None if zero_gradients else GradientRelease(model.parameters())
 
     def step():
         logits = forward(images)
         loss = paddle.add_n([coef * loss_layer(logit, labels) for coef, logit in zip(coefs, logits)])
         loss.backward()
-        optimizer.step()
-        optimizer.clear_grad()
+        if gradients is None:
+            optimizer.step()
+            optimizer.clear_grad()
+        else:
+            gradients.before_update()
+            optimizer.step()
+            gradients.release(optimizer)
         return loss, logits
     return step
 

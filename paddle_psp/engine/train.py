@@ -35,6 +35,7 @@ from paddle_psp.core.runtime import THREADS_VAR, math_threads
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine import vdl
 from paddle_psp.engine.ema import EMAHook
+from paddle_psp.engine.gradients import GradientRelease
 from paddle_psp.engine.hooks import CheckpointHook, EvalHook, LogHook, Step, VisualDLHook
 from paddle_psp.engine.loader import derive_seed, make_loader, unpack_batch
 from paddle_psp.engine.profiler import ProfilerHook, parse_profiler_options
@@ -156,6 +157,7 @@ class Trainer:
                 paddle.distributed.init_parallel_env()
             self.model = paddle.DataParallel(self.model)
         self.forward = self._training_forward()
+        self.gradients = GradientRelease(self.core_model.parameters())
         self.hooks = self._standard_hooks()
         self.batches_per_epoch = None  # known once the loader exists
 
@@ -335,11 +337,13 @@ class Trainer:
         if self.scaler is not None:
             scaled = self.scaler.scale(loss)
             scaled.backward()
+            self.gradients.before_update()
             self.scaler.minimize(self.optimizer, scaled)
         else:
             loss.backward()
+            self.gradients.before_update()
             self.optimizer.step()
-        self.optimizer.clear_grad()
+        self.gradients.release(self.optimizer)
         self.lr_scheduler.step()
         values = [float(loss)] + [float(w) for w in weighted]
         if not math.isfinite(values[0]):
