@@ -15,6 +15,8 @@ import threading
 
 from paddle_psp import __version__
 from paddle_psp.benchmark.flags import benchmark_parser, env_parser
+from paddle_psp.core import log
+from paddle_psp.core.errors import UserError
 from paddle_psp.data.flags import prepare_parser
 from paddle_psp.engine.flags import train_parser
 from paddle_psp.evaluation.flags import val_parser
@@ -95,6 +97,10 @@ def main(argv=None):
     if verb not in VERBS:
         parser.error(f'unknown verb {argv[0]!r}; choose from {", ".join(sorted(VERBS))}')
     args = PARSERS[verb]().parse_args(argv[1:])  # --help and bad flags answered before Paddle loads
+    try:
+        log.check_level_setting()
+    except UserError as err:
+        return _refused(verb, err)
     if verb == 'models' and not args.check:  # the zoo listing reads the manifest only
         from paddle_psp.weights import zoo_listing
         return zoo_listing.main(args)
@@ -103,7 +109,6 @@ def main(argv=None):
     # the CPU tuning, which finds Paddle imported.
     importlib.import_module('paddleseg')
     from paddle_psp.core import runtime
-    from paddle_psp.core.errors import UserError
     try:
         # Before any tensor op: MKL reads its code path at the first one.
         runtime.apply_cpu_tuning(training=verb in TRAINING_VERBS)
@@ -111,11 +116,16 @@ def main(argv=None):
         status = module.main(argv[1:])
         return status if isinstance(status, int) else 0  # some verbs return their results
     except UserError as err:
-        print(f'paddleseg {verb}: error: {err}', file=sys.stderr)
-        return 2
+        return _refused(verb, err)
     except KeyboardInterrupt:
         print(f'paddleseg {verb}: interrupted', file=sys.stderr)
         return 130
+
+
+def _refused(verb, err):
+    """Print ``paddleseg VERB: error: ...`` (one line) for a :class:`UserError`; returns the exit status, 2."""
+    print(f'paddleseg {verb}: error: {err}', file=sys.stderr)
+    return 2
 
 
 def console_main():

@@ -117,7 +117,11 @@ BENCHMARK = ['benchmark', *MODEL, '--dygraph']
 NO_VNNI = ['ONEDNN_MAX_CPU_ISA=AVX2', 'PADDLE_PSP_UNSAFE_INT8=0']
 INT8_REFUSED = '--quantize int8: ONEDNN_MAX_CPU_ISA=AVX2 caps oneDNN below VNNI'
 
+LOG_LEVEL_REFUSED = "PADDLE_PSP_LOG_LEVEL='{}': expected one of DEBUG, INFO, WARNING, ERROR (or unset: INFO)"
 ROWS = [
+    (['PADDLE_PSP_LOG_LEVEL=loud', *TRAIN], {}, LOG_LEVEL_REFUSED.format('loud')),
+    (['PADDLE_PSP_LOG_LEVEL=verbose', 'models'], {}, LOG_LEVEL_REFUSED.format('verbose')),
+    (['PADDLE_PSP_TRAIN_MALLOC=fast', *TRAIN], {}, "PADDLE_PSP_TRAIN_MALLOC='fast': expected one of release, reuse"),
     (['SEG_HOME=', 'download', URL], {}, 'SEG_HOME: empty path'),
     (['SEG_HOME={tmp}/file', 'download', URL], {'{tmp}/file': 'file'}, 'SEG_HOME: {tmp}/file is a file'),
     (['SEG_HOME={tmp}/file/home', 'download', URL], {'{tmp}/file': 'file'},

@@ -1,6 +1,7 @@
 """`paddleseg val` and evaluate(): numbers against an independent computation on the generated dataset."""
 import io
 import logging
+import multiprocessing
 import os
 import re
 
@@ -149,6 +150,25 @@ def test_layer_model_workers_and_training_mode(setup):
     parallel = evaluate.evaluate(layer, dataset, num_workers=1, print_detail=False)
     np.testing.assert_array_equal(serial['confusion'], parallel['confusion'])
     assert serial['confusion'].sum() > 0
+
+
+def test_workers_stop_when_scoring_stops_early(setup):
+    """A forward that fails at the second image: the reading processes are gone when the error arrives (not
+    left until interpreter exit, where they log errors)."""
+    dataset = load_config(setup['config']).val_dataset
+    calls = []
+
+    def failing(batch):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError('stop here')
+        return colour_forward(batch)
+    assert not multiprocessing.active_children()
+    with pytest.raises(RuntimeError, match='stop here'):
+        evaluate.evaluate(failing, dataset, num_workers=1, print_detail=False)
+    assert not multiprocessing.active_children()
+    evaluate.evaluate(colour_forward, dataset, num_workers=1, print_detail=False)
+    assert not multiprocessing.active_children()
 
 
 def test_val_cli_prints_full_report(setup, log_lines):

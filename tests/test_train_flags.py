@@ -1,6 +1,7 @@
 """`paddleseg train` flags of PaddleSeg 2.8's tools/train.py: defaults, refusals, --use_ema, --data_format,
 --repeats, --profiler_options, and the drawn --seed."""
 import json
+import multiprocessing
 import os
 
 import numpy as np
@@ -278,6 +279,27 @@ def test_repeats_lengthens_the_epoch_as_paddleseg(tmp_path, make_config, synthet
     trainer = train.Trainer(args)
     files = trainer.train_dataset.file_list
     assert len(files) == 3 * 8 and files[:8] * 3 == files
+
+
+def test_loader_workers_stop_when_the_loop_ends(tmp_path, make_config):
+    """The training loader's reading processes are gone before the end-of-training hooks run, and after a
+    run that failed in the middle of the loop."""
+    alive = []
+
+    class Count(Hook):
+        def after_step(self, trainer, step):
+            if step.iteration == 2:
+                raise RuntimeError('stop here')
+
+        def after_train(self, trainer):
+            alive.append(len(multiprocessing.active_children()))
+    common = ['--config', make_config(tmp_path, iters=1), '--seed', '0', '--num_workers', '1']
+    assert not multiprocessing.active_children()
+    assert train.main([*common, '--save_dir', str(tmp_path / 'out')], extra_hooks=[Count()]) in (0, None)
+    assert alive == [0]
+    with pytest.raises(RuntimeError, match='stop here'):
+        train.main([*common, '--save_dir', str(tmp_path / 'failed'), '--iters', '3'], extra_hooks=[Count()])
+    assert not multiprocessing.active_children()
 
 
 def test_profiler_options_profile_then_exit(tmp_path, make_config):

@@ -1,8 +1,9 @@
 """The package logger: one line per message on stderr, PaddleSeg-like format.
 
 Logs go to stderr so that a verb's stdout carries only its results (``$(paddleseg download X)`` is a path).
-``PADDLE_PSP_LOG_LEVEL`` (DEBUG, INFO, WARNING, ERROR; default INFO) sets the level, e.g. DEBUG shows the
-CPU tuning that ``paddleseg`` applied. :func:`log_file` also writes the lines to a file while a block runs
+``PADDLE_PSP_LOG_LEVEL`` (DEBUG, INFO, WARNING, ERROR, any case; default INFO) sets the level, e.g. DEBUG
+shows the CPU tuning that ``paddleseg`` applied. The logger is set up at import, where another value means INFO;
+the ``paddleseg`` command refuses it before any work (:func:`check_level_setting`). :func:`log_file` also writes the lines to a file while a block runs
 (``SAVE_DIR/train.log``, ``val.log``, ``predict.log``).
 """
 import contextlib
@@ -10,7 +11,24 @@ import logging
 import os
 import sys
 
+from paddle_psp.core.errors import UserError
+
 LEVEL_VAR = 'PADDLE_PSP_LOG_LEVEL'
+LEVELS = ('DEBUG', 'INFO', 'WARNING', 'ERROR')
+
+
+def level_setting(environ=None):
+    """The level ``PADDLE_PSP_LOG_LEVEL`` names ('INFO' when it is unset or empty), or None when it names none."""
+    environ = os.environ if environ is None else environ
+    level = environ.get(LEVEL_VAR, '').strip().upper() or 'INFO'
+    return level if level in LEVELS else None
+
+
+def check_level_setting(environ=None):
+    """Raise a one-line :class:`~paddle_psp.core.errors.UserError` when ``PADDLE_PSP_LOG_LEVEL`` names no level."""
+    environ = os.environ if environ is None else environ
+    if level_setting(environ) is None:
+        raise UserError(f'{LEVEL_VAR}={environ[LEVEL_VAR]!r}: expected one of {", ".join(LEVELS)} (or unset: INFO)')
 
 
 class _CurrentStderrHandler(logging.StreamHandler):
@@ -52,8 +70,7 @@ if not logger.handlers:
     _handler = _CurrentStderrHandler()
     _handler.setFormatter(FORMATTER)
     logger.addHandler(_handler)
-    _level = os.environ.get(LEVEL_VAR, 'INFO').upper()
-    logger.setLevel(_level if _level in ('DEBUG', 'INFO', 'WARNING', 'ERROR') else logging.INFO)
+    logger.setLevel(level_setting() or logging.INFO)
     logger.propagate = False
 
 

@@ -32,6 +32,7 @@ from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import log_file, logger
 from paddle_psp.core.outputs import require_dir
 from paddle_psp.core.runtime import THREADS_VAR, math_threads
+from paddle_psp.data import workers
 from paddle_psp.engine import checkpoint as ckpt
 from paddle_psp.engine import vdl
 from paddle_psp.engine.ema import EMAHook
@@ -300,24 +301,23 @@ class Trainer:
         self.batches_per_epoch = loader.batch_sampler.batches_per_epoch
         for hook in self.hooks:
             hook.before_train(self)
-        batches = iter(loader)
         self.model.train()
         iteration = self.start_iter
         tic = time.time()
-        while iteration < self.iters:
-            images, labels, indices = unpack_batch(next(batches))
-            reader_cost = time.time() - tic
-            iteration += 1
-            paddle.seed(derive_seed(self.seed, 0xD509, iteration, self.rank))  # dropout
-            lr = self.optimizer.get_lr()
-            losses = self.train_step(images, labels)
-            if iteration == 1 and self.args.seed is None:  # after the first batch proved the data good
-                logger.info(f'seed: {self.seed} (drawn; --seed {self.seed} repeats this run)')
-            step = Step(iteration, lr, losses, indices, reader_cost, time.time() - tic)
-            for hook in self.hooks:
-                hook.after_step(self, step)
-            tic = time.time()
-        del batches  # stops the loader's workers
+        with contextlib.closing(workers.read(loader)) as batches:  # the loader's workers stop at its end
+            while iteration < self.iters:
+                images, labels, indices = unpack_batch(next(batches))
+                reader_cost = time.time() - tic
+                iteration += 1
+                paddle.seed(derive_seed(self.seed, 0xD509, iteration, self.rank))  # dropout
+                lr = self.optimizer.get_lr()
+                losses = self.train_step(images, labels)
+                if iteration == 1 and self.args.seed is None:  # after the first batch proved the data good
+                    logger.info(f'seed: {self.seed} (drawn; --seed {self.seed} repeats this run)')
+                step = Step(iteration, lr, losses, indices, reader_cost, time.time() - tic)
+                for hook in self.hooks:
+                    hook.after_step(self, step)
+                tic = time.time()
         for hook in self.hooks:
             hook.after_train(self)
 
@@ -334,14 +334,12 @@ class Trainer:
         weighted = [coef * layer(logit.astype('float32'), labels)
                     for coef, layer, logit in zip(coefs, loss_layers, logits)]
         loss = paddle.add_n(weighted)
+        scaled = self.scaler.scale(loss) if self.scaler is not None else loss
+        scaled.backward()
+        self.gradients.before_update()
         if self.scaler is not None:
-            scaled = self.scaler.scale(loss)
-            scaled.backward()
-            self.gradients.before_update()
             self.scaler.minimize(self.optimizer, scaled)
         else:
-            loss.backward()
-            self.gradients.before_update()
             self.optimizer.step()
         self.gradients.release(self.optimizer)
         self.lr_scheduler.step()

@@ -25,6 +25,7 @@ from paddle_psp.core.errors import UserError
 from paddle_psp.core.log import log_file, logger
 from paddle_psp.core.outputs import require_file, writing
 from paddle_psp.core.console import Progress, lines_every
+from paddle_psp.data import workers
 from paddle_psp.data.datasets import IGNORE_INDEX, class_names, label_problem
 from paddle_psp.evaluation.flags import val_parser
 from paddle_psp.core.stages import Stages
@@ -107,8 +108,8 @@ def _score(forward, dataset, options, num_workers, print_detail, auc=None):
     files = getattr(dataset, 'file_list', None)
     display = (Progress('evaluating', len(indices), every=lines_every(len(indices)), unit='image',
                         log_prefix='[EVAL] ') if print_detail else contextlib.nullcontext())
-    with display as progress:
-        for index, sample in zip(indices, _samples(dataset, indices, num_workers)):
+    with display as progress, contextlib.closing(_samples(dataset, indices, num_workers)) as samples:
+        for index, sample in zip(indices, samples):
             label_path = files[index][1] if files else f'label {index}'
             label = np.asarray(sample['label'])
             problem = label_problem(label, confusion.num_classes, confusion.ignore_index, label_path)
@@ -133,12 +134,13 @@ def _score(forward, dataset, options, num_workers, print_detail, auc=None):
 
 
 def _samples(dataset, indices, num_workers):
-    """The samples at ``indices``, read in ``num_workers`` background processes when > 0."""
+    """The samples at ``indices`` (a generator), read in ``num_workers`` background processes when > 0; closing
+    the generator (as :func:`_score` does, also when scoring stops early) stops those at once."""
     if num_workers <= 0:
         return (dataset[i] for i in indices)
     subset = paddle.io.Subset(dataset, indices)
-    return iter(paddle.io.DataLoader(subset, batch_size=1, shuffle=False, num_workers=num_workers,
-                                     collate_fn=_only_item, use_shared_memory=False))
+    return workers.read(paddle.io.DataLoader(subset, batch_size=1, shuffle=False, num_workers=num_workers,
+                                             collate_fn=_only_item, use_shared_memory=False))
 
 
 def _only_item(batch):
