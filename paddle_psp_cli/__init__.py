@@ -111,7 +111,8 @@ def main(argv=None):
     from paddle_psp.core import runtime
     try:
         # Before any tensor op: MKL reads its code path at the first one.
-        runtime.apply_cpu_tuning(training=verb in TRAINING_VERBS)
+        runtime.apply_cpu_tuning(training=verb in TRAINING_VERBS,
+                                 malloc_default=runtime.TRAIN_MALLOC_DEFAULTS.get(verb, 'release'))
         module = importlib.import_module(VERBS[verb][0])
         status = module.main(argv[1:])
         return status if isinstance(status, int) else 0  # some verbs return their results

@@ -176,14 +176,30 @@ def test_apply_sets_the_environment_and_logs_one_line(training):
         assert f'{key}={value}' in out.split('cpu tuning:')[1].splitlines()[0]
 
 
-@pytest.mark.parametrize('verb, training', [('train', True), ('quickstart', True), ('val', False),
-                                            ('predict', False), ('export', False), ('benchmark', False)])
-def test_cli_tunes_training_verbs_for_training(monkeypatch, verb, training):
+@pytest.mark.parametrize('verb, training, malloc', [('train', True, 'release'), ('quickstart', True, 'reuse'),
+                                                    ('val', False, 'release'), ('predict', False, 'release'),
+                                                    ('export', False, 'release'), ('benchmark', False, 'release')])
+def test_cli_tunes_training_verbs_for_training(monkeypatch, verb, training, malloc):
     calls = []
     monkeypatch.setattr(runtime, 'apply_cpu_tuning', lambda **kwargs: calls.append(kwargs))
     cli = stub_verb(monkeypatch, verb, lambda argv: 0)
     assert cli.main([verb]) == 0
-    assert calls == [{'training': training}]
+    assert calls == [{'training': training, 'malloc_default': malloc}]
+    assert set(runtime.TRAIN_MALLOC_DEFAULTS) == set(cli.TRAINING_VERBS)
+
+
+def test_quickstart_reuses_unless_told_otherwise():
+    text = cpuinfo('GenuineIntel', AVX512)
+    quickstart = runtime.TRAIN_MALLOC_DEFAULTS['quickstart']
+    assert runtime.TRAIN_MALLOC_DEFAULTS == {'train': 'release', 'quickstart': 'reuse'}
+    assert runtime.tuning_env({}, cpuinfo=text, training=True, malloc_default=quickstart) == runtime.tuning_env(
+        {runtime.TRAIN_MALLOC_VAR: 'reuse'}, cpuinfo=text, training=True)
+    told = {runtime.TRAIN_MALLOC_VAR: 'release'}
+    assert runtime.tuning_env(told, cpuinfo=text, training=True, malloc_default=quickstart) == runtime.tuning_env(
+        {}, cpuinfo=text, training=True)
+    refusal = r"^PADDLE_PSP_TRAIN_MALLOC='x': expected one of release, reuse \(or unset: reuse\)$"
+    with pytest.raises(UserError, match=refusal):
+        runtime.tuning_env({runtime.TRAIN_MALLOC_VAR: 'x'}, cpuinfo=text, training=True, malloc_default=quickstart)
 
 
 def test_apply_does_nothing_when_switched_off():

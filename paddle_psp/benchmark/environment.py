@@ -79,11 +79,12 @@ def cpu_lines(cpuinfo=None):
     if runtime.tuning_disabled():
         return lines + [f'tuning: off ({runtime.NO_TUNING_VAR}=1)']
     active = [f'{key}={os.environ[key]}' for key in runtime.TUNING_VARIABLES if key in os.environ]
-    training = runtime.tuning_env(training=True)
     lines.append(f'tuning (every verb): {", ".join(active) or "none"}; math threads {math_threads()}')
-    malloc = f'{runtime.TRAIN_MALLOC_VAR}: {runtime.train_malloc_mode()}'
-    lines.append(f'tuning (train, quickstart, in addition; {malloc}): '
-                 + (', '.join(f'{k}={v}' for k, v in training.items()) or 'none'))
+    for verb, default in runtime.TRAIN_MALLOC_DEFAULTS.items():
+        training = runtime.tuning_env(training=True, malloc_default=default)
+        malloc = f'{runtime.TRAIN_MALLOC_VAR}: {runtime.train_malloc_mode(default=default)}'
+        lines.append(f'tuning ({verb}, in addition; {malloc}): '
+                     + (', '.join(f'{k}={v}' for k, v in training.items()) or 'none'))
     return lines
 
 

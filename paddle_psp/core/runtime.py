@@ -22,7 +22,8 @@ saves next to nothing, run without it. ``PADDLE_PSP_TRAIN_MALLOC=reuse`` trades 
 processes that can spare the memory: ``MALLOC_MMAP_MAX_=0`` and ``MALLOC_TRIM_THRESHOLD_`` at its largest keep
 every freed block in the heap for the next allocation, so a training step faults in no fresh pages (faster;
 the numbers are the same, the allocator does not compute) while its peak RSS grows by the heap's
-fragmentation. ``release`` (the default) is the 8 MiB threshold.
+fragmentation. ``release`` (the default of ``paddleseg train``) is the 8 MiB threshold; ``paddleseg quickstart``
+runs ``reuse`` unless told otherwise (:data:`TRAIN_MALLOC_DEFAULTS`).
 
 Threads: Paddle's dygraph CPU kernels run on one thread by default (Paddle writes ``OMP_NUM_THREADS=1`` at
 import when it is unset; ``FLAGS_paddle_num_threads`` given in the environment is not applied by Paddle
@@ -64,6 +65,9 @@ MMAP_THRESHOLD = 8 * 2 ** 20
 # (the threshold above) or keep them in the heap for 'reuse' (no mmap, no trimming).
 TRAIN_MALLOC_VAR = 'PADDLE_PSP_TRAIN_MALLOC'
 TRAIN_MALLOC_MODES = ('release', 'reuse')
+# The mode of each training verb while the variable is unset: `train` keeps its peak RSS under PaddleSeg's;
+# the quickstart's small process spares the few MiB that reuse costs it for ~12 % less time (docs/performance.md).
+TRAIN_MALLOC_DEFAULTS = {'train': 'release', 'quickstart': 'reuse'}
 REUSE_MALLOC = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(2 ** 31 - 1)}  # mallopt takes an int
 # mallopt parameter numbers (<malloc.h>) of the variables glibc reads at process start
 MALLOPT_PARAMS = {MMAP_THRESHOLD_VAR: -3, 'MALLOC_MMAP_MAX_': -4, 'MALLOC_TRIM_THRESHOLD_': -1}
@@ -137,17 +141,17 @@ def local_ranks(environ=None):
     return 1
 
 
-def train_malloc_mode(environ=None):
-    """``PADDLE_PSP_TRAIN_MALLOC``: 'release' (also when unset or empty) or 'reuse'.
+def train_malloc_mode(environ=None, default='release'):
+    """``PADDLE_PSP_TRAIN_MALLOC``: 'release' or 'reuse'; ``default`` when it is unset or empty.
 
     Raises:
         UserError: Any other value (named, with the ones expected).
     """
     environ = os.environ if environ is None else environ
-    mode = environ.get(TRAIN_MALLOC_VAR, '').strip().lower() or 'release'
+    mode = environ.get(TRAIN_MALLOC_VAR, '').strip().lower() or default
     if mode not in TRAIN_MALLOC_MODES:
         raise UserError(f'{TRAIN_MALLOC_VAR}={environ[TRAIN_MALLOC_VAR]!r}: expected one of '
-                        f'{", ".join(TRAIN_MALLOC_MODES)} (or unset: release)')
+                        f'{", ".join(TRAIN_MALLOC_MODES)} (or unset: {default})')
     return mode
 
 
@@ -175,7 +179,7 @@ def math_threads_setting(environ=None, cpuinfo=None):
     return max(1, cores // ranks), f'{cores} cores' + (f' / {ranks} local ranks' if ranks > 1 else '')
 
 
-def tuning_env(environ=None, cpuinfo=None, training=False):
+def tuning_env(environ=None, cpuinfo=None, training=False, malloc_default='release'):
     """The variables the tuning would add to ``environ``: none when disabled or already set.
 
     ``MKL_DEBUG_CPU_TYPE`` on AMD CPUs with AVX2; ``FLAGS_paddle_num_threads`` (:func:`math_threads_setting`)
@@ -188,6 +192,8 @@ def tuning_env(environ=None, cpuinfo=None, training=False):
         cpuinfo (str, optional): cpuinfo text. Default: read from the system.
         training (bool, optional): Whether the process trains (``paddleseg train``, ``quickstart``) rather
             than evaluates, predicts or exports. Default: False.
+        malloc_default (str, optional): The training mode while ``PADDLE_PSP_TRAIN_MALLOC`` is unset (the
+            verb's, :data:`TRAIN_MALLOC_DEFAULTS`). Default: 'release'.
 
     Returns:
         dict: Variable name -> value, only for variables ``environ`` lacks (or, for
@@ -202,7 +208,7 @@ def tuning_env(environ=None, cpuinfo=None, training=False):
     if is_amd_cpu(cpuinfo) and cpu_type is not None:
         wanted['MKL_DEBUG_CPU_TYPE'] = cpu_type
     if training:
-        reuse = train_malloc_mode(environ) == 'reuse'  # read, and a bad value refused, wherever a process trains
+        reuse = train_malloc_mode(environ, malloc_default) == 'reuse'  # a bad value refused wherever one trains
         if is_glibc():
             wanted.update(REUSE_MALLOC if reuse else {MMAP_THRESHOLD_VAR: str(MMAP_THRESHOLD)})
     wanted[THREADS_VAR] = str(math_threads_setting(environ, cpuinfo)[0])
@@ -211,7 +217,7 @@ def tuning_env(environ=None, cpuinfo=None, training=False):
             if key not in environ or (key == THREADS_VAR and positive_int(environ[key]) is None)}
 
 
-def apply_cpu_tuning(enabled=True, training=False):
+def apply_cpu_tuning(enabled=True, training=False, malloc_default='release'):
     """Apply the tuning to this process and its children, and log what is in effect (one line, once).
 
     Puts :func:`tuning_env` into ``os.environ``, sets glibc's malloc variables with ``mallopt`` (a
@@ -223,13 +229,14 @@ def apply_cpu_tuning(enabled=True, training=False):
         enabled (bool, optional): False (e.g. a ``--no_tuning`` flag) behaves as ``PADDLE_PSP_NO_TUNING=1``
             and also sets that variable so that child processes agree. Default: True.
         training (bool, optional): Whether this process trains (see :func:`tuning_env`). Default: False.
+        malloc_default (str, optional): See :func:`tuning_env`. Default: 'release'.
 
     Returns:
         dict: The variables this call set.
     """
     if not enabled:
         os.environ[NO_TUNING_VAR] = '1'
-    added = tuning_env(training=training)
+    added = tuning_env(training=training, malloc_default=malloc_default)
     threads, note = math_threads_setting()  # before `added` is in the environment: whose value it is
     os.environ.update(added)
     for key in MALLOPT_PARAMS.keys() & added.keys():
