@@ -96,7 +96,8 @@ def train_task(spec):
     paddle.seed(0)
     model = loaded_model(spec['model'], spec['paddleseg'], spec['weights'])
     losses, outputs = [], []
-    train_step = make_train_step(model, spec['size'], zero_gradients=spec['paddleseg'])
+    # each project's loop: PaddleSeg's zeroes the gradients, paddleseg train frees them (unless the spec says)
+    train_step = make_train_step(model, spec['size'], zero_gradients=spec.get('zero_gradients', spec['paddleseg']))
 
     def step():
         loss, logits = train_step()

@@ -26,7 +26,7 @@ from paddle_psp.core import machine, runtime
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/: speed.py, speed_paths.py
 from speed import MODELS, parse_size, tuned_env  # noqa: E402 (after the path)
 from speed_paths import make_weights  # noqa: E402
-from tuning_ab import header, interleaved, table  # noqa: E402
+from tuning_ab import OURS, header, interleaved, table  # noqa: E402
 
 
 def envs(threads):
@@ -87,14 +87,14 @@ def main(argv=None):
             if not args.no_train:
                 spec = {'task': 'train', 'model': name, 'weights': weights, 'size': args.train,
                         'repeat': args.repeat}
-                variants = [(one, False, 'train 1'), (many, False, f'train {args.threads}')]
+                variants = [(one, OURS, 'train 1'), (many, OURS, f'train {args.threads}')]
                 results = checked(interleaved(variants, args.rounds, spec, environments), counts)
                 tables.append(table(f'{MODELS[name]}, training step, batch 2, {args.train[0]}x{args.train[1]}',
                                     results, one))
             if not args.no_eval:
                 spec = {'task': 'eval', 'model': name, 'weights': weights, 'input': batch, 'fast': False,
                         'repeat': args.repeat, 'output': os.path.join(work, 'out.npy'), 'cache_dir': work}
-                variants = [(one, False, 'eval 1'), (many, False, f'eval {args.threads}')]
+                variants = [(one, OURS, 'eval 1'), (many, OURS, f'eval {args.threads}')]
                 results = checked(interleaved(variants, args.rounds, spec, environments), counts)
                 tables.append(table(f'{MODELS[name]}, dygraph evaluation forward, batch 1, '
                                     f'{args.size[0]}x{args.size[1]}', results, one))

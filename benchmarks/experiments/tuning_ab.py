@@ -8,6 +8,7 @@ average is printed, and CPU time, which load inflates far less, beside the wall 
     python benchmarks/experiments/tuning_ab.py --models --train 256x256 --train_models deeplabv3 pspnet   # training step
     python benchmarks/experiments/tuning_ab.py --models --train 512x512 --train_reference   # peak RSS as speed.py's (long)
     python benchmarks/experiments/tuning_ab.py --models --train 512x512 --train_models pspnet deeplabv3 --repeat 3  # reuse: steady from step 3
+    python benchmarks/experiments/tuning_ab.py --models --train 512x512 --train_models pspnet deeplabv3 --repeat 3 --train_gradients
 
 Each measurement is one :mod:`speed_paths` subprocess (as in ``speed.py``: one warm-up run, then
 ``--repeat`` timed runs; peak RSS of that child alone). The variants alternate, ABCD ABCD ..., so that a
@@ -16,7 +17,9 @@ Evaluation forward: paddle-psp's and PaddleSeg's own model, each without ("off")
 variable, every other variable as ``speed.py``'s tuned paths, so that the two models meet in the same
 environment. Training step (batch 2, ``--train SIZE``): paddle-psp's model off, on and with the malloc
 reuse variables instead ("reuse"; ``--train_reference``:
-also PaddleSeg's in its default environment, as ``speed.py`` runs it).
+also PaddleSeg's in its default environment, as ``speed.py`` runs it). ``--train_gradients`` times paddle-psp's
+step instead with its gradients freed after each step, as ``paddleseg train`` does, and zeroed and kept, as
+PaddleSeg's loop does (:mod:`paddle_psp.engine.gradients`), under "on" and "reuse".
 """
 import argparse
 import os
@@ -49,12 +52,12 @@ def envs():
 
 
 def interleaved(variants, rounds, spec, environments):
-    """Run ``spec`` for each (label, paddleseg, environment name) variant ``rounds`` times, alternating;
+    """Run ``spec`` for each (label, spec changes, environment name) variant ``rounds`` times, alternating;
     {label: [result of each child]}."""
     results = {label: [] for label, _, _ in variants}
     for round_index in range(rounds):
-        for label, paddleseg, env in variants:
-            results[label].append(run_child(dict(spec, paddleseg=paddleseg), environments[env],
+        for label, changes, env in variants:
+            results[label].append(run_child(dict(spec, **changes), environments[env],
                                             f'round {round_index + 1}: {label}'))
     return results
 
@@ -89,6 +92,9 @@ def build_parser():
     parser.add_argument('--train_models', nargs='+', choices=sorted(MODELS), default=['deeplabv3'])
     parser.add_argument('--train_reference', action='store_true',
                         help="also PaddleSeg's training step in its default environment (peak RSS reference)")
+    parser.add_argument('--train_gradients', action='store_true',
+                        help="training variants: paddle-psp's step with its gradients freed (as paddleseg train) "
+                             "and zeroed (as PaddleSeg's loop), under 'on' and 'reuse'")
     return parser
 
 
@@ -101,11 +107,17 @@ def header(environments, script='tuning_ab.py'):
             f'load average at start: {machine.load_average_text()}')
 
 
-EVAL_VARIANTS = [('paddle-psp, off', False, 'off'), ('paddle-psp, on', False, 'on'),
-                 ('PaddleSeg, off', True, 'off'), ('PaddleSeg, on', True, 'on')]
-TRAIN_VARIANTS = [('paddle-psp, off', False, 'off'), ('paddle-psp, on', False, 'on'),
-                  ('paddle-psp, reuse', False, 'reuse')]
-TRAIN_REFERENCE = ('PaddleSeg, default env', True, 'default')
+# (label, changes to the child's spec, environment): paddle-psp's model or PaddleSeg's
+OURS, PADDLESEG = {'paddleseg': False}, {'paddleseg': True}
+EVAL_VARIANTS = [('paddle-psp, off', OURS, 'off'), ('paddle-psp, on', OURS, 'on'),
+                 ('PaddleSeg, off', PADDLESEG, 'off'), ('PaddleSeg, on', PADDLESEG, 'on')]
+TRAIN_VARIANTS = [('paddle-psp, off', OURS, 'off'), ('paddle-psp, on', OURS, 'on'),
+                  ('paddle-psp, reuse', OURS, 'reuse')]
+TRAIN_REFERENCE = ('PaddleSeg, default env', PADDLESEG, 'default')
+# --train_gradients: paddle-psp's step ending as `paddleseg train` does (gradients freed) or as PaddleSeg's loop
+ZEROED = dict(OURS, zero_gradients=True)
+GRADIENT_VARIANTS = [('paddle-psp, on', OURS, 'on'), ('paddle-psp, on, gradients zeroed', ZEROED, 'on'),
+                     ('paddle-psp, reuse', OURS, 'reuse'), ('paddle-psp, reuse, gradients zeroed', ZEROED, 'reuse')]
 
 
 def main(argv=None):
@@ -132,10 +144,11 @@ def main(argv=None):
         for name in train_models:
             spec = {'task': 'train', 'model': name, 'weights': weights[name], 'size': args.train,
                     'repeat': args.repeat}
-            variants = TRAIN_VARIANTS + ([TRAIN_REFERENCE] if args.train_reference else [])
+            variants = GRADIENT_VARIANTS if args.train_gradients else TRAIN_VARIANTS
+            variants = variants + ([TRAIN_REFERENCE] if args.train_reference else [])
             results = interleaved(variants, args.rounds, spec, environments)
             tables.append(table(f'{MODELS[name]}, training step, batch 2, {args.train[0]}x{args.train[1]}',
-                                results, 'paddle-psp, off'))
+                                results, variants[0][0]))
     print()
     print('\n\n'.join(tables))
     print(f'\nload average at the end: {machine.load_average_text()} (2 cores: ~1 is the measured child)')
