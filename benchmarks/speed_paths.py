@@ -123,7 +123,7 @@ def make_train_step(model, size, batch=2, forward=None, zero_gradients=False):
     """
     import paddle  # lazy: see the module docstring
     from paddle_psp.data.datasets import IGNORE_INDEX
-    from paddle_psp.engine.gradients import GradientRelease
+    from paddle_psp.engine.gradients import GradientRelease, GradientZeroing
     from paddle_psp.models.losses import ZooCrossEntropyLoss
     model.train()
     forward = forward or model
@@ -137,19 +137,15 @@ def make_train_step(model, size, batch=2, forward=None, zero_gradients=False):
     labels[:, :height // 8] = IGNORE_INDEX
     labels = paddle.to_tensor(labels.astype('int64'))
     coefs = [1.0, AUX_COEF]
-    gradients = None if zero_gradients else GradientRelease(model.parameters())
+    gradients = GradientZeroing() if zero_gradients else GradientRelease(model.parameters())
 
     def step():
         logits = forward(images)
         loss = paddle.add_n([coef * loss_layer(logit, labels) for coef, logit in zip(coefs, logits)])
         loss.backward()
-        if gradients is None:
-            optimizer.step()
-            optimizer.clear_grad()
-        else:
-            gradients.before_update()
-            optimizer.step()
-            gradients.release(optimizer)
+        gradients.before_update()
+        optimizer.step()
+        gradients.after_update(optimizer)
         return loss, logits
     return step
 

@@ -6,7 +6,7 @@ import pytest
 
 from paddle_psp.engine import train
 from paddle_psp.engine.flags import train_parser
-from paddle_psp.engine.gradients import GradientRelease
+from paddle_psp.engine.gradients import GradientRelease, GradientZeroing
 
 
 class Switch(paddle.nn.Layer):
@@ -21,17 +21,6 @@ class Switch(paddle.nn.Layer):
     def forward(self, x, use_second):
         y = self.first(x)
         return self.second(y) if use_second else y
-
-
-class Zeroing:
-    """PaddleSeg's way, as :class:`GradientRelease`'s interface: gradients kept and zeroed after each step."""
-
-    def before_update(self):
-        pass
-
-    @staticmethod
-    def release(optimizer):
-        optimizer.clear_grad()
 
 
 class NoFill(GradientRelease):
@@ -53,14 +42,14 @@ def train_switch(gradients_for, uses):
         model(x, use_second).square().sum().backward()
         gradients.before_update()
         optimizer.step()
-        gradients.release(optimizer)
+        gradients.after_update(optimizer)
         grads_after.append([p.grad is None for p in model.parameters()])
     return {k: v.numpy() for k, v in model.state_dict().items()}, grads_after
 
 
 def test_release_updates_as_zeroing_when_a_parameter_misses_a_step():
     uses = [True, False, False, True]
-    zeroed, zeroed_grads = train_switch(lambda model: Zeroing(), uses)
+    zeroed, zeroed_grads = train_switch(lambda model: GradientZeroing(), uses)
     released, released_grads = train_switch(lambda model: GradientRelease(model.parameters()), uses)
     for key in zeroed:
         np.testing.assert_array_equal(released[key], zeroed[key], err_msg=key)
@@ -69,7 +58,7 @@ def test_release_updates_as_zeroing_when_a_parameter_misses_a_step():
     # The zero gradients matter: without them `second` skips momentum and decay in steps 2-3 and ends elsewhere.
     plain, _ = train_switch(lambda model: NoFill(model.parameters()), uses)
     assert not np.array_equal(plain['second.weight'], zeroed['second.weight'])
-    untrained, _ = train_switch(lambda model: Zeroing(), [])
+    untrained, _ = train_switch(lambda model: GradientZeroing(), [])
     np.testing.assert_array_equal(released['unused.weight'], untrained['unused.weight'])
 
 
@@ -86,7 +75,7 @@ def test_trainer_frees_gradients_and_trains_as_zeroing(tmp_path, make_config, mo
         trainer = train.Trainer(train_parser().parse_args(['--config', config, '--seed', '0',
                                                            '--save_dir', str(tmp_path / way)]))
         if way == 'zeroing':
-            trainer.gradients = Zeroing()
+            trainer.gradients = GradientZeroing()
         trainer.model.train()
         for iteration in range(2):
             paddle.seed(iteration)  # dropout, as the loop seeds it

@@ -2,9 +2,9 @@
 
 Logs go to stderr so that a verb's stdout carries only its results (``$(paddleseg download X)`` is a path).
 ``PADDLE_PSP_LOG_LEVEL`` (DEBUG, INFO, WARNING, ERROR, any case; default INFO) sets the level, e.g. DEBUG
-shows the CPU tuning that ``paddleseg`` applied. The logger is set up at import, where another value means INFO;
-the ``paddleseg`` command refuses it before any work (:func:`check_level_setting`). :func:`log_file` also writes the lines to a file while a block runs
-(``SAVE_DIR/train.log``, ``val.log``, ``predict.log``).
+shows the CPU tuning that ``paddleseg`` applied. The logger is set up at import, where another value means
+INFO; the ``paddleseg`` command refuses it before any work (:func:`check_level_setting`). :func:`log_file`
+also writes the lines to a file while a block runs (``SAVE_DIR/train.log``, ``val.log``, ``predict.log``).
 """
 import contextlib
 import logging

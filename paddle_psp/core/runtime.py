@@ -66,7 +66,7 @@ MMAP_THRESHOLD = 8 * 2 ** 20
 TRAIN_MALLOC_VAR = 'PADDLE_PSP_TRAIN_MALLOC'
 TRAIN_MALLOC_MODES = ('release', 'reuse')
 # The mode of each training verb while the variable is unset: `train` keeps its peak RSS under PaddleSeg's;
-# the quickstart's small process spares the few MiB that reuse costs it for ~12 % less time (docs/performance.md).
+# the quickstart's small process spares what reuse costs it, for less time (measured in docs/performance.md).
 TRAIN_MALLOC_DEFAULTS = {'train': 'release', 'quickstart': 'reuse'}
 REUSE_MALLOC = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(2 ** 31 - 1)}  # mallopt takes an int
 # mallopt parameter numbers (<malloc.h>) of the variables glibc reads at process start

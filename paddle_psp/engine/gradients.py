@@ -15,7 +15,7 @@ import paddle
 class GradientRelease:
     """Frees the gradients of ``parameters`` after each step with the updates of zeroing them.
 
-    Call :meth:`before_update` between the backward and the optimizer's update, :meth:`release` after it.
+    Call :meth:`before_update` between the backward and the optimizer's update, :meth:`after_update` after it.
 
     Args:
         parameters (iterable[paddle.Tensor]): The model's parameters (those with ``stop_gradient`` are
@@ -35,6 +35,19 @@ class GradientRelease:
                 parameter.grad = paddle.zeros_like(parameter)
 
     @staticmethod
-    def release(optimizer):
-        """Free the gradients of ``optimizer``'s parameters (after its update)."""
+    def after_update(optimizer):
+        """Free the gradients of ``optimizer``'s parameters."""
         optimizer.clear_grad(set_to_zero=False)
+
+
+class GradientZeroing:
+    """PaddleSeg's way behind the same calls, for comparisons (benchmarks, tests): gradients kept and zeroed
+    after each update."""
+
+    def before_update(self):
+        """Nothing: a zeroed gradient is still there."""
+
+    @staticmethod
+    def after_update(optimizer):
+        """Zero the gradients of ``optimizer``'s parameters, keeping their memory."""
+        optimizer.clear_grad()

@@ -341,7 +341,7 @@ class Trainer:
             self.scaler.minimize(self.optimizer, scaled)
         else:
             self.optimizer.step()
-        self.gradients.release(self.optimizer)
+        self.gradients.after_update(self.optimizer)
         self.lr_scheduler.step()
         values = [float(loss)] + [float(w) for w in weighted]
         if not math.isfinite(values[0]):
