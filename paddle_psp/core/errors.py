@@ -38,3 +38,19 @@ def close_matches(name, names, limit=4):
     containing = [n for n in names if len(name) >= 3 and name.lower() in n.lower()]
     similar = difflib.get_close_matches(name, names, n=limit, cutoff=0.5)
     return list(dict.fromkeys(similar + containing))[:limit]
+
+
+def env_choice(environ, name, choices, default):
+    """The one of ``choices`` the environment variable ``name`` names (any case, surrounding spaces ignored), or
+    ``default`` when it is unset or empty.
+
+    Raises:
+        UserError: Any other value, in one line naming the variable, its value and the choices.
+    """
+    value = environ.get(name, '').strip()
+    if not value:
+        return default
+    for choice in choices:
+        if choice.lower() == value.lower():
+            return choice
+    raise UserError(f'{name}={environ[name]!r}: expected one of {", ".join(choices)} (or unset: {default})')

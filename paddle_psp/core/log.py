@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from paddle_psp.core.errors import UserError
+from paddle_psp.core.errors import UserError, env_choice
 
 LEVEL_VAR = 'PADDLE_PSP_LOG_LEVEL'
 LEVELS = ('DEBUG', 'INFO', 'WARNING', 'ERROR')
@@ -19,16 +19,19 @@ LEVELS = ('DEBUG', 'INFO', 'WARNING', 'ERROR')
 
 def level_setting(environ=None):
     """The level ``PADDLE_PSP_LOG_LEVEL`` names ('INFO' when it is unset or empty), or None when it names none."""
-    environ = os.environ if environ is None else environ
-    level = environ.get(LEVEL_VAR, '').strip().upper() or 'INFO'
-    return level if level in LEVELS else None
+    try:
+        return check_level_setting(environ)
+    except UserError:
+        return None
 
 
 def check_level_setting(environ=None):
-    """Raise a one-line :class:`~paddle_psp.core.errors.UserError` when ``PADDLE_PSP_LOG_LEVEL`` names no level."""
-    environ = os.environ if environ is None else environ
-    if level_setting(environ) is None:
-        raise UserError(f'{LEVEL_VAR}={environ[LEVEL_VAR]!r}: expected one of {", ".join(LEVELS)} (or unset: INFO)')
+    """The level ``PADDLE_PSP_LOG_LEVEL`` names ('INFO' when it is unset or empty).
+
+    Raises:
+        UserError: A value that names no level (one line).
+    """
+    return env_choice(os.environ if environ is None else environ, LEVEL_VAR, LEVELS, 'INFO')
 
 
 class _CurrentStderrHandler(logging.StreamHandler):

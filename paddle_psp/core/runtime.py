@@ -49,7 +49,7 @@ import ctypes.util
 import os
 import platform
 
-from paddle_psp.core.errors import UserError
+from paddle_psp.core.errors import env_choice
 from paddle_psp.core.log import logger
 from paddle_psp.core.machine import CPUINFO, cpu_flags, cpu_vendor, cpuinfo_field, read_cpuinfo, usable_cpus  # noqa: F401 (CPUINFO)
 
@@ -142,17 +142,12 @@ def local_ranks(environ=None):
 
 
 def train_malloc_mode(environ=None, default='release'):
-    """``PADDLE_PSP_TRAIN_MALLOC``: 'release' or 'reuse'; ``default`` when it is unset or empty.
+    """``PADDLE_PSP_TRAIN_MALLOC``: 'release' or 'reuse' (any case); ``default`` when it is unset or empty.
 
     Raises:
         UserError: Any other value (named, with the ones expected).
     """
-    environ = os.environ if environ is None else environ
-    mode = environ.get(TRAIN_MALLOC_VAR, '').strip().lower() or default
-    if mode not in TRAIN_MALLOC_MODES:
-        raise UserError(f'{TRAIN_MALLOC_VAR}={environ[TRAIN_MALLOC_VAR]!r}: expected one of '
-                        f'{", ".join(TRAIN_MALLOC_MODES)} (or unset: {default})')
-    return mode
+    return env_choice(os.environ if environ is None else environ, TRAIN_MALLOC_VAR, TRAIN_MALLOC_MODES, default)
 
 
 def math_threads_setting(environ=None, cpuinfo=None):
